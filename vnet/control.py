@@ -1,0 +1,218 @@
+"""The control protocol: msgpack requests and replies over ZeroMQ (the rtnetlink analogue).
+
+The switch and every node serve a control endpoint; the ``vnet`` command, the embedded LAN
+and the pytest fixtures are its clients. A request is one msgpack map
+``{"cmd": NAME, "args": {...}}``; the reply is ``{"ok": true, "result": ...}`` or
+``{"ok": false, "error": SENTENCE}``. The server is a ROUTER and answers each request from its
+own task, so a long poll (``udp_recv`` with a timeout) does not hold up other clients.
+Messages are ``[b"", payload]`` after the routing envelope, so REQ and DEALER clients both work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+from typing import Any, Awaitable, Callable, Mapping
+
+import msgpack
+import zmq
+import zmq.asyncio
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[..., Any | Awaitable[Any]]
+
+
+class ControlError(Exception):
+    """A request the server refused, with the server's sentence as the message."""
+
+
+def runtime_dir() -> str:
+    """Where local control sockets live: $VNET_RUNTIME_DIR, else /tmp/vnet-UID (mode 0700)."""
+    path = os.environ.get("VNET_RUNTIME_DIR") or f"/tmp/vnet-{os.getuid()}"
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    return path
+
+
+def node_control_endpoint(name: str) -> str:
+    """The default control endpoint of the node called ``name``: an ipc socket on this host."""
+    return f"ipc://{runtime_dir()}/{name}.ctl"
+
+
+def _pack(obj: Any) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+class ControlServer:
+    """Serves ``handlers`` (name -> callable taking the request's args as keywords).
+
+    A handler may be sync or async. ``ControlError``, ``ValueError``, ``TypeError`` and
+    ``KeyError`` raised by a handler become error replies (the client's mistake); anything else
+    is logged and answered as an internal error. ``requests`` and ``bad_requests`` count.
+    The server owns its socket: ``close()`` cancels in-flight requests and closes it.
+    """
+
+    def __init__(self, ctx: zmq.asyncio.Context, endpoint: str, handlers: Mapping[str, Handler]) -> None:
+        self.endpoint = endpoint
+        self._handlers = dict(handlers)
+        self._sock = ctx.socket(zmq.ROUTER)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        if endpoint.startswith("ipc://"):
+            path = endpoint[len("ipc://"):]
+            if os.path.exists(path):
+                os.unlink(path)  # a stale socket file from a crashed daemon
+        self._sock.bind(endpoint)
+        if endpoint.startswith("ipc://"):
+            os.chmod(endpoint[len("ipc://"):], 0o600)
+        self.endpoint = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._tasks: set[asyncio.Task] = set()
+        self._main: asyncio.Task | None = None
+        self.requests = 0
+        self.bad_requests = 0
+
+    def start(self) -> None:
+        self._main = asyncio.get_running_loop().create_task(self._serve(), name=f"control {self.endpoint}")
+
+    async def _serve(self) -> None:
+        while True:
+            parts = await self._sock.recv_multipart()
+            task = asyncio.get_running_loop().create_task(self._answer(parts))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, parts: list[bytes]) -> None:
+        self.requests += 1
+        try:
+            sep = parts.index(b"")
+        except ValueError:
+            sep = 0  # no envelope delimiter: answer on the identity alone
+        envelope, body = parts[: sep + 1] if sep else parts[:1], parts[sep + 1 :]
+        reply = await self._dispatch(body)
+        try:
+            await self._sock.send_multipart([*envelope, *([] if sep else [b""]), _pack(reply)])
+        except zmq.ZMQError as exc:
+            log.debug("control reply not sent: %s", exc)
+
+    async def _dispatch(self, body: list[bytes]) -> dict:
+        try:
+            if len(body) != 1:
+                raise ControlError(f"a request is one msgpack part, got {len(body)} parts")
+            try:
+                req = msgpack.unpackb(body[0], raw=False)
+            except Exception:
+                raise ControlError("request is not msgpack") from None
+            if not isinstance(req, dict) or not isinstance(req.get("cmd"), str):
+                raise ControlError('a request is a map {"cmd": NAME, "args": {...}}')
+            args = req.get("args") or {}
+            if not isinstance(args, dict):
+                raise ControlError("request args must be a map")
+            handler = self._handlers.get(req["cmd"])
+            if handler is None:
+                known = ", ".join(sorted(self._handlers))
+                raise ControlError(f"unknown command {req['cmd']!r}; known: {known}")
+            result = handler(**args)
+            if inspect.isawaitable(result):
+                result = await result
+            return {"ok": True, "result": result}
+        except (ControlError, ValueError, TypeError, KeyError) as exc:
+            self.bad_requests += 1
+            return {"ok": False, "error": str(exc) or exc.__class__.__name__}
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("control request failed")
+            return {"ok": False, "error": f"internal error: {exc.__class__.__name__}: {exc}"}
+
+    async def close(self) -> None:
+        tasks = [t for t in (self._main, *self._tasks) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._sock.close(linger=0)
+
+
+def _reply(raw: bytes) -> Any:
+    reply = msgpack.unpackb(raw, raw=False)
+    if not isinstance(reply, dict) or "ok" not in reply:
+        raise ControlError("malformed reply from the control endpoint")
+    if not reply["ok"]:
+        raise ControlError(reply.get("error", "request failed"))
+    return reply.get("result")
+
+
+class ControlClient:
+    """Blocking client for one control endpoint (the CLI's). Owns one DEALER socket."""
+
+    def __init__(self, endpoint: str, timeout: float = 5.0, ctx: zmq.Context | None = None) -> None:
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self._sock = (ctx or zmq.Context.instance()).socket(zmq.DEALER)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.connect(endpoint)
+
+    def call(self, cmd: str, timeout: float | None = None, **args: Any) -> Any:
+        self._sock.send_multipart([b"", _pack({"cmd": cmd, "args": args})])
+        wait = self.timeout if timeout is None else timeout
+        if not self._sock.poll(int(wait * 1000)):
+            raise TimeoutError(f"no answer from {self.endpoint} within {wait:g} s (is it running?)")
+        parts = self._sock.recv_multipart()
+        return _reply(parts[-1])
+
+    def close(self) -> None:
+        self._sock.close(linger=0)
+
+    def __enter__(self) -> "ControlClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncControlClient:
+    """asyncio client for one control endpoint (the LAN fixtures'). Owns one DEALER socket.
+
+    Requests may run concurrently: each carries a sequence number in its envelope.
+    """
+
+    def __init__(self, ctx: zmq.asyncio.Context, endpoint: str, timeout: float = 5.0) -> None:
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self._sock = ctx.socket(zmq.DEALER)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.connect(endpoint)
+        self._seq = 0
+        self._waiting: dict[bytes, asyncio.Future] = {}
+        self._reader: asyncio.Task | None = None
+
+    async def call(self, cmd: str, timeout: float | None = None, **args: Any) -> Any:
+        if self._reader is None:
+            self._reader = asyncio.get_running_loop().create_task(self._read())
+        self._seq += 1
+        tag = self._seq.to_bytes(8, "big")
+        fut = asyncio.get_running_loop().create_future()
+        self._waiting[tag] = fut
+        try:
+            await self._sock.send_multipart([tag, b"", _pack({"cmd": cmd, "args": args})])
+            wait = self.timeout if timeout is None else timeout
+            try:
+                raw = await asyncio.wait_for(fut, wait)
+            except asyncio.TimeoutError:
+                raise TimeoutError(f"no answer from {self.endpoint} to {cmd!r} within {wait:g} s") from None
+        finally:
+            self._waiting.pop(tag, None)
+        return _reply(raw)
+
+    async def _read(self) -> None:
+        while True:
+            parts = await self._sock.recv_multipart()
+            fut = self._waiting.get(parts[0])
+            if fut is not None and not fut.done():
+                fut.set_result(parts[-1])
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+        self._sock.close(linger=0)

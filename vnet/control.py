@@ -41,6 +41,20 @@ def node_control_endpoint(name: str) -> str:
     return f"ipc://{runtime_dir()}/{name}.ctl"
 
 
+READY_PREFIX = "vnet-ready "
+
+
+def print_ready(info: dict) -> None:
+    """A daemon's readiness line on stdout: ``vnet-ready {json}`` with its endpoints.
+
+    Whoever starts the daemon (the embedded LAN, a test) reads this line instead of guessing
+    when the daemon is up.
+    """
+    import json
+
+    print(READY_PREFIX + json.dumps(info), flush=True)
+
+
 def _pack(obj: Any) -> bytes:
     return msgpack.packb(obj, use_bin_type=True)
 
@@ -131,6 +145,11 @@ class ControlServer:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._sock.close(linger=0)
+        if self.endpoint.startswith("ipc://"):
+            try:
+                os.unlink(self.endpoint[len("ipc://"):])
+            except OSError:
+                pass
 
 
 def _reply(raw: bytes) -> Any:
@@ -152,9 +171,10 @@ class ControlClient:
         self._sock.setsockopt(zmq.LINGER, 0)
         self._sock.connect(endpoint)
 
-    def call(self, cmd: str, timeout: float | None = None, **args: Any) -> Any:
+    def call(self, cmd: str, wait: float | None = None, **args: Any) -> Any:
+        """Send ``cmd`` with ``args``; wait up to ``wait`` s (default: the client's timeout)."""
         self._sock.send_multipart([b"", _pack({"cmd": cmd, "args": args})])
-        wait = self.timeout if timeout is None else timeout
+        wait = self.timeout if wait is None else wait
         if not self._sock.poll(int(wait * 1000)):
             raise TimeoutError(f"no answer from {self.endpoint} within {wait:g} s (is it running?)")
         parts = self._sock.recv_multipart()
@@ -186,7 +206,8 @@ class AsyncControlClient:
         self._waiting: dict[bytes, asyncio.Future] = {}
         self._reader: asyncio.Task | None = None
 
-    async def call(self, cmd: str, timeout: float | None = None, **args: Any) -> Any:
+    async def call(self, cmd: str, wait: float | None = None, **args: Any) -> Any:
+        """Send ``cmd`` with ``args``; wait up to ``wait`` s (default: the client's timeout)."""
         if self._reader is None:
             self._reader = asyncio.get_running_loop().create_task(self._read())
         self._seq += 1
@@ -195,7 +216,7 @@ class AsyncControlClient:
         self._waiting[tag] = fut
         try:
             await self._sock.send_multipart([tag, b"", _pack({"cmd": cmd, "args": args})])
-            wait = self.timeout if timeout is None else timeout
+            wait = self.timeout if wait is None else wait
             try:
                 raw = await asyncio.wait_for(fut, wait)
             except asyncio.TimeoutError:

@@ -1,0 +1,242 @@
+"""The node's cable to the switch: a ``Link`` over a ZeroMQ DEALER.
+
+This is the PHY of vnet0 in the node daemon. ``open()`` (the hardware does it at
+``ndo_open``) connects to the switch's ROUTER and says HELLO; carrier comes up on WELCOME.
+Batches of frames cross as one FRAMES message each (switch/wire.py). Liveness runs both
+ways: the link sends a HEARTBEAT every interval and drops carrier when the switch has said
+nothing for the timeout, when it says BYE, or when it answers NOT_ATTACHED (it restarted
+and forgot us); then it says HELLO again with a capped, jittered backoff until the switch
+welcomes it, and carrier comes back up. ``send()`` never blocks: with the socket's
+IMMEDIATE option nothing queues for a switch that is not there, and a full send buffer
+answers False (backpressure) so the TX DMA engine retries and the TX ring fills.
+
+A REFUSE (a protocol version mismatch, say) is final: carrier stays down, the reason is
+logged, kept in ``refused`` and passed to ``on_refused`` so the daemon can stop with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from typing import Callable, Sequence
+
+import zmq
+import zmq.asyncio
+
+from node.link import CarrierCallback, Frame, RxCallback
+from switch import wire
+
+log = logging.getLogger(__name__)
+
+
+class ZmqLink:
+    """A Link to the learning switch at ``endpoint``; owns its DEALER socket and tasks.
+
+    ``hello`` is called at each (re)attachment and returns ``(name, macs, mtu)`` so the
+    switch always learns the device's current address. Counters: ``tx_batches``,
+    ``tx_again`` (sends refused by a full buffer), ``rx_batches``, ``rx_malformed``,
+    ``attaches``, ``carrier_losses``.
+    """
+
+    def __init__(
+        self,
+        ctx: zmq.asyncio.Context,
+        endpoint: str,
+        hello: Callable[[], tuple[str, Sequence[bytes], int]],
+        *,
+        heartbeat_interval: float = 1.0,
+        heartbeat_timeout: float = 3.0,
+        backoff_max: float = 2.0,
+        sndhwm: int = 1000,
+        rcvhwm: int = 1000,
+        on_refused: Callable[[str], None] | None = None,
+        protocol_version: int = wire.PROTOCOL_VERSION,
+        rng: random.Random | None = None,
+    ) -> None:
+        if heartbeat_interval <= 0 or heartbeat_timeout <= heartbeat_interval:
+            raise ValueError(
+                f"heartbeat: need 0 < interval < timeout, got interval={heartbeat_interval} "
+                f"timeout={heartbeat_timeout}"
+            )
+        self._ctx = ctx
+        self.endpoint = endpoint
+        self._hello = hello
+        self.heartbeat_interval = heartbeat_interval
+        self.heartbeat_timeout = heartbeat_timeout
+        self._backoff_max = backoff_max
+        self._sndhwm = sndhwm
+        self._rcvhwm = rcvhwm
+        self._on_refused = on_refused
+        self._version = protocol_version
+        self._rng = rng or random.Random()
+        self._sock: zmq.asyncio.Socket | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._rx: RxCallback | None = None
+        self._carrier: CarrierCallback | None = None
+        self.attached = False
+        self.port: int | None = None
+        self.refused: str | None = None
+        self.tx_batches = 0
+        self.tx_again = 0
+        self.rx_batches = 0
+        self.rx_malformed = 0
+        self.attaches = 0
+        self.carrier_losses = 0
+        self._last_heard = 0.0
+        self._next_hello = 0.0
+        self._backoff = 0.0
+
+    # -- Link protocol ------------------------------------------------------------------------
+
+    def open(self, rx: RxCallback, carrier: CarrierCallback) -> None:
+        if self._sock is not None:
+            raise RuntimeError("ZmqLink.open: already open")
+        self._rx, self._carrier = rx, carrier
+        sock = self._ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.IMMEDIATE, 1)
+        sock.setsockopt(zmq.SNDHWM, self._sndhwm)
+        sock.setsockopt(zmq.RCVHWM, self._rcvhwm)
+        sock.setsockopt(zmq.RECONNECT_IVL, 100)
+        sock.setsockopt(zmq.RECONNECT_IVL_MAX, int(self._backoff_max * 1000))
+        sock.connect(self.endpoint)
+        self._sock = sock
+        self.refused = None
+        self._backoff = 0.0
+        self._next_hello = 0.0
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._reader(), name=f"link rx {self.endpoint}"),
+            loop.create_task(self._keepalive(), name=f"link keepalive {self.endpoint}"),
+        ]
+
+    def send(self, frames: Sequence[Frame]) -> bool:
+        if self._sock is None or not self.attached:
+            # No carrier: the driver counts these; the cable is simply not there.
+            return True
+        return self._send(wire.frames_msg(frames), count=True)
+
+    def close(self) -> None:
+        """Say BYE (best effort), stop the tasks and close the socket. Callbacks stop now."""
+        sock, self._sock = self._sock, None
+        self._rx = self._carrier = None
+        for task in self._tasks:
+            task.cancel()
+        self._tasks = []
+        if sock is not None:
+            if self.attached:
+                try:
+                    sock.send_multipart(wire.BYE, flags=zmq.NOBLOCK)
+                except zmq.ZMQError:
+                    pass
+            sock.close(linger=200)  # long enough for the BYE to leave on a live connection
+        self.attached = False
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _send(self, msg: list[bytes], count: bool = False) -> bool:
+        fut = self._sock.send_multipart(msg, flags=zmq.NOBLOCK, copy=False)
+        exc = fut.exception()
+        if exc is None:
+            if count:
+                self.tx_batches += 1
+            return True
+        if isinstance(exc, zmq.Again):
+            if count:
+                self.tx_again += 1
+            return False
+        raise exc
+
+    def _set_attached(self, up: bool) -> None:
+        if up == self.attached:
+            return
+        self.attached = up
+        if up:
+            self.attaches += 1
+            self._backoff = 0.0
+        else:
+            self.carrier_losses += 1
+            self._next_hello = 0.0
+        if self._carrier is not None:
+            self._carrier(up)
+
+    def _say_hello(self, now: float) -> None:
+        name, macs, mtu = self._hello()
+        self._send(wire.hello(name, [bytes(m) for m in macs], mtu, version=self._version))
+        # capped exponential backoff with jitter, so a restarted switch is not stampeded
+        self._backoff = min(self._backoff_max, max(0.1, self._backoff * 2))
+        self._next_hello = now + self._backoff * (0.5 + self._rng.random())
+
+    async def _keepalive(self) -> None:
+        loop = asyncio.get_running_loop()
+        tick = min(0.1, self.heartbeat_interval / 2)
+        next_beat = 0.0
+        while True:
+            now = loop.time()
+            if self.refused is None:
+                if self.attached:
+                    if now - self._last_heard > self.heartbeat_timeout:
+                        log.warning("switch %s silent for %.1f s: carrier down", self.endpoint, now - self._last_heard)
+                        self._set_attached(False)
+                    elif now >= next_beat:
+                        self._send(wire.HEARTBEAT)
+                        next_beat = now + self.heartbeat_interval
+                if not self.attached and now >= self._next_hello:
+                    self._say_hello(now)
+            await asyncio.sleep(tick)
+
+    async def _reader(self) -> None:
+        loop = asyncio.get_running_loop()
+        sock = self._sock
+        while True:
+            parts = await sock.recv_multipart(copy=False)
+            self._last_heard = loop.time()
+            kind = parts[0].bytes
+            if kind == wire.MSG_FRAMES:
+                if not self.attached or len(parts) != 2:
+                    continue
+                try:
+                    batch = wire.unpack_frames(parts[1].buffer)
+                except wire.WireError as exc:
+                    self.rx_malformed += 1
+                    log.warning("malformed batch from switch: %s", exc)
+                    continue
+                self.rx_batches += 1
+                if self._rx is not None and batch:
+                    self._rx(batch)
+            elif kind == wire.MSG_HEARTBEAT:
+                pass
+            elif kind == wire.MSG_WELCOME:
+                self._welcome(parts)
+            elif kind in (wire.MSG_BYE, wire.MSG_NOT_ATTACHED):
+                if self.attached:
+                    log.warning("switch %s %s: carrier down", self.endpoint,
+                                "said BYE" if kind == wire.MSG_BYE else "forgot this port")
+                self._set_attached(False)
+            elif kind == wire.MSG_REFUSE:
+                self._refuse(parts)
+            else:
+                self.rx_malformed += 1
+
+    def _welcome(self, parts) -> None:
+        try:
+            info = wire.decode_map(parts[1].bytes if len(parts) > 1 else b"", "WELCOME")
+        except wire.WireError as exc:
+            self.rx_malformed += 1
+            log.warning("%s", exc)
+            return
+        self.port = info.get("port")
+        self._set_attached(True)
+
+    def _refuse(self, parts) -> None:
+        try:
+            info = wire.decode_map(parts[1].bytes if len(parts) > 1 else b"", "REFUSE")
+            reason = str(info.get("reason", "no reason given"))
+        except wire.WireError as exc:
+            reason = str(exc)
+        self.refused = f"switch {self.endpoint} refused this node: {reason}"
+        log.error("%s", self.refused)
+        self._set_attached(False)
+        if self._on_refused is not None:
+            self._on_refused(self.refused)

@@ -1,0 +1,493 @@
+"""The sans-I/O learning switch: ports, forwarding, liveness and counters.
+
+Data goes in as decoded ZeroMQ messages, messages to send come out; nothing here touches a
+socket or a clock (Faucet's valve style). The server feeds it::
+
+    out = core.handle(peer_id, parts, now)      # parts = [kind, payload?] after the identity
+    for peer_id, parts in out: send [peer_id, *parts] without blocking
+    core.send_failed(peer_id, parts, "hwm")     # when ZeroMQ refused one of them
+
+    tick = core.tick(now)                        # every heartbeat_interval / 2 or so
+    -> tick.messages (BYE to timed-out ports), tick.removed (ports), tick.aged (FDB entries)
+
+Ports. A node attaches with HELLO and gets WELCOME (or REFUSE with a sentence: wrong protocol
+version, bad map). A port is identified by its peer id (the ROUTER identity) and has a unique
+name: a HELLO with a name already attached replaces the old port (a node restarted before its
+old port timed out), and a HELLO from an attached peer re-attaches it. The HELLO's unicast
+MACs are learned on vlan 0 at once (they then age like any entry); its mtu is recorded for
+``ports`` while the switch enforces its own. Any message refreshes
+the port; one silent for ``heartbeat_timeout`` is removed by ``tick`` and sent BYE; a BYE from
+the node removes its port at once. Removing a port flushes its FDB entries. A message from an
+unknown peer that is not HELLO is answered NOT_ATTACHED (so the node re-sends HELLO), except
+BYE, which needs no answer; both count ``unknown_peer``.
+
+Forwarding (per frame of a FRAMES batch). Drops are counted on the ingress port and in the
+totals: ``runt`` (< 14 bytes, or < 18 with an 802.1Q tag), ``oversize`` (> mtu + 18, the
+Ethernet header plus one VLAN tag), ``bad_src`` (multicast or all-zero source). Then the source
+is learned on (vlan, src) and the destination decides: multicast/broadcast and unknown unicast
+are flooded to every other port (``flooded``); known unicast goes to its port only, or is
+dropped as ``same_port`` when that is the ingress port. Nothing is ever sent back out of the
+ingress port. VLAN: an untagged frame is vlan 0, a tagged one (TPID 0x8100) uses its VID for
+learning and lookup; every port is a trunk carrying every VLAN, so a flood goes to all ports.
+
+Batching is the performance lever: one FRAMES message in produces at most one FRAMES message
+per output port. Records are forwarded as they arrived (length prefix and frame, as zero-copy
+views of the input), so nothing is re-encoded. A payload whose records do not parse counts one
+``malformed`` and is dropped whole, as ``wire.unpack_frames`` would.
+
+Counters (ports' and totals', see ``PORT_COUNTERS``): rx_packets/rx_bytes count frames accepted
+from a port, tx_packets/tx_bytes frames ZeroMQ accepted for it; drops are by reason, in frames,
+except ``malformed`` (messages). ``hwm`` and ``unroutable`` are egress drops the server reports
+through ``send_failed`` (output queue full; peer gone); lost control messages count
+``ctrl_lost`` in the totals.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from typing import NamedTuple
+
+from switch import wire
+from switch.fdb import Fdb, FdbEntry
+from switch.wire import (
+    BYE,
+    HEARTBEAT,
+    MSG_BYE,
+    MSG_FRAMES,
+    MSG_HEARTBEAT,
+    MSG_HELLO,
+    NOT_ATTACHED,
+    PROTOCOL_VERSION,
+    WireError,
+)
+
+log = logging.getLogger(__name__)
+
+ETH_HLEN = 14
+VLAN_HLEN = 4
+ETH_MIN_MTU = 68
+ETH_MAX_MTU = wire.MAX_FRAME - ETH_HLEN - VLAN_HLEN  # the wire's 16-bit length bounds a frame
+ZERO_MAC = bytes(6)
+
+Message = tuple[bytes, list[bytes]]
+
+PORT_COUNTERS = (
+    "rx_packets",
+    "rx_bytes",
+    "tx_packets",
+    "tx_bytes",
+    "flooded",  # frames from this port that were flooded
+    "runt",
+    "oversize",
+    "bad_src",
+    "malformed",  # messages: FRAMES payloads that do not parse, unknown kinds, bad shapes
+    "same_port",
+    "unroutable",  # frames for this port ZeroMQ could not route (peer gone)
+    "hwm",  # frames for this port dropped because its output queue was full
+)
+SWITCH_COUNTERS = PORT_COUNTERS + (
+    "unknown_peer",  # non-HELLO messages from peers that are not attached
+    "refused",  # HELLOs answered with REFUSE
+    "ctrl_lost",  # non-FRAMES messages ZeroMQ could not send
+    "attached",
+    "detached",
+    "byes",  # ports removed by their BYE
+    "timeouts",  # ports removed for silence
+    "replaced",  # ports replaced by a HELLO with the same name
+)
+
+
+class UnknownPort(KeyError):
+    """A port name that is not attached (the caller's mistake)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown port"
+
+
+class Counters:
+    """A bag of integer counters named by ``names`` (slotted, so a typo raises)."""
+
+    __slots__ = PORT_COUNTERS + SWITCH_COUNTERS[len(PORT_COUNTERS):] + ("_names",)
+
+    def __init__(self, names: tuple[str, ...] = PORT_COUNTERS) -> None:
+        self._names = names
+        for name in names:
+            setattr(self, name, 0)
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self._names}
+
+
+class Port:
+    """One attached node. ``peer`` is its ROUTER identity, ``port_id`` the switch's number."""
+
+    __slots__ = ("port_id", "peer", "name", "macs", "mtu", "attached_at", "last_seen", "counters")
+
+    def __init__(self, port_id: int, peer: bytes, name: str, macs: list[bytes], mtu: int, now: float) -> None:
+        self.port_id = port_id
+        self.peer = peer
+        self.name = name
+        self.macs = macs
+        self.mtu = mtu
+        self.attached_at = now
+        self.last_seen = now
+        self.counters = Counters()
+
+    def __repr__(self) -> str:
+        return f"Port({self.port_id}, {self.name!r})"
+
+
+class Tick(NamedTuple):
+    messages: list[Message]  # BYE to each timed-out port
+    removed: list[Port]  # ports removed for silence
+    aged: list[FdbEntry]  # FDB entries that aged out
+
+
+def format_mac(mac: bytes) -> str:
+    return mac.hex(":")
+
+
+def _parse_hello(parts: list[bytes]) -> tuple[str, list[bytes], int]:
+    """Validate a HELLO; WireError carries the sentence for the REFUSE."""
+    if len(parts) != 2:
+        raise WireError(f"HELLO is 2 message parts (kind, map), got {len(parts)}")
+    msg = wire.decode_map(parts[1], "HELLO")
+    version = msg.get("version")
+    if version != PROTOCOL_VERSION:
+        raise WireError(
+            f"protocol version mismatch: the node speaks version {version!r} and this switch "
+            f"speaks version {PROTOCOL_VERSION}; run a node and a switch of the same release"
+        )
+    name = msg.get("name")
+    if not isinstance(name, str) or not name or len(name) > 255:
+        raise WireError(f"HELLO name must be a non-empty string of at most 255 characters, got {name!r}")
+    macs = msg.get("macs", [])
+    if not isinstance(macs, list) or not all(isinstance(m, bytes) and len(m) == 6 for m in macs):
+        raise WireError("HELLO macs must be a list of 6-byte binary addresses")
+    mtu = msg.get("mtu")
+    if isinstance(mtu, bool) or not isinstance(mtu, int) or not ETH_MIN_MTU <= mtu <= ETH_MAX_MTU:
+        raise WireError(f"HELLO mtu must be an integer from {ETH_MIN_MTU} to {ETH_MAX_MTU}, got {mtu!r}")
+    return name, macs, mtu
+
+
+class SwitchCore:
+    """The switch's state machine. ``fdb`` may be injected (tests, a different policy)."""
+
+    def __init__(
+        self,
+        mtu: int = 1500,
+        heartbeat_interval: float = 1.0,
+        heartbeat_timeout: float = 3.0,
+        fdb: Fdb | None = None,
+    ) -> None:
+        if isinstance(mtu, bool) or not isinstance(mtu, int) or not ETH_MIN_MTU <= mtu <= ETH_MAX_MTU:
+            raise ValueError(f"mtu must be an integer from {ETH_MIN_MTU} to {ETH_MAX_MTU}, got {mtu!r}")
+        self.mtu = mtu
+        self.max_frame = mtu + ETH_HLEN + VLAN_HLEN
+        self.heartbeat_interval = heartbeat_interval
+        self.heartbeat_timeout = heartbeat_timeout
+        self.fdb = fdb if fdb is not None else Fdb()
+        self.totals = Counters(SWITCH_COUNTERS)
+        self._by_peer: dict[bytes, Port] = {}
+        self._by_name: dict[str, Port] = {}
+        self._ports: list[Port] = []  # attach order; the flood list
+        self._next_id = 1
+
+    # -- input -------------------------------------------------------------------------
+
+    def handle(self, peer: bytes, parts: list[bytes], now: float) -> list[Message]:
+        """Process one message from ``peer``; return the messages to send. Never raises on
+        bad input: it is counted instead."""
+        port = self._by_peer.get(peer)
+        kind = parts[0] if parts else b""
+        if port is None:
+            if kind == MSG_HELLO:
+                return self._hello(peer, parts, now)
+            self.totals.unknown_peer += 1
+            if kind == MSG_BYE:
+                return []
+            return [(peer, NOT_ATTACHED)]
+        port.last_seen = now
+        n = len(parts)
+        if kind == MSG_FRAMES and n == 2:
+            return self._frames(port, parts[1], now)
+        if kind == MSG_HEARTBEAT and n == 1:
+            return [(peer, HEARTBEAT)]
+        if kind == MSG_HELLO:
+            return self._hello(peer, parts, now)
+        if kind == MSG_BYE and n == 1:
+            self._detach(port, "byes")
+            return []
+        port.counters.malformed += 1
+        self.totals.malformed += 1
+        return []
+
+    def _hello(self, peer: bytes, parts: list[bytes], now: float) -> list[Message]:
+        old = self._by_peer.get(peer)
+        if old is not None:
+            self._detach(old, None)  # the node re-attaches: start it afresh
+        try:
+            name, macs, mtu = _parse_hello(parts)
+        except WireError as exc:
+            self.totals.refused += 1
+            log.warning("refused a node: %s", exc)
+            return [(peer, wire.refuse(str(exc)))]
+        same_name = self._by_name.get(name)
+        if same_name is not None:
+            log.info("port %d %r replaced by a new HELLO with the same name", same_name.port_id, name)
+            self._detach(same_name, "replaced")
+        port = Port(self._next_id, peer, name, macs, mtu, now)
+        self._next_id += 1
+        self._by_peer[peer] = port
+        self._by_name[name] = port
+        self._ports.append(port)
+        self.totals.attached += 1
+        # The node declares its addresses: learn the usable ones so the first frames to it
+        # need not flood. They age like any learned entry.
+        for mac in macs:
+            if not mac[0] & 1 and mac != ZERO_MAC:
+                self.fdb.learn(mac, 0, port, now)
+        log.info("port %d %r attached (mtu %d, %d macs)", port.port_id, name, mtu, len(macs))
+        return [(peer, wire.welcome(port.port_id, self.heartbeat_interval, self.heartbeat_timeout, self.mtu))]
+
+    def _frames(self, port: Port, payload: bytes, now: float) -> list[Message]:
+        if type(payload) is not bytes:
+            payload = bytes(payload)
+        end = len(payload)
+        # Pass 1: record boundaries. A bad length makes everything after it untrustworthy,
+        # and possibly some records before it, so the whole batch goes.
+        bounds = [0]
+        append_bound = bounds.append
+        off = 0
+        while off < end:
+            if off + 2 > end:
+                off = -1
+                break
+            off += 2 + (payload[off] << 8 | payload[off + 1])
+            if off > end:
+                off = -1
+                break
+            append_bound(off)
+        if off < 0:
+            port.counters.malformed += 1
+            self.totals.malformed += 1
+            return []
+
+        # Pass 2: forward. Per frame: slices, a byte test, dict lookups; counters in locals.
+        view = memoryview(payload)
+        fdb = self.fdb
+        learn = fdb.learn
+        lookup = fdb.lookup
+        ports = self._ports
+        max_frame = self.max_frame
+        outs: defaultdict[Port, list] = defaultdict(list)
+        rx_packets = rx_bytes = flooded = runt = oversize = bad_src = same_port = 0
+        last_src = last_dst = None  # per-batch caches: a batch is usually one flow
+        src_vlan = dst_vlan = -1
+        dst_port = None
+        start = 0
+        for nxt in bounds[1:]:
+            s = start + 2
+            rec_start = start
+            start = nxt
+            n = nxt - s
+            if n < ETH_HLEN:
+                runt += 1
+                continue
+            if n > max_frame:
+                oversize += 1
+                continue
+            src = payload[s + 6 : s + 12]
+            if src[0] & 1 or src == ZERO_MAC:
+                bad_src += 1
+                continue
+            if payload[s + 12] == 0x81 and payload[s + 13] == 0x00:
+                if n < ETH_HLEN + VLAN_HLEN:
+                    runt += 1
+                    continue
+                vlan = (payload[s + 14] & 0x0F) << 8 | payload[s + 15]
+            else:
+                vlan = 0
+            rx_packets += 1
+            rx_bytes += n
+            if src != last_src or vlan != src_vlan:
+                learn(src, vlan, port, now)
+                last_src = src
+                src_vlan = vlan
+                last_dst = None  # a learn may have moved the cached destination
+            rec = view[rec_start:nxt]
+            dst = payload[s : s + 6]
+            if dst[0] & 1:
+                flooded += 1
+                for p in ports:
+                    if p is not port:
+                        outs[p].append(rec)
+                continue
+            if dst != last_dst or vlan != dst_vlan:
+                dst_port = lookup(dst, vlan, now)
+                last_dst = dst
+                dst_vlan = vlan
+            if dst_port is None:
+                flooded += 1
+                for p in ports:
+                    if p is not port:
+                        outs[p].append(rec)
+            elif dst_port is port:
+                same_port += 1
+            else:
+                outs[dst_port].append(rec)
+
+        c = port.counters
+        t = self.totals
+        c.rx_packets += rx_packets
+        t.rx_packets += rx_packets
+        c.rx_bytes += rx_bytes
+        t.rx_bytes += rx_bytes
+        if flooded:
+            c.flooded += flooded
+            t.flooded += flooded
+        if runt or oversize or bad_src or same_port:
+            c.runt += runt
+            t.runt += runt
+            c.oversize += oversize
+            t.oversize += oversize
+            c.bad_src += bad_src
+            t.bad_src += bad_src
+            c.same_port += same_port
+            t.same_port += same_port
+        out: list[Message] = []
+        for p, recs in outs.items():
+            data = b"".join(recs)
+            k = len(recs)
+            oc = p.counters
+            oc.tx_packets += k
+            t.tx_packets += k
+            nbytes = len(data) - 2 * k
+            oc.tx_bytes += nbytes
+            t.tx_bytes += nbytes
+            out.append((p.peer, [MSG_FRAMES, data]))
+        return out
+
+    # -- output feedback ---------------------------------------------------------------
+
+    def send_failed(self, peer: bytes, parts: list[bytes], reason: str) -> None:
+        """The server could not send ``parts`` to ``peer``: ``reason`` is "hwm" (its output
+        queue is full) or "unroutable" (ZeroMQ no longer knows the peer)."""
+        if reason not in ("hwm", "unroutable"):
+            raise ValueError(f'send_failed reason must be "hwm" or "unroutable", got {reason!r}')
+        t = self.totals
+        if len(parts) != 2 or parts[0] != MSG_FRAMES:
+            t.ctrl_lost += 1
+            return
+        k, nbytes = _count_records(parts[1])
+        port = self._by_peer.get(peer)
+        if port is not None:
+            c = port.counters
+            c.tx_packets -= k
+            c.tx_bytes -= nbytes
+            setattr(c, reason, getattr(c, reason) + k)
+        t.tx_packets -= k
+        t.tx_bytes -= nbytes
+        setattr(t, reason, getattr(t, reason) + k)
+
+    # -- time --------------------------------------------------------------------------
+
+    def tick(self, now: float) -> Tick:
+        """Remove ports silent for ``heartbeat_timeout`` (BYE to each) and age the FDB."""
+        timeout = self.heartbeat_timeout
+        dead = [p for p in self._ports if now - p.last_seen > timeout]
+        for port in dead:
+            log.info("port %d %r timed out after %.3g s of silence", port.port_id, port.name, now - port.last_seen)
+            self._detach(port, "timeouts")
+        aged = self.fdb.expire(now)
+        return Tick([(p.peer, BYE) for p in dead], dead, aged)
+
+    def shutdown(self) -> list[Message]:
+        """Detach every port; return the BYE for each."""
+        out = [(p.peer, BYE) for p in self._ports]
+        for port in list(self._ports):
+            self._detach(port, None)
+        return out
+
+    def _detach(self, port: Port, reason: str | None) -> None:
+        del self._by_peer[port.peer]
+        del self._by_name[port.name]
+        self._ports.remove(port)
+        self.fdb.flush(port)
+        t = self.totals
+        t.detached += 1
+        if reason is not None:
+            setattr(t, reason, getattr(t, reason) + 1)
+            if reason == "byes":
+                log.info("port %d %r said BYE", port.port_id, port.name)
+
+    # -- views (the control endpoint's answers) ------------------------------------------
+
+    @property
+    def ports(self) -> list[Port]:
+        return list(self._ports)
+
+    def port_by_name(self, name: str) -> Port:
+        port = self._by_name.get(name)
+        if port is None:
+            known = ", ".join(sorted(self._by_name)) or "none"
+            raise UnknownPort(f"no port named {name!r}; attached: {known}")
+        return port
+
+    def port_by_peer(self, peer: bytes) -> Port | None:
+        return self._by_peer.get(peer)
+
+    def fdb_view(self, now: float) -> list[dict]:
+        return [
+            {
+                "mac": format_mac(e.mac),
+                "vlan": e.vlan,
+                "port": e.port.name,
+                "port_id": e.port.port_id,
+                "age": round(now - e.updated, 3),
+                "static": False,
+            }
+            for e in self.fdb.entries(now)
+        ]
+
+    def ports_view(self, now: float) -> list[dict]:
+        return [
+            {
+                "port_id": p.port_id,
+                "name": p.name,
+                "macs": [format_mac(m) for m in p.macs],
+                "mtu": p.mtu,
+                "attached_for": round(now - p.attached_at, 3),
+                "last_seen_ago": round(now - p.last_seen, 3),
+                "fdb_entries": self.fdb.port_count(p),
+                "counters": p.counters.as_dict(),
+            }
+            for p in self._ports
+        ]
+
+    def stats(self) -> dict:
+        return {
+            "ports": len(self._ports),
+            "totals": self.totals.as_dict(),
+            "per_port": {p.name: p.counters.as_dict() for p in self._ports},
+            "fdb": self.fdb.counters(),
+        }
+
+    def flush(self, name: str | None = None) -> int:
+        """Flush the FDB, or one port's entries (KeyError naming the ports if unknown)."""
+        if name is None:
+            return self.fdb.flush()
+        return self.fdb.flush(self.port_by_name(name))
+
+
+def _count_records(payload: bytes) -> tuple[int, int]:
+    """(frames, frame bytes) of a FRAMES payload this switch built."""
+    k = nbytes = off = 0
+    end = len(payload)
+    while off + 2 <= end:
+        n = payload[off] << 8 | payload[off + 1]
+        off += 2 + n
+        k += 1
+        nbytes += n
+    return k, nbytes

@@ -1,0 +1,350 @@
+"""The switch's I/O shell: the ZeroMQ data endpoint, the control endpoint, the datapath loop.
+
+The only layer here that owns sockets, tasks and the clock; all decisions are in
+``SwitchCore``. One ROUTER socket carries every port (nodes are DEALERs). Each wakeup drains
+up to ``DRAIN_BUDGET`` messages without blocking and feeds each to the core; the FRAMES it
+returns for one port over the whole drain are concatenated into one message (payloads are
+self-delimiting records), so even nodes that send one frame a message get batches back. Sends
+use NOBLOCK: ROUTER_MANDATORY makes an unroutable send raise instead of vanishing,
+and the per-peer SNDHWM (``port_hwm``) bounds each port's output queue, so a slow or dead
+node costs a counted drop (``hwm``/``unroutable``) and never stalls the loop or the others.
+The same task calls ``core.tick`` every ``heartbeat_interval / 2`` for liveness and ageing
+(see ``_run`` for why it is not a separate timer task).
+
+``close()`` sends BYE to every port and closes the data socket with a short bounded linger
+(``BYE_LINGER_MS``) so those BYEs can leave; every other socket closes with linger 0.
+
+Receiving and sending go through a plain (shadow) socket on the same ZeroMQ socket, so the
+per-message path creates no futures; only the wait for readability is asynchronous.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import signal
+from typing import Any, Callable
+
+import zmq
+import zmq.asyncio
+
+from switch import wire
+from switch.core import ETH_MAX_MTU, ETH_MIN_MTU, Message, SwitchCore
+from switch.fdb import Fdb
+from vnet.control import ControlServer
+
+log = logging.getLogger(__name__)
+
+DRAIN_BUDGET = 256  # messages handled per wakeup before yielding to the other tasks
+COALESCE_BYTES = 256 * 1024  # a port's FRAMES gathered over a drain are sent at this size
+BYE_LINGER_MS = 200  # how long close() lets the final BYEs drain before dropping them
+
+
+@dataclasses.dataclass
+class SwitchConfig:
+    """What a switch is told at start; checked on construction (ValueError naming the field)."""
+
+    bind: str = f"tcp://127.0.0.1:{wire.DEFAULT_DATA_PORT}"
+    control: str | None = f"tcp://127.0.0.1:{wire.DEFAULT_CONTROL_PORT}"  # None: no control endpoint
+    ageing_time: float = 300.0
+    heartbeat_interval: float = 1.0
+    heartbeat_timeout: float = 3.0
+    fdb_max: int = 8192
+    mtu: int = 1500
+    port_hwm: int = 1000
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        _check_endpoint("bind", self.bind)
+        if self.control is not None:
+            _check_endpoint("control", self.control)
+        _check_number("ageing_time", self.ageing_time, minimum=0.0, what=">= 0 seconds (0 = never age)")
+        _check_number("heartbeat_interval", self.heartbeat_interval, minimum=0.0, what="> 0 seconds", strict=True)
+        _check_number("heartbeat_timeout", self.heartbeat_timeout, minimum=0.0, what="> 0 seconds", strict=True)
+        if self.heartbeat_timeout <= self.heartbeat_interval:
+            raise ValueError(
+                f"heartbeat_timeout ({self.heartbeat_timeout:g} s) must be longer than "
+                f"heartbeat_interval ({self.heartbeat_interval:g} s), typically 3 intervals"
+            )
+        _check_int("fdb_max", self.fdb_max, 1, 1 << 24)
+        _check_int("mtu", self.mtu, ETH_MIN_MTU, ETH_MAX_MTU)
+        _check_int("port_hwm", self.port_hwm, 1, 1 << 24)
+
+
+def _check_endpoint(field: str, value: Any) -> None:
+    if not isinstance(value, str) or not value.startswith(("tcp://", "ipc://", "inproc://")):
+        raise ValueError(
+            f"{field} must be a ZeroMQ endpoint such as tcp://127.0.0.1:5540 or tcp://0.0.0.0:5540 "
+            f"(tcp://, ipc:// or inproc://), got {value!r}"
+        )
+
+
+def _check_number(field: str, value: Any, minimum: float, what: str, strict: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+    if ok:
+        ok = value > minimum if strict else value >= minimum
+    if not ok or value == float("inf"):
+        raise ValueError(f"{field} must be a number {what}, got {value!r}")
+
+
+def _check_int(field: str, value: Any, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{field} must be an integer from {low} to {high}, got {value!r}")
+
+
+class SwitchServer:
+    """A running switch: ``await start()``, then ``await close()``.
+
+    ``ctx`` may be shared (the embedded LAN); the server then leaves it open. Without one the
+    server makes its own context and terminates it in ``close()``.
+    """
+
+    def __init__(self, config: SwitchConfig | None = None, ctx: zmq.asyncio.Context | None = None) -> None:
+        self.config = config if config is not None else SwitchConfig()
+        self.config.validate()
+        self._own_ctx = ctx is None
+        self._ctx = ctx if ctx is not None else zmq.asyncio.Context()
+        cfg = self.config
+        self.core = SwitchCore(
+            mtu=cfg.mtu,
+            heartbeat_interval=cfg.heartbeat_interval,
+            heartbeat_timeout=cfg.heartbeat_timeout,
+            fdb=Fdb(ageing_time=cfg.ageing_time, max_entries=cfg.fdb_max),
+        )
+        self.data_endpoint: str | None = None
+        self.control_endpoint: str | None = None
+        self._sock: zmq.asyncio.Socket | None = None
+        self._raw: zmq.Socket | None = None
+        self._control: ControlServer | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._sock is not None:
+            raise RuntimeError("SwitchServer.start() called twice")
+        if self._closed:
+            raise RuntimeError("SwitchServer cannot start again after close(); make a new one")
+        self._loop = asyncio.get_running_loop()
+        cfg = self.config
+        sock = self._ctx.socket(zmq.ROUTER)
+        try:
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # unroutable sends raise, and are counted
+            sock.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a reconnecting identity takes over its pipe
+            sock.setsockopt(zmq.SNDHWM, cfg.port_hwm)  # per peer: one port's output limit
+            sock.bind(cfg.bind)
+        except zmq.ZMQError as exc:
+            sock.close(linger=0)
+            raise OSError(f"cannot bind the switch data endpoint {cfg.bind}: {exc}") from None
+        self._sock = sock
+        self._raw = zmq.Socket.shadow(sock.underlying)
+        self.data_endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        if cfg.control is not None:
+            try:
+                self._control = ControlServer(self._ctx, cfg.control, self._handlers())
+            except zmq.ZMQError as exc:
+                await self._close_sockets()
+                raise OSError(f"cannot bind the switch control endpoint {cfg.control}: {exc}") from None
+            self.control_endpoint = self._control.endpoint
+            self._control.start()
+        loop = self._loop
+        self._tasks = [loop.create_task(self._run(), name="switch datapath")]
+        log.info("switch listening on %s (control %s)", self.data_endpoint, self.control_endpoint)
+
+    async def close(self) -> None:
+        """BYE to every port, stop the tasks, close the sockets (and the context if ours)."""
+        if self._closed:
+            return
+        self._closed = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        if self._raw is not None:
+            self._send(self.core.shutdown())
+        await self._close_sockets()
+
+    async def _close_sockets(self) -> None:
+        if self._control is not None:
+            await self._control.close()
+            self._control = None
+        if self._sock is not None:
+            # The BYEs just queued get a short, bounded chance to leave; nothing else waits.
+            self._sock.close(linger=BYE_LINGER_MS)
+            self._sock = None
+            self._raw = None
+        if self._own_ctx:
+            ctx = self._ctx
+            await asyncio.get_running_loop().run_in_executor(None, ctx.term)
+
+    async def wait(self) -> None:
+        """Until a server task ends (only by a bug: it is logged and re-raised here)."""
+        done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()
+
+    async def __aenter__(self) -> "SwitchServer":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- datapath ----------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        """The data socket's only user: drain, forward, and tick on schedule.
+
+        Ticking here rather than from a second task is deliberate: a send from another task
+        can consume the socket's edge-triggered wakeup while this one waits, leaving
+        readable messages unnoticed. With one user, every wait starts with a fresh check.
+        """
+        sock = self._sock
+        raw = self._raw
+        assert sock is not None and raw is not None
+        recv = raw.recv_multipart
+        handle = self.core.handle
+        send = self._send
+        clock = self._loop.time
+        noblock = zmq.NOBLOCK
+        frames_kind = wire.MSG_FRAMES
+        period = self.config.heartbeat_interval / 2
+        next_tick = clock() + period
+        try:
+            while True:
+                # >= 1 ms so the wait always yields to the loop, even when messages are ready
+                wait_ms = max(1, int((next_tick - clock()) * 1000))
+                await sock.poll(timeout=wait_ms, flags=zmq.POLLIN)
+                now = clock()
+                # FRAMES for the same port from the whole drain go out as one message:
+                # records are self-delimiting, so payloads concatenate (interrupt
+                # coalescing, with no added delay: only what was already queued).
+                pending: dict[bytes, list[bytes]] = {}
+                pending_bytes: dict[bytes, int] = {}
+                for _ in range(DRAIN_BUDGET):
+                    try:
+                        parts = recv(noblock)
+                    except zmq.Again:
+                        break
+                    for peer, out in handle(parts[0], parts[1:], now):
+                        if out[0] == frames_kind:
+                            queued = pending.get(peer)
+                            if queued is None:
+                                pending[peer] = [out[1]]
+                                pending_bytes[peer] = len(out[1])
+                                continue
+                            queued.append(out[1])
+                            pending_bytes[peer] += len(out[1])
+                            if pending_bytes[peer] < COALESCE_BYTES:
+                                continue
+                            send([(peer, [frames_kind, b"".join(pending.pop(peer))])])
+                            del pending_bytes[peer]
+                        else:
+                            if peer in pending:  # keep this peer's order
+                                send([(peer, [frames_kind, b"".join(pending.pop(peer))])])
+                                del pending_bytes[peer]
+                            send([(peer, out)])
+                if pending:
+                    send([(peer, [frames_kind, q[0] if len(q) == 1 else b"".join(q)]) for peer, q in pending.items()])
+                if now >= next_tick:
+                    tick = self.core.tick(now)
+                    if tick.messages:
+                        send(tick.messages)
+                    next_tick = now + period
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("switch loop failed")
+            raise
+
+    def _send(self, messages: list[Message]) -> None:
+        raw = self._raw
+        send = raw.send_multipart
+        flags = zmq.NOBLOCK
+        for peer, parts in messages:
+            try:
+                send([peer, *parts], flags)
+            except zmq.Again:
+                self.core.send_failed(peer, parts, "hwm")
+            except zmq.ZMQError as exc:
+                if exc.errno != zmq.EHOSTUNREACH:
+                    log.warning("send to peer %s failed: %s", peer.hex(), exc)
+                self.core.send_failed(peer, parts, "unroutable")
+
+    # -- control endpoint --------------------------------------------------------------
+
+    def _handlers(self) -> dict:
+        return {
+            "ping": self._c_ping,
+            "fdb": self._c_fdb,
+            "ports": self._c_ports,
+            "stats": self._c_stats,
+            "flush": self._c_flush,
+            "set_ageing": self._c_set_ageing,
+        }
+
+    def _now(self) -> float:
+        return self._loop.time()
+
+    def _c_ping(self) -> dict:
+        return {"ok": True, "ports": len(self.core.ports)}
+
+    def _c_fdb(self, port: str | None = None, vlan: int | None = None) -> list[dict]:
+        rows = self.core.fdb_view(self._now())
+        if port is not None:
+            self.core.port_by_name(port)  # a clear error for a name that is not attached
+            rows = [r for r in rows if r["port"] == port]
+        if vlan is not None:
+            rows = [r for r in rows if r["vlan"] == vlan]
+        return rows
+
+    def _c_ports(self) -> list[dict]:
+        return self.core.ports_view(self._now())
+
+    def _c_stats(self) -> dict:
+        return self.core.stats()
+
+    def _c_flush(self, port: str | None = None) -> int:
+        return self.core.flush(port)
+
+    def _c_set_ageing(self, seconds: float) -> float:
+        self.core.fdb.set_ageing_time(seconds)
+        self.config.ageing_time = self.core.fdb.ageing_time
+        return self.core.fdb.ageing_time
+
+
+async def serve(config: SwitchConfig, on_ready: Callable[[SwitchServer], None] | None = None) -> None:
+    """Run a switch until SIGTERM or SIGINT, then close it cleanly.
+
+    ``on_ready(server)`` runs once the endpoints are bound (``vnet switch`` prints them).
+    """
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    server = SwitchServer(config)
+    try:
+        await server.start()
+        if on_ready is not None:
+            on_ready(server)
+        stopper = loop.create_task(stop.wait())
+        failed = loop.create_task(server.wait())
+        done, _ = await asyncio.wait({stopper, failed}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (stopper, failed):
+            task.cancel()
+        await asyncio.gather(stopper, failed, return_exceptions=True)
+        if failed in done and not failed.cancelled() and failed.exception() is not None:
+            raise failed.exception()
+        log.info("switch stopping")
+    finally:
+        await server.close()
+        for sig in signals:
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,734 @@
+"""The ``vnet`` command: iproute2/ethtool/ping-like tools for a node, switch queries, the
+daemons, and the embedded LAN.
+
+Every tool is a client of a control endpoint (vnet/control.py). A node is chosen with
+``--node NAME`` or $VNET_NODE (its socket is in the runtime directory), or with
+``--control ENDPOINT``; when exactly one node runs on this host (inside a node's container,
+say) it is the default. ``--json`` prints the machine-readable result instead of the
+human one. Exit codes: 0 success, 1 the thing asked for did not happen (ping with no
+reply, a failed demo pair), 2 usage or request errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import glob
+import json
+import logging
+import os
+import statistics
+import sys
+from typing import Any, Sequence
+
+from switch.wire import DEFAULT_CONTROL_PORT, DEFAULT_DATA_PORT
+from vnet.control import AsyncControlClient, ControlClient, ControlError, node_control_endpoint, runtime_dir
+
+
+class CliError(Exception):
+    """A user-facing error: printed as ``vnet: error: ...``, exit code 2."""
+
+
+# -- output helpers ---------------------------------------------------------------------------
+
+
+def _emit_json(obj: Any) -> None:
+    print(json.dumps(_jsonable(obj), indent=2, sort_keys=False))
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, (bytes, bytearray)):
+        try:
+            return obj.decode()
+        except UnicodeDecodeError:
+            return obj.hex()
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return obj
+
+
+# -- endpoints --------------------------------------------------------------------------------
+
+
+def node_endpoint(args: argparse.Namespace) -> str:
+    if getattr(args, "control", None):
+        return args.control
+    name = getattr(args, "node", None) or os.environ.get("VNET_NODE")
+    if name:
+        return node_control_endpoint(name)
+    rdir = runtime_dir()
+    sockets = sorted(glob.glob(os.path.join(rdir, "*.ctl")))
+    if len(sockets) == 1:
+        return "ipc://" + sockets[0]
+    if not sockets:
+        raise CliError(
+            f"no node runs on this host (no control socket in {rdir}); start one with "
+            "`vnet node` or `vnet lan up`, or name one with --node NAME / --control ENDPOINT"
+        )
+    names = ", ".join(os.path.basename(s)[:-4] for s in sockets)
+    raise CliError(f"several nodes run here ({names}): choose one with --node NAME or $VNET_NODE")
+
+
+def switch_endpoint(args: argparse.Namespace) -> str:
+    return (
+        getattr(args, "switch_control", None)
+        or os.environ.get("VNET_SWITCH_CONTROL")
+        or f"tcp://127.0.0.1:{DEFAULT_CONTROL_PORT}"
+    )
+
+
+def node_call(args: argparse.Namespace, cmd: str, wait: float | None = None, **params: Any) -> Any:
+    with ControlClient(node_endpoint(args), timeout=args.timeout) as client:
+        return client.call(cmd, wait=wait, **params)
+
+
+# -- vnet ip ----------------------------------------------------------------------------------
+
+
+def _link_lines(link: dict, stats: bool) -> list[str]:
+    flags = ",".join(link["flags"])
+    state = link["operstate"].upper()
+    lines = [
+        f"{link['ifindex']}: {link['name']}: <{flags}> mtu {link['mtu']} qdisc {link['qdisc']} "
+        f"state {state} mode DEFAULT qlen {link['txqueuelen']}",
+        f"    link/ether {link['address']} brd {link['broadcast']}"
+        + (f" promiscuity {link['promiscuity']}" if link["promiscuity"] else ""),
+    ]
+    if stats:
+        s = link["stats64"]
+        lines += [
+            "    RX:  bytes packets errors dropped  missed   mcast",
+            f"    {s['rx_bytes']:>10} {s['rx_packets']:>7} {s['rx_errors']:>6} {s['rx_dropped']:>7} "
+            f"{s['rx_missed_errors']:>7} {s['multicast']:>7}",
+            "    TX:  bytes packets errors dropped carrier collsns",
+            f"    {s['tx_bytes']:>10} {s['tx_packets']:>7} {s['tx_errors']:>6} {s['tx_dropped']:>7} "
+            f"{s['tx_carrier_errors']:>7} {s['collisions']:>7}",
+        ]
+    return lines
+
+
+def cmd_ip(args: argparse.Namespace) -> int:
+    obj, action = args.object, args.action
+    if obj in ("link", "l"):
+        if action in (None, "show", "list"):
+            links = node_call(args, "link_show")
+            if args.json:
+                _emit_json(links)
+            else:
+                for link in links:
+                    print("\n".join(_link_lines(link, args.stats)))
+            return 0
+        if action == "set":
+            return _ip_link_set(args)
+        raise CliError(f"ip link {action}: use show or set")
+    if obj in ("addr", "address", "a"):
+        if action in (None, "show", "list"):
+            info = node_call(args, "addr_show")
+            links = node_call(args, "link_show")
+            if args.json:
+                _emit_json(info)
+            else:
+                for link in links:
+                    print("\n".join(_link_lines(link, args.stats)))
+                    for a in info["addresses"]:
+                        extra = "" if a["state"] == "ok" else f" {a['state']}"
+                        print(f"    inet {a['address']}/{a['prefixlen']} brd {a.get('broadcast', '')} scope global{extra} {link['name']}")
+                for c in info["conflicts"]:
+                    print(f"    address conflict: {c['address']} is in use by {c['mac']}")
+            return 0
+        if action in ("add", "del", "delete"):
+            cidr = _one_arg(args.rest, f"ip addr {action} A.B.C.D/PREFIX [dev vnet0]")
+            cmd = "addr_add" if action == "add" else "addr_del"
+            info = node_call(args, cmd, cidr=cidr, dev=args.dev)
+            if args.json:
+                _emit_json(info)
+            return 0
+        raise CliError(f"ip addr {action}: use show, add or del")
+    if obj in ("neigh", "neighbour", "neighbor", "n"):
+        if action in (None, "show", "list"):
+            entries = node_call(args, "neigh_show")
+            if args.json:
+                _emit_json(entries)
+            else:
+                for e in entries:
+                    ll = f" lladdr {e['mac']}" if e.get("mac") else ""
+                    print(f"{e['ip']} dev vnet0{ll} {e['state']}")
+            return 0
+        if action == "flush":
+            n = node_call(args, "neigh_flush")
+            if args.json:
+                _emit_json({"flushed": n})
+            else:
+                print(f"*** Round 1, deleting {n} entries ***\n*** Flush is complete after 1 round ***")
+            return 0
+        raise CliError(f"ip neigh {action}: use show or flush")
+    raise CliError(f"ip {obj}: use link, addr or neigh")
+
+
+def _one_arg(rest: list[str], usage: str) -> str:
+    rest = [r for r in rest if r]
+    if len(rest) >= 2 and rest[-2] == "dev":
+        rest = rest[:-2]
+    if len(rest) != 1:
+        raise CliError(f"usage: vnet {usage}")
+    return rest[0]
+
+
+def _ip_link_set(args: argparse.Namespace) -> int:
+    words = list(args.rest)
+    if words and words[0] == "dev":
+        words.pop(0)
+    if not words:
+        raise CliError("usage: vnet ip link set vnet0 up|down|mtu N|address MAC|promisc on|off")
+    dev, words = words[0], words[1:]
+    change: dict[str, Any] = {}
+    while words:
+        w = words.pop(0)
+        if w in ("up", "down"):
+            change["state"] = w
+        elif w in ("mtu", "address", "promisc"):
+            if not words:
+                raise CliError(f"ip link set: {w} needs a value")
+            value = words.pop(0)
+            if w == "mtu":
+                try:
+                    change["mtu"] = int(value)
+                except ValueError:
+                    raise CliError(f"ip link set: mtu {value!r} is not a number") from None
+            elif w == "address":
+                change["address"] = value
+            else:
+                if value not in ("on", "off"):
+                    raise CliError("ip link set: promisc takes on or off")
+                change["promisc"] = value == "on"
+        else:
+            raise CliError(f"ip link set: unknown word {w!r} (up, down, mtu N, address MAC, promisc on|off)")
+    if not change:
+        raise CliError("ip link set: nothing to change")
+    link = node_call(args, "link_set", dev=dev, **change)
+    if args.json:
+        _emit_json(link)
+    return 0
+
+
+# -- vnet ethtool -----------------------------------------------------------------------------
+
+_RING_KEYS = {"rx": "rx_pending", "tx": "tx_pending"}
+_COALESCE_KEYS = {"rx-usecs": "rx_usecs", "rx-frames": "rx_frames"}
+
+
+def _pairs(words: list[str], allowed: dict[str, str], what: str) -> dict[str, int]:
+    if len(words) % 2:
+        raise CliError(f"ethtool {what}: give NAME VALUE pairs ({', '.join(allowed)})")
+    out = {}
+    for name, value in zip(words[::2], words[1::2]):
+        if name not in allowed:
+            raise CliError(f"ethtool {what}: unknown parameter {name!r} ({', '.join(allowed)})")
+        try:
+            out[allowed[name]] = int(value)
+        except ValueError:
+            raise CliError(f"ethtool {what}: {name} {value!r} is not a number") from None
+    if not out:
+        raise CliError(f"ethtool {what}: nothing to change ({', '.join(allowed)})")
+    return out
+
+
+def cmd_ethtool(args: argparse.Namespace) -> int:
+    dev = args.devname
+    if args.set_ring is not None:
+        result = node_call(args, "ethtool", op="set_ringparam", dev=dev, **_pairs(args.set_ring, _RING_KEYS, "-G"))
+    elif args.set_coalesce is not None:
+        result = node_call(args, "ethtool", op="set_coalesce", dev=dev,
+                           **_pairs(args.set_coalesce, _COALESCE_KEYS, "-C"))
+    else:
+        op = {"i": "drvinfo", "S": "stats", "g": "get_ringparam", "c": "get_coalesce"}.get(args.mode, "link")
+        result = node_call(args, "ethtool", op=op, dev=dev)
+        if args.json:
+            _emit_json(result)
+        elif op == "drvinfo":
+            for k, v in result.items():
+                print(f"{k.replace('_', '-')}: {v}")
+        elif op == "stats":
+            print("NIC statistics:")
+            for k, v in result.items():
+                print(f"     {k}: {v}")
+        elif op == "get_ringparam":
+            print(f"Ring parameters for {dev}:\nPre-set maximums:")
+            print(f"RX:\t\t{result.get('rx_max_pending')}\nTX:\t\t{result.get('tx_max_pending')}")
+            print("Current hardware settings:")
+            print(f"RX:\t\t{result.get('rx_pending')}\nTX:\t\t{result.get('tx_pending')}")
+        elif op == "get_coalesce":
+            print(f"Coalesce parameters for {dev}:")
+            for k, v in result.items():
+                print(f"{k.replace('_', '-')}: {v}")
+        else:
+            print(f"Settings for {dev}:\n\tLink detected: {'yes' if result else 'no'}")
+        return 0
+    if args.json:
+        _emit_json(result)
+    return 0
+
+
+# -- vnet ping / arping -----------------------------------------------------------------------
+
+
+def cmd_ping(args: argparse.Namespace) -> int:
+    if args.count is not None and args.count < 1:
+        raise CliError("ping: -c needs a count of at least 1")
+    if args.interval < 0.001:
+        raise CliError("ping: -i must be at least 0.001 s")
+    if not 0 <= args.size <= 65507:
+        raise CliError("ping: -s must be between 0 and 65507")
+    return asyncio.run(_ping(args))
+
+
+async def _ping(args: argparse.Namespace) -> int:
+    import zmq.asyncio
+
+    from node.stack import PingStats
+
+    ctx = zmq.asyncio.Context()
+    client = AsyncControlClient(ctx, node_endpoint(args), timeout=args.timeout)
+    stats = PingStats()
+    replies: list[dict] = []
+    src = None
+    if not args.json:
+        print(f"PING {args.dst} ({args.dst}) {args.size}({args.size + 28}) bytes of data.")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+
+    async def probe(seq: int) -> None:
+        nonlocal src
+        stats.sent()
+        r = await client.call("ping", wait=args.wait + args.timeout, dst=args.dst, seq=seq,
+                              size=args.size, timeout=args.wait)
+        replies.append(r)
+        if r["status"] == "reply":
+            stats.received(r["rtt_ms"])
+            if not args.json:
+                print(f"{r['bytes']} bytes from {r['from']}: icmp_seq={seq} ttl={r['ttl']} time={r['rtt_ms']:.3f} ms")
+        elif r["status"] == "unreachable":
+            stats.error()
+            if not args.json:
+                if src is None:
+                    addrs = (await client.call("addr_show"))["addresses"]
+                    src = addrs[0]["address"] if addrs else "?"
+                print(f"From {src} icmp_seq={seq} Destination Host Unreachable")
+
+    tasks = []
+    try:
+        seq = 0
+        while args.count is None or seq < args.count:
+            seq += 1
+            tasks.append(loop.create_task(probe(seq)))
+            if args.count is not None and seq >= args.count:
+                break
+            await asyncio.sleep(args.interval)  # ping's probe interval (-i)
+        await asyncio.gather(*tasks)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        for t in tasks:
+            t.cancel()
+    finally:
+        await client.close()
+        ctx.term()
+    elapsed_ms = (loop.time() - started) * 1000.0
+    if args.json:
+        _emit_json({"dst": args.dst, "replies": sorted(replies, key=lambda r: r["seq"]), **stats.as_dict(elapsed_ms)})
+    else:
+        print(f"\n--- {args.dst} ping statistics ---")
+        print(stats.format(elapsed_ms))
+    return 0 if stats.nreceived else 1
+
+
+def cmd_arping(args: argparse.Namespace) -> int:
+    got = 0
+    results = []
+    if not args.json:
+        print(f"ARPING {args.dst}")
+    for _ in range(args.count):
+        r = node_call(args, "arping", wait=args.wait + args.timeout, dst=args.dst, timeout=args.wait)
+        results.append(r)
+        if r["status"] == "reply":
+            got += 1
+            if not args.json:
+                print(f"Unicast reply from {args.dst} [{r['mac']}]  {r['rtt_ms']:.3f}ms")
+        elif not args.json:
+            print(f"Timeout waiting for a reply from {args.dst}")
+    if args.json:
+        _emit_json({"dst": args.dst, "sent": args.count, "received": got, "replies": results})
+    else:
+        print(f"Sent {args.count} probes (1 broadcast(s))\nReceived {got} response(s)")
+    return 0 if got else 1
+
+
+# -- vnet udp ---------------------------------------------------------------------------------
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise CliError(f"udp: {text!r}: expected IP:PORT")
+    try:
+        p = int(port)
+    except ValueError:
+        raise CliError(f"udp: port {port!r} is not a number") from None
+    if not 1 <= p <= 65535:
+        raise CliError(f"udp: port {p} is out of range 1..65535")
+    return host, p
+
+
+def cmd_udp(args: argparse.Namespace) -> int:
+    if args.udp_cmd == "send":
+        host, port = _host_port(args.target)
+        r = node_call(args, "udp_send", dst=host, port=port, data=args.data.encode(), sport=args.sport)
+        if args.json:
+            _emit_json(r)
+        else:
+            print(f"sent {r['bytes']} bytes to {host}:{port} from port {r['sport']}")
+        return 0
+    if not 1 <= args.port <= 65535:
+        raise CliError(f"udp listen: port {args.port} is out of range 1..65535")
+    with ControlClient(node_endpoint(args), timeout=args.timeout) as client:
+        client.call("udp_bind", port=args.port)
+        got = 0
+        try:
+            while args.count is None or got < args.count:
+                batch = client.call("udp_recv", wait=args.timeout + 1.0, port=args.port, timeout=1.0)
+                for d in batch:
+                    got += 1
+                    if args.json:
+                        print(json.dumps(_jsonable(d)), flush=True)
+                    else:
+                        print(f"{d['src']}:{d['sport']} -> {d['dst']}:{d['port']}: "
+                              f"{d['data'].decode(errors='replace')}", flush=True)
+                    if args.count is not None and got >= args.count:
+                        break
+        except KeyboardInterrupt:
+            pass
+        finally:
+            client.call("udp_unbind", port=args.port)
+    return 0
+
+
+# -- vnet inject ------------------------------------------------------------------------------
+
+
+def build_frames(source: str, src_mac: str, src_ip: str | None) -> list[bytes]:
+    """Frames from a pcap file path or a scapy expression, with the node's MAC/IP as defaults.
+
+    Missing destination MACs become broadcast, so scapy never tries to resolve anything on
+    the host's own network.
+    """
+    from scapy.all import IP, Ether, Packet, rdpcap  # scapy is slow to import: only here
+    import scapy.all as scapy_all
+
+    if os.path.isfile(source):
+        try:
+            return [bytes(p) for p in rdpcap(source)]
+        except Exception as exc:
+            raise CliError(f"inject: cannot read pcap {source!r}: {exc}") from None
+    namespace = {k: getattr(scapy_all, k) for k in dir(scapy_all) if not k.startswith("_")}
+    try:
+        obj = eval(source, namespace)  # the user's own expression, in their own shell
+    except Exception as exc:
+        raise CliError(f"inject: {source!r} is neither a pcap file nor a scapy expression: "
+                       f"{exc.__class__.__name__}: {exc}") from None
+    packets = list(obj) if isinstance(obj, (list, tuple)) else [obj]
+    frames = []
+    for pkt in packets:
+        if isinstance(pkt, (bytes, bytearray)):
+            frames.append(bytes(pkt))
+            continue
+        if not isinstance(pkt, Packet):
+            raise CliError(f"inject: the expression gave a {type(pkt).__name__}, not a packet")
+        if not isinstance(pkt, Ether):
+            pkt = Ether() / pkt
+        if pkt.dst is None or "dst" not in pkt.fields:
+            pkt.dst = "ff:ff:ff:ff:ff:ff"
+        if "src" not in pkt.fields:
+            pkt.src = src_mac
+        if src_ip and pkt.haslayer(IP) and "src" not in pkt[IP].fields:
+            pkt[IP].src = src_ip
+        frames.extend(bytes(p) for p in pkt)  # an expression with ranges yields several
+    return frames
+
+
+def cmd_inject(args: argparse.Namespace) -> int:
+    link = node_call(args, "link_show")[0]
+    addrs = node_call(args, "addr_show")["addresses"]
+    frames = build_frames(args.source, link["address"], addrs[0]["address"] if addrs else None)
+    frames = frames * args.count
+    r = node_call(args, "inject", frames=frames, dev=args.dev)
+    if args.json:
+        _emit_json(r)
+    else:
+        print(f"injected {r['sent']} frame(s) through {args.dev}")
+    return 0
+
+
+# -- vnet switch ------------------------------------------------------------------------------
+
+
+def cmd_switch(args: argparse.Namespace) -> int:
+    if args.switch_cmd is None:
+        return run_switch(args)
+    params: dict[str, Any] = {}
+    if args.switch_cmd == "flush" and args.arg:
+        params["port"] = args.arg
+    if args.switch_cmd == "set-ageing":
+        if args.arg is None:
+            raise CliError("usage: vnet switch set-ageing SECONDS")
+        try:
+            params["seconds"] = float(args.arg)
+        except ValueError:
+            raise CliError(f"switch set-ageing: {args.arg!r} is not a number of seconds") from None
+    cmd = {"set-ageing": "set_ageing"}.get(args.switch_cmd, args.switch_cmd)
+    with ControlClient(switch_endpoint(args), timeout=args.timeout) as client:
+        result = client.call(cmd, **params)
+    if args.json:
+        _emit_json(result)
+        return 0
+    if cmd == "fdb":
+        for e in result:
+            print(f"{e['mac']} dev {e['port']} vlan {e['vlan']} master vnet-switch age {e['age']:.1f}s")
+    elif cmd == "ports":
+        for p in result:
+            c = p.get("counters", {})
+            print(f"port {p['port_id']}: {p['name']} macs {','.join(p['macs'])} mtu {p['mtu']} "
+                  f"rx {c.get('rx_packets', 0)} tx {c.get('tx_packets', 0)}")
+    elif cmd == "stats":
+        _print_tree(result)
+    elif cmd == "flush":
+        print(f"flushed {result} entries")
+    else:
+        print(result)
+    return 0
+
+
+def _print_tree(obj: Any, indent: int = 0) -> None:
+    pad = "  " * indent
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if isinstance(v, (dict, list)):
+                print(f"{pad}{k}:")
+                _print_tree(v, indent + 1)
+            else:
+                print(f"{pad}{k}: {v}")
+    elif isinstance(obj, list):
+        for v in obj:
+            _print_tree(v, indent)
+            print()
+    else:
+        print(f"{pad}{obj}")
+
+
+def run_switch(args: argparse.Namespace) -> int:
+    from switch.server import SwitchConfig, serve
+    from vnet.control import print_ready
+
+    try:
+        config = SwitchConfig(
+            bind=args.bind, control=args.switch_control or f"tcp://127.0.0.1:{DEFAULT_CONTROL_PORT}",
+            ageing_time=args.ageing, heartbeat_interval=args.heartbeat_interval,
+            heartbeat_timeout=args.heartbeat_timeout, mtu=args.mtu, fdb_max=args.fdb_max,
+            port_hwm=args.port_hwm,
+        )
+    except ValueError as exc:
+        raise CliError(f"switch: {exc}") from None
+    _setup_logging(args.log_level)
+    ready = lambda server: print_ready({"switch": True, "data": server.data_endpoint,  # noqa: E731
+                                        "control": server.control_endpoint})
+    try:
+        asyncio.run(serve(config, on_ready=ready))
+    except OSError as exc:  # an endpoint that cannot be bound: in use, bad address
+        raise CliError(f"switch: {exc}") from None
+    return 0
+
+
+# -- vnet node --------------------------------------------------------------------------------
+
+
+def run_node(args: argparse.Namespace) -> int:
+    from node.daemon import NodeConfig, serve
+
+    name = args.name or os.environ.get("VNET_NODE")
+    if not name:
+        raise CliError("node: give the node a name with --name NAME (or $VNET_NODE)")
+    addresses = args.address or [a for a in os.environ.get("VNET_ADDRESS", "").split(",") if a]
+    config = NodeConfig(
+        name=name,
+        switch=args.switch or os.environ.get("VNET_SWITCH") or f"tcp://127.0.0.1:{DEFAULT_DATA_PORT}",
+        addresses=addresses, control=args.control, mac=args.mac, mtu=args.mtu,
+        tx_ring_size=args.tx_ring, rx_ring_size=args.rx_ring,
+        heartbeat_interval=args.heartbeat_interval, heartbeat_timeout=args.heartbeat_timeout,
+    )
+    try:
+        config.validate()
+    except ValueError as exc:
+        raise CliError(f"node: {exc}") from None
+    _setup_logging(args.log_level)
+    return asyncio.run(serve(config))
+
+
+# -- vnet lan ---------------------------------------------------------------------------------
+
+
+def cmd_lan(args: argparse.Namespace) -> int:
+    from vnet import lan as lanmod
+
+    if args.nodes < 1:
+        raise CliError("lan: --nodes must be at least 1")
+    try:
+        if args.lan_cmd == "up":
+            return asyncio.run(lanmod.lan_up(args.nodes, args.subnet))
+        return asyncio.run(lanmod.lan_demo(args.nodes, args.subnet, as_json=args.json, count=args.count))
+    except ValueError as exc:
+        raise CliError(f"lan: {exc}") from None
+
+
+# -- argument parsing -------------------------------------------------------------------------
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--node", default=argparse.SUPPRESS, help="the node to talk to (default: $VNET_NODE, "
+                        "or the only node on this host)")
+    common.add_argument("--control", default=argparse.SUPPRESS, help="a node's control endpoint, instead of --node")
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
+    common.add_argument("--timeout", type=float, default=argparse.SUPPRESS,
+                        help="seconds to wait for the control endpoint (default 5)")
+
+    p = argparse.ArgumentParser(prog="vnet", parents=[common],
+                                description="A virtual Ethernet LAN for containers and processes.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    ip = sub.add_parser("ip", parents=[common], help="links, addresses and neighbours (like iproute2)")
+    ip.add_argument("-s", "-stats", "--stats", dest="stats", action="store_true", help="show statistics")
+    ip.add_argument("object", choices=["link", "l", "addr", "address", "a", "neigh", "neighbour", "neighbor", "n"])
+    ip.add_argument("action", nargs="?", help="show | set | add | del | flush")
+    ip.add_argument("rest", nargs="*", help="arguments of the action")
+    ip.set_defaults(func=cmd_ip, dev="vnet0")
+
+    et = sub.add_parser("ethtool", parents=[common], help="driver info, statistics, rings, coalescing")
+    mode = et.add_mutually_exclusive_group()
+    mode.add_argument("-i", dest="mode", action="store_const", const="i", help="driver information")
+    mode.add_argument("-S", dest="mode", action="store_const", const="S", help="NIC statistics")
+    mode.add_argument("-g", dest="mode", action="store_const", const="g", help="ring sizes")
+    mode.add_argument("-c", dest="mode", action="store_const", const="c", help="interrupt coalescing")
+    mode.add_argument("-G", dest="set_ring", action="store_true", help="set ring sizes: rx N tx N")
+    mode.add_argument("-C", dest="set_coalesce", action="store_true", help="set coalescing: rx-usecs N rx-frames N")
+    et.add_argument("devname", metavar="DEVNAME")
+    et.add_argument("params", nargs="*", help="NAME VALUE pairs for -G / -C")
+    et.set_defaults(func=cmd_ethtool, mode=None)
+
+    ping = sub.add_parser("ping", parents=[common], help="ICMP echo, like ping(8)")
+    ping.add_argument("-c", dest="count", type=int, default=None, help="stop after COUNT probes")
+    ping.add_argument("-i", dest="interval", type=float, default=1.0, help="seconds between probes (default 1)")
+    ping.add_argument("-s", dest="size", type=int, default=56, help="payload bytes (default 56)")
+    ping.add_argument("-W", dest="wait", type=float, default=4.0, help="seconds to wait for each reply (default 4)")
+    ping.add_argument("dst", metavar="IP")
+    ping.set_defaults(func=cmd_ping)
+
+    arping = sub.add_parser("arping", parents=[common], help="ARP requests, like arping(8)")
+    arping.add_argument("-c", dest="count", type=int, default=1, help="requests to send (default 1)")
+    arping.add_argument("-w", dest="wait", type=float, default=1.0, help="seconds to wait for each reply")
+    arping.add_argument("dst", metavar="IP")
+    arping.set_defaults(func=cmd_arping)
+
+    udp = sub.add_parser("udp", parents=[common], help="send or receive UDP datagrams")
+    usub = udp.add_subparsers(dest="udp_cmd", metavar="send|listen", required=True)
+    us = usub.add_parser("send", parents=[common], help="send one datagram")
+    us.add_argument("target", metavar="IP:PORT")
+    us.add_argument("data", metavar="DATA")
+    us.add_argument("--sport", type=int, default=0, help="source port (default: an ephemeral one)")
+    ul = usub.add_parser("listen", parents=[common], help="print datagrams arriving on a port")
+    ul.add_argument("port", type=int, metavar="PORT")
+    ul.add_argument("-c", dest="count", type=int, default=None, help="exit after COUNT datagrams")
+    udp.set_defaults(func=cmd_udp)
+
+    inj = sub.add_parser("inject", parents=[common], help="send raw frames: a scapy expression or a pcap file")
+    inj.add_argument("source", metavar="EXPR|FILE.pcap")
+    inj.add_argument("-n", dest="count", type=int, default=1, help="send the frames this many times")
+    inj.add_argument("--dev", default="vnet0")
+    inj.set_defaults(func=cmd_inject)
+
+    sw = sub.add_parser("switch", parents=[common],
+                        help="run the switch daemon, or query it: fdb, ports, stats, flush, set-ageing")
+    sw.add_argument("switch_cmd", nargs="?", choices=["fdb", "ports", "stats", "flush", "set-ageing"],
+                    metavar="fdb|ports|stats|flush [PORT]|set-ageing SECONDS")
+    sw.add_argument("arg", nargs="?", help=argparse.SUPPRESS)
+    sw.add_argument("--switch-control", dest="switch_control", default=None,
+                    help=f"the switch's control endpoint (default $VNET_SWITCH_CONTROL or tcp://127.0.0.1:{DEFAULT_CONTROL_PORT})")
+    sw.add_argument("--bind", default=f"tcp://127.0.0.1:{DEFAULT_DATA_PORT}",
+                    help=f"daemon: data endpoint to bind (default tcp://127.0.0.1:{DEFAULT_DATA_PORT})")
+    sw.add_argument("--ageing", type=float, default=300.0, help="daemon: FDB ageing time, s (0 = never)")
+    sw.add_argument("--heartbeat-interval", type=float, default=1.0)
+    sw.add_argument("--heartbeat-timeout", type=float, default=3.0)
+    sw.add_argument("--mtu", type=int, default=1500)
+    sw.add_argument("--fdb-max", type=int, default=8192, help="daemon: FDB size bound")
+    sw.add_argument("--port-hwm", type=int, default=1000, help="daemon: per-port output queue, in messages")
+    sw.add_argument("--log-level", default="info")
+    sw.set_defaults(func=cmd_switch)
+
+    nd = sub.add_parser("node", parents=[common], help="run a node daemon")
+    nd.add_argument("--name", default=None, help="node name (default $VNET_NODE)")
+    nd.add_argument("--switch", default=None, help=f"switch data endpoint (default $VNET_SWITCH or tcp://127.0.0.1:{DEFAULT_DATA_PORT})")
+    nd.add_argument("--address", action="append", help="an IPv4 address with prefix, e.g. 10.0.0.1/24 (repeatable; default $VNET_ADDRESS)")
+    nd.add_argument("--mac", default=None, help="MAC address (default: derived from the name)")
+    nd.add_argument("--mtu", type=int, default=1500)
+    nd.add_argument("--tx-ring", type=int, default=256)
+    nd.add_argument("--rx-ring", type=int, default=256)
+    nd.add_argument("--heartbeat-interval", type=float, default=1.0)
+    nd.add_argument("--heartbeat-timeout", type=float, default=3.0)
+    nd.add_argument("--log-level", default="info")
+    nd.set_defaults(func=run_node)
+
+    lan = sub.add_parser("lan", parents=[common], help="an embedded LAN on this machine: up, or demo")
+    lsub = lan.add_subparsers(dest="lan_cmd", metavar="up|demo", required=True)
+    for name, text in (("up", "run a LAN until Ctrl-C"), ("demo", "every node pings every other, then exit")):
+        lp = lsub.add_parser(name, parents=[common], help=text)
+        lp.add_argument("--nodes", type=int, default=3)
+        lp.add_argument("--subnet", default="10.0.0.0/24")
+        if name == "demo":
+            lp.add_argument("--count", type=int, default=3, help="pings per pair (default 3)")
+    lan.set_defaults(func=cmd_lan)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "set_ring", False) or getattr(args, "set_coalesce", False):
+        args.set_ring = args.params if args.set_ring else None
+        args.set_coalesce = args.params if args.set_coalesce else None
+    elif args.command == "ethtool":
+        args.set_ring = args.set_coalesce = None
+        if args.params:
+            parser.error(f"ethtool: unexpected arguments {' '.join(args.params)}")
+    for name, default in (("json", False), ("timeout", 5.0), ("node", None), ("control", None)):
+        if not hasattr(args, name):
+            setattr(args, name, default)
+    try:
+        return args.func(args)
+    except CliError as exc:
+        print(f"vnet: error: {exc}", file=sys.stderr)
+        return 2
+    except ControlError as exc:
+        print(f"vnet: error: {exc}", file=sys.stderr)
+        return 2
+    except TimeoutError as exc:
+        print(f"vnet: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,475 @@
+"""The embedded LAN: a switch process and N node processes on this machine.
+
+Every daemon is started with the same ``vnet switch`` / ``vnet node`` commands the containers
+run, so the embedded LAN exercises the one code path there is. The ``Lan`` owns its
+processes: it starts them, waits for each to print its ``vnet-ready`` line and for every node
+to have carrier and usable addresses (polling, with a deadline), and on ``close()`` sends
+SIGTERM to each and kills what has not exited within the grace period.
+
+Node handles (``NodeHandle``) speak to a node's control endpoint; the same handle API serves
+the Docker LAN fixture, so one test body runs against both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import zmq
+import zmq.asyncio
+
+from vnet.control import READY_PREFIX, AsyncControlClient
+
+
+class LanError(RuntimeError):
+    """The LAN could not be brought up (a daemon failed to start, or never became ready)."""
+
+
+@dataclass
+class PingResult:
+    """What ``ping -c N`` reports: per-probe results and ping(8)'s summary figures."""
+
+    dst: str
+    transmitted: int = 0
+    received: int = 0
+    unreachable: int = 0
+    rtts_ms: list[float] = field(default_factory=list)
+    replies: list[dict] = field(default_factory=list)
+
+    @property
+    def loss(self) -> float:
+        return 0.0 if not self.transmitted else 100.0 * (self.transmitted - self.received) / self.transmitted
+
+    @property
+    def ok(self) -> bool:
+        return self.transmitted > 0 and self.received == self.transmitted
+
+
+class NodeHandle:
+    """A test's or the demo's grip on one node, through its control endpoint."""
+
+    def __init__(self, ctx: zmq.asyncio.Context, name: str, control: str, ip: str | None = None) -> None:
+        self.name = name
+        self.control = control
+        self.ip = ip
+        self.mac: str | None = None
+        self._client = AsyncControlClient(ctx, control, timeout=10.0)
+
+    def __repr__(self) -> str:
+        return f"<NodeHandle {self.name} {self.ip} {self.mac}>"
+
+    async def call(self, cmd: str, wait: float | None = None, **args: Any) -> Any:
+        return await self._client.call(cmd, wait=wait, **args)
+
+    async def health(self) -> dict:
+        return await self.call("health")
+
+    async def ping(self, dst: str, count: int = 1, size: int = 56, timeout: float = 4.0,
+                   interval: float = 0.0) -> PingResult:
+        res = PingResult(dst)
+        for seq in range(1, count + 1):
+            r = await self.call("ping", wait=timeout + 5, dst=dst, seq=seq, size=size, timeout=timeout)
+            res.transmitted += 1
+            res.replies.append(r)
+            if r["status"] == "reply":
+                res.received += 1
+                res.rtts_ms.append(r["rtt_ms"])
+            elif r["status"] == "unreachable":
+                res.unreachable += 1
+            if interval and seq < count:
+                await asyncio.sleep(interval)  # the probe interval the caller asked for
+        return res
+
+    async def arping(self, dst: str, timeout: float = 1.0) -> dict:
+        return await self.call("arping", wait=timeout + 5, dst=dst, timeout=timeout)
+
+    async def neigh(self) -> list[dict]:
+        return await self.call("neigh_show")
+
+    async def neigh_flush(self) -> int:
+        return await self.call("neigh_flush")
+
+    async def stats(self) -> dict:
+        return await self.call("stats")
+
+    async def link(self) -> dict:
+        return (await self.call("link_show"))[0]
+
+    async def link_set(self, **changes: Any) -> dict:
+        """``link_set(state="down")``, ``mtu=9000``, ``address="02:..."``, ``promisc=True``."""
+        return await self.call("link_set", **changes)
+
+    async def addr_add(self, cidr: str) -> dict:
+        return await self.call("addr_add", cidr=cidr)
+
+    async def addresses(self) -> list[dict]:
+        return (await self.call("addr_show"))["addresses"]
+
+    async def ethtool(self, op: str, **params: Any) -> Any:
+        return await self.call("ethtool", op=op, **params)
+
+    async def udp_bind(self, port: int) -> None:
+        await self.call("udp_bind", port=port)
+
+    async def udp_send(self, dst: str, port: int, data: bytes, sport: int = 0) -> dict:
+        return await self.call("udp_send", dst=dst, port=port, data=data, sport=sport)
+
+    async def udp_recv(self, port: int, timeout: float = 2.0) -> list[dict]:
+        return await self.call("udp_recv", wait=timeout + 5, port=port, timeout=timeout)
+
+    async def inject(self, frames: Any) -> dict:
+        """Send raw frames (bytes, or scapy packets, or a list of either) through TX."""
+        if not isinstance(frames, (list, tuple)):
+            frames = [frames]
+        return await self.call("inject", frames=[bytes(f) for f in frames])
+
+    async def wait_for(self, predicate, what: str, timeout: float = 10.0, every: float = 0.02) -> Any:
+        """Poll ``await predicate(self)`` until it returns something truthy, or fail with ``what``."""
+        return await poll_until(lambda: predicate(self), what=f"{self.name}: {what}", timeout=timeout, every=every)
+
+    async def wait_ready(self, timeout: float = 15.0) -> dict:
+        async def ready(_):
+            h = await self.health()
+            if h.get("refused"):
+                raise LanError(f"{self.name}: {h['refused']}")
+            ok = h["carrier"] and all(a["state"] != "tentative" for a in h["addresses"])
+            return h if ok else None
+
+        health = await self.wait_for(ready, "carrier up and addresses usable", timeout)
+        return health
+
+    async def close(self) -> None:
+        await self._client.close()
+
+
+class SwitchHandle:
+    """The switch's control endpoint: FDB, ports, stats."""
+
+    def __init__(self, ctx: zmq.asyncio.Context, control: str, data: str) -> None:
+        self.control = control
+        self.data = data
+        self._client = AsyncControlClient(ctx, control, timeout=10.0)
+
+    async def call(self, cmd: str, **args: Any) -> Any:
+        return await self._client.call(cmd, **args)
+
+    async def fdb(self) -> list[dict]:
+        return await self.call("fdb")
+
+    async def ports(self) -> list[dict]:
+        return await self.call("ports")
+
+    async def stats(self) -> dict:
+        return await self.call("stats")
+
+    async def flush(self, port: str | None = None) -> int:
+        return await self.call("flush", **({"port": port} if port else {}))
+
+    async def set_ageing(self, seconds: float) -> Any:
+        return await self.call("set_ageing", seconds=seconds)
+
+    async def close(self) -> None:
+        await self._client.close()
+
+
+async def poll_until(fn, what: str, timeout: float = 10.0, every: float = 0.02) -> Any:
+    """Await ``fn()`` until truthy; raise TimeoutError naming ``what`` after ``timeout`` s."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    last_exc: Exception | None = None
+    while True:
+        try:
+            result = await fn()
+            if result:
+                return result
+        except (TimeoutError, ConnectionError) as exc:
+            last_exc = exc
+        if loop.time() >= deadline:
+            extra = f" (last error: {last_exc})" if last_exc else ""
+            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}{extra}")
+        await asyncio.sleep(every)  # poll interval, not a readiness assumption
+
+
+class _Proc:
+    """One daemon process and its log file; owned by the Lan."""
+
+    def __init__(self, name: str, proc: asyncio.subprocess.Process, log_path: str) -> None:
+        self.name = name
+        self.proc = proc
+        self.log_path = log_path
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            with open(self.log_path, errors="replace") as fh:
+                return "".join(fh.readlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def vnet_command() -> list[str]:
+    """How to run the ``vnet`` command: this interpreter, so a venv or checkout just works."""
+    return [sys.executable, "-m", "vnet.cli"]
+
+
+class Lan:
+    """An embedded LAN of ``nodes`` nodes on ``subnet``: node I is ``nodeI`` at host address I.
+
+    ``switch_bind``/``switch_control`` default to random loopback ports; ``runtime_dir`` (where
+    node control sockets live) defaults to a private temporary directory removed on close.
+    """
+
+    def __init__(
+        self,
+        nodes: int = 3,
+        subnet: str = "10.0.0.0/24",
+        *,
+        switch_bind: str = "tcp://127.0.0.1:0",
+        switch_control: str = "tcp://127.0.0.1:0",
+        runtime_dir: str | None = None,
+        ageing_time: float = 300.0,
+        heartbeat_interval: float = 1.0,
+        heartbeat_timeout: float = 3.0,
+        mtu: int = 1500,
+        start_timeout: float = 30.0,
+        node_args: Iterable[str] = (),
+    ) -> None:
+        try:
+            self.subnet = ipaddress.IPv4Network(subnet)
+        except ValueError as exc:
+            raise ValueError(f"subnet {subnet!r}: {exc}") from None
+        hosts = self.subnet.num_addresses - 2
+        if nodes < 1 or nodes > hosts:
+            raise ValueError(f"nodes={nodes}: {self.subnet} has room for 1 to {hosts} nodes")
+        self.n_nodes = nodes
+        self.switch_bind = switch_bind
+        self.switch_control_bind = switch_control
+        self._own_runtime = runtime_dir is None
+        self.runtime_dir = runtime_dir or tempfile.mkdtemp(prefix="vnet-lan-")
+        self.ageing_time = ageing_time
+        self.heartbeat_interval = heartbeat_interval
+        self.heartbeat_timeout = heartbeat_timeout
+        self.mtu = mtu
+        self.start_timeout = start_timeout
+        self.node_args = list(node_args)
+        self._ctx: zmq.asyncio.Context | None = None
+        self._switch_proc: _Proc | None = None
+        self._node_procs: dict[str, _Proc] = {}
+        self.switch: SwitchHandle | None = None
+        self.nodes: list[NodeHandle] = []
+        self._next_index = 1
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> "Lan":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        self._ctx = zmq.asyncio.Context()
+        try:
+            await self.start_switch()
+            await asyncio.gather(*(self.add_node(wait=False) for _ in range(self.n_nodes)))
+            await asyncio.gather(*(n.wait_ready(self.start_timeout) for n in self.nodes))
+        except BaseException:
+            await self.close()
+            raise
+
+    async def start_switch(self) -> SwitchHandle:
+        """Start (or restart, after ``kill_switch``) the switch on the same endpoints."""
+        args = [
+            "switch",
+            "--bind", self.switch.data if self.switch else self.switch_bind,
+            "--control", self.switch.control if self.switch else self.switch_control_bind,
+            "--ageing", str(self.ageing_time),
+            "--heartbeat-interval", str(self.heartbeat_interval),
+            "--heartbeat-timeout", str(self.heartbeat_timeout),
+            "--mtu", str(self.mtu),
+        ]
+        proc, info = await self._spawn("switch", args)
+        self._switch_proc = proc
+        if self.switch is None:
+            self.switch = SwitchHandle(self._ctx, info["control"], info["data"])
+        return self.switch
+
+    async def add_node(self, name: str | None = None, wait: bool = True, extra_args: Iterable[str] = ()) -> NodeHandle:
+        """Start one more node (``nodeI`` at the next host address) and return its handle."""
+        index = self._next_index
+        self._next_index += 1
+        name = name or f"node{index}"
+        ip = self.subnet.network_address + index
+        cidr = f"{ip}/{self.subnet.prefixlen}"
+        handle = NodeHandle(self._ctx, name, f"ipc://{self.runtime_dir}/{name}.ctl", str(ip))
+        self.nodes.append(handle)
+        args = [
+            "node", "--name", name, "--switch", self.switch.data, "--address", cidr,
+            "--control", handle.control, "--mtu", str(self.mtu),
+            "--heartbeat-interval", str(self.heartbeat_interval),
+            "--heartbeat-timeout", str(self.heartbeat_timeout),
+            *self.node_args, *extra_args,
+        ]
+        proc, info = await self._spawn(name, args)
+        self._node_procs[name] = proc
+        handle.mac = info["mac"]
+        if wait:
+            await handle.wait_ready(self.start_timeout)
+        return handle
+
+    def node(self, name: str) -> NodeHandle:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(f"no node {name!r} in this LAN ({', '.join(n.name for n in self.nodes)})")
+
+    def __getitem__(self, index: int) -> NodeHandle:
+        return self.nodes[index]
+
+    async def stop_node(self, name: str, sig: int = signal.SIGTERM) -> int:
+        """Stop a node's process (SIGTERM: it says BYE; SIGKILL: it just vanishes)."""
+        proc = self._node_procs.pop(name)
+        handle = self.node(name)
+        self.nodes.remove(handle)
+        await handle.close()
+        return await _terminate(proc, sig)
+
+    async def kill_switch(self) -> int:
+        """SIGKILL the switch (a crash); ``start_switch()`` brings it back on the same ports."""
+        proc, self._switch_proc = self._switch_proc, None
+        return await _terminate(proc, signal.SIGKILL)
+
+    async def close(self) -> None:
+        handles = [*self.nodes, *([self.switch] if self.switch else [])]
+        await asyncio.gather(*(h.close() for h in handles), return_exceptions=True)
+        procs = list(self._node_procs.values())
+        self._node_procs.clear()
+        await asyncio.gather(*(_terminate(p) for p in procs), return_exceptions=True)
+        if self._switch_proc is not None:
+            await _terminate(self._switch_proc)
+            self._switch_proc = None
+        if self._ctx is not None:
+            self._ctx.term()
+            self._ctx = None
+        if self._own_runtime:
+            shutil.rmtree(self.runtime_dir, ignore_errors=True)
+
+    def logs(self) -> dict[str, str]:
+        """The tail of each daemon's log, for failure reports."""
+        procs = [*([self._switch_proc] if self._switch_proc else []), *self._node_procs.values()]
+        return {p.name: p.log_tail() for p in procs}
+
+    # -- processes ----------------------------------------------------------------------------
+
+    async def _spawn(self, name: str, args: list[str]) -> tuple[_Proc, dict]:
+        log_path = os.path.join(self.runtime_dir, f"{name}.log")
+        env = dict(os.environ, VNET_RUNTIME_DIR=self.runtime_dir, PYTHONUNBUFFERED="1")
+        with open(log_path, "ab") as log:
+            proc = await asyncio.create_subprocess_exec(
+                *vnet_command(), *args, stdout=asyncio.subprocess.PIPE, stderr=log,
+                stdin=asyncio.subprocess.DEVNULL, env=env,
+            )
+        p = _Proc(name, proc, log_path)
+        try:
+            line = await asyncio.wait_for(proc.stdout.readline(), self.start_timeout)
+        except asyncio.TimeoutError:
+            await _terminate(p)
+            raise LanError(f"{name} did not become ready within {self.start_timeout:g} s:\n{p.log_tail()}") from None
+        text = line.decode(errors="replace").strip()
+        if not text.startswith(READY_PREFIX):
+            await _terminate(p)
+            raise LanError(f"{name} failed to start (exit {proc.returncode}):\n{text}\n{p.log_tail()}")
+        return p, json.loads(text[len(READY_PREFIX):])
+
+
+async def _terminate(p: _Proc, sig: int = signal.SIGTERM, grace: float = 5.0) -> int:
+    proc = p.proc
+    if proc.returncode is None:
+        try:
+            proc.send_signal(sig)
+        except ProcessLookupError:
+            pass
+        try:
+            await asyncio.wait_for(proc.wait(), grace)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+    return proc.returncode
+
+
+# -- the `vnet lan` commands ------------------------------------------------------------------
+
+
+async def lan_up(nodes: int, subnet: str) -> int:
+    """``vnet lan up``: a LAN on the default switch ports and runtime directory, until signalled."""
+    from switch.wire import DEFAULT_CONTROL_PORT, DEFAULT_DATA_PORT
+    from vnet.control import runtime_dir
+
+    lan = Lan(nodes, subnet, switch_bind=f"tcp://127.0.0.1:{DEFAULT_DATA_PORT}",
+              switch_control=f"tcp://127.0.0.1:{DEFAULT_CONTROL_PORT}", runtime_dir=runtime_dir())
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        try:
+            await lan.start()
+        except LanError as exc:
+            print(f"vnet: error: {exc}", file=sys.stderr)
+            return 2
+        print(f"vnet LAN up: switch {lan.switch.data} (control {lan.switch.control}), subnet {lan.subnet}")
+        for n in lan.nodes:
+            print(f"  {n.name:<8} {n.ip:<15} {n.mac}   vnet --node {n.name} ping <ip>")
+        print("Ctrl-C (or SIGTERM) stops the LAN.", flush=True)
+        await stop.wait()
+        print("stopping the LAN", flush=True)
+        return 0
+    finally:
+        await lan.close()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def lan_demo(nodes: int, subnet: str, as_json: bool = False, count: int = 3) -> int:
+    """``vnet lan demo``: every node pings every other; exit 0 only if every pair answered."""
+    async with Lan(nodes, subnet) as lan:
+        pairs = []
+        for a in lan.nodes:
+            for b in lan.nodes:
+                if a is b:
+                    continue
+                res = await a.ping(b.ip, count=count)
+                pairs.append({
+                    "src": a.name, "dst": b.name, "dst_ip": b.ip, "transmitted": res.transmitted,
+                    "received": res.received, "loss_pct": res.loss, "ok": res.ok,
+                    "rtt_avg_ms": sum(res.rtts_ms) / len(res.rtts_ms) if res.rtts_ms else None,
+                })
+        arp = {n.name: await n.neigh() for n in lan.nodes}
+        stats = {n.name: (await n.link())["stats64"] for n in lan.nodes}
+        fdb = await lan.switch.fdb()
+    ok = all(p["ok"] for p in pairs)
+    if as_json:
+        print(json.dumps({"ok": ok, "nodes": nodes, "pairs": pairs, "arp": arp, "stats": stats, "fdb": fdb}, indent=2))
+        return 0 if ok else 1
+    print(f"{'from':<8} {'to':<8} {'ip':<15} {'sent':>4} {'recv':>4} {'rtt avg':>10}")
+    for p in pairs:
+        rtt = f"{p['rtt_avg_ms']:.3f} ms" if p["rtt_avg_ms"] is not None else "-"
+        print(f"{p['src']:<8} {p['dst']:<8} {p['dst_ip']:<15} {p['transmitted']:>4} {p['received']:>4} {rtt:>10}")
+    for name, entries in arp.items():
+        print(f"\nARP table of {name}:")
+        for e in entries:
+            print(f"  {e['ip']:<15} {e.get('mac') or '-':<17} {e['state']}")
+    print(f"\n{'node':<8} {'rx_packets':>10} {'rx_bytes':>10} {'tx_packets':>10} {'tx_bytes':>10} {'dropped':>8}")
+    for name, s in stats.items():
+        print(f"{name:<8} {s['rx_packets']:>10} {s['rx_bytes']:>10} {s['tx_packets']:>10} {s['tx_bytes']:>10} "
+              f"{s['rx_dropped'] + s['tx_dropped']:>8}")
+    print(f"\n{sum(p['ok'] for p in pairs)}/{len(pairs)} pairs answered every ping: {'OK' if ok else 'FAILED'}")
+    return 0 if ok else 1

@@ -301,16 +301,16 @@ async def _ping(args: argparse.Namespace) -> int:
 
     async def probe(seq: int) -> None:
         nonlocal src
-        stats.sent()
+        stats.on_transmit()
         r = await client.call("ping", wait=args.wait + args.timeout, dst=args.dst, seq=seq,
                               size=args.size, timeout=args.wait)
         replies.append(r)
         if r["status"] == "reply":
-            stats.received(r["rtt_ms"])
+            stats.on_reply(r["rtt_ms"] / 1000.0)
             if not args.json:
                 print(f"{r['bytes']} bytes from {r['from']}: icmp_seq={seq} ttl={r['ttl']} time={r['rtt_ms']:.3f} ms")
         elif r["status"] == "unreachable":
-            stats.error()
+            stats.on_error()
             if not args.json:
                 if src is None:
                     addrs = (await client.call("addr_show"))["addresses"]
@@ -333,13 +333,19 @@ async def _ping(args: argparse.Namespace) -> int:
     finally:
         await client.close()
         ctx.term()
-    elapsed_ms = (loop.time() - started) * 1000.0
+    elapsed = loop.time() - started
     if args.json:
-        _emit_json({"dst": args.dst, "replies": sorted(replies, key=lambda r: r["seq"]), **stats.as_dict(elapsed_ms)})
+        rtt = stats.rtt_us()
+        _emit_json({
+            "dst": args.dst, "transmitted": stats.transmitted, "received": stats.received,
+            "errors": stats.errors, "loss_pct": stats.loss_percent, "time_ms": elapsed * 1000.0,
+            "rtt_ms": dict(zip(("min", "avg", "max", "mdev"), (v / 1000.0 for v in rtt))) if rtt else None,
+            "replies": sorted(replies, key=lambda r: r["seq"]),
+        })
     else:
-        print(f"\n--- {args.dst} ping statistics ---")
-        print(stats.format(elapsed_ms))
-    return 0 if stats.nreceived else 1
+        print()
+        print(stats.format(args.dst, elapsed))
+    return 0 if stats.received else 1
 
 
 def cmd_arping(args: argparse.Namespace) -> int:

@@ -1,0 +1,103 @@
+"""What the host stack tells the application: events, drained with ``HostStack.next_events()``.
+
+Events are frozen dataclasses (h11 style). Addresses in them are in wire form, as the stack
+keeps them: an IPv4 address is 4 bytes, a MAC 6 bytes (``ip_str``/``mac_str`` format them,
+``parse_ip``/``parse_mac`` make them). Times are the ``now`` the stack was called with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Union
+
+
+@dataclass(frozen=True, slots=True)
+class EchoReply:
+    """An ICMP echo reply addressed to us. ``size`` is the ICMP message length (header +
+    data), the "64 bytes from" of ping(8); ``ttl`` is the received IP TTL."""
+
+    src: bytes
+    ident: int
+    seq: int
+    ttl: int
+    size: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class UdpDatagram:
+    """A UDP datagram for a bound port."""
+
+    src_ip: bytes
+    src_port: int
+    dst_ip: bytes
+    dst_port: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ArpReply:
+    """An ARP reply from an address we asked about with ``arp_probe`` (arping)."""
+
+    ip: bytes
+    mac: bytes
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class NeighResolved:
+    """A neighbour's MAC became known, or changed (its entry left INCOMPLETE/FAILED, was
+    learned, or was updated by a gratuitous ARP or reply)."""
+
+    ip: bytes
+    mac: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class NeighFailed:
+    """Resolving ``ip`` failed (FAILED after the retries, or its entry was flushed or lost
+    with the link); ``dropped`` packets were waiting in its queue and are gone. A ping
+    client reports them as "Destination Host Unreachable"."""
+
+    ip: bytes
+    dropped: int
+
+
+@dataclass(frozen=True, slots=True)
+class AddressConflict:
+    """Another host (``mac``) claims our address ``ip``: during duplicate address detection
+    (the address is then unusable, state "conflict") or later (we defend it)."""
+
+    ip: bytes
+    mac: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AddressReady:
+    """Duplicate address detection passed: ``ip`` is usable and has been announced."""
+
+    ip: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DestUnreachable:
+    """An ICMP destination unreachable (type 3) about a packet we sent. ``code`` 3 is port
+    unreachable, 2 protocol, 1 host. ``orig_sport``/``orig_dport`` are the UDP ports of the
+    quoted datagram, or the ident/seq of a quoted ICMP echo, else 0."""
+
+    src: bytes
+    code: int
+    orig_dst: bytes
+    proto: int
+    orig_sport: int
+    orig_dport: int
+
+
+Event = Union[
+    EchoReply, UdpDatagram, ArpReply, NeighResolved, NeighFailed, AddressConflict,
+    AddressReady, DestUnreachable,
+]
+
+# Events carrying traffic, dropped (and counted) when the application stops draining; the
+# others are rare control events and always queued.
+DATA_EVENTS = (EchoReply, UdpDatagram, ArpReply)

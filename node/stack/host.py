@@ -1,0 +1,272 @@
+"""HostStack: the layers composed on one interface, and the dispatch tables that bind them.
+
+Sans-I/O (h11, Faucet): frames come in with ``receive(frame, now)``; every method that can
+cause transmission returns the frames to transmit, in order; what the application waits for
+comes out of ``next_events()``; timers are ``next_deadline()`` and ``tick(now)``. Nothing
+here reads a clock, sleeps, or touches a socket. The node daemon glues it to the driver:
+
+    received frame        -> tx(stack.receive(frame, now))
+    timer at next_deadline -> tx(stack.tick(now))
+    carrier on / off      -> tx(stack.link_up(now)) / stack.link_down(now)
+
+The interface starts down: nothing is sent and nothing received until ``link_up``.
+Wire input never raises (bad frames are counted by reason in ``counters()``); caller
+mistakes raise StackError with the fix in the message.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import fields, replace
+
+from .arp import Arp, ArpParams
+from .common import StackError
+from .ether import (
+    BROADCAST_MAC, ETH_HLEN, ETH_P_ARP, ETH_P_IP, PACKET_BROADCAST, PACKET_HOST,
+    EtherCounters, Netdev, parse_mac, unicast_mac,
+)
+from .events import DATA_EVENTS, Event
+from .icmp import Icmp, echo_data
+from .ipv4 import (
+    IP_DEFAULT_TTL, IP_MIN_MTU, IPPROTO_ICMP, IPPROTO_UDP, AddrTable, Ipv4, ip_str,
+    parse_cidr, parse_ip,
+)
+from .udp import Udp
+
+
+def _check_mtu(mtu) -> int:
+    if not isinstance(mtu, int) or isinstance(mtu, bool) or not IP_MIN_MTU <= mtu <= 65535:
+        raise StackError(f"MTU {mtu!r} must be an integer {IP_MIN_MTU}..65535 "
+                         "(IPv4 needs at least 68)")
+    return mtu
+
+
+class HostStack:
+    """A host's IPv4 stack on one Ethernet interface: ARP, IPv4, ICMP echo, UDP.
+
+    ``arp`` (an ArpParams) and keyword overrides of its fields (``retrans_time=0.5``...)
+    tune the neighbour table and DAD; ``rng`` (a random.Random) randomises reachable time,
+    the DAD start and ephemeral ports (None: deterministic). ``event_queue_len`` bounds the
+    traffic events (EchoReply, UdpDatagram, ArpReply) waiting in ``next_events``; beyond it
+    they are dropped and counted (rcvbuf_errors). Control events are always queued.
+    """
+
+    def __init__(self, mac: bytes | str, *, mtu: int = 1500, rng=None,
+                 ttl: int = IP_DEFAULT_TTL, icmp_ratelimit: float = 1.0,
+                 icmp_ratelimit_burst: int = 6, icmp_echo_ignore_broadcasts: bool = True,
+                 event_queue_len: int = 1024, arp: ArpParams | None = None,
+                 **arp_params) -> None:
+        params = arp or ArpParams()
+        if arp_params:
+            names = {f.name for f in fields(ArpParams)}
+            unknown = sorted(set(arp_params) - names)
+            if unknown:
+                raise StackError(f"unknown HostStack parameter(s) {', '.join(unknown)}; "
+                                 f"ARP parameters are: {', '.join(sorted(names))}")
+            params = replace(params, **arp_params)
+        if not isinstance(ttl, int) or not 1 <= ttl <= 255:
+            raise StackError(f"TTL {ttl!r} must be an integer 1..255")
+        self.dev = Netdev(unicast_mac(mac), _check_mtu(mtu))
+        self.addrs = AddrTable()
+        self._events: deque[Event] = deque()
+        self._event_queue_len = event_queue_len
+        self.arp = Arp(self.dev, self.addrs, params, self._emit, rng)
+        self.ip = Ipv4(self.dev, self.addrs, self.arp.output, ttl)
+        self.icmp = Icmp(self.ip, self._emit, ratelimit=icmp_ratelimit,
+                         burst=icmp_ratelimit_burst,
+                         echo_ignore_broadcasts=icmp_echo_ignore_broadcasts)
+        self.udp = Udp(self.ip, self.icmp, self._emit, rng)
+        self.ec = EtherCounters()
+        # The dispatch tables: the whole receive path at a glance.
+        self.ip.protocols = {IPPROTO_ICMP: self.icmp.rcv, IPPROTO_UDP: self.udp.rcv}
+        self.ip.unreach = self.icmp.unreach
+        self.ptype = {ETH_P_ARP: self.arp.rcv, ETH_P_IP: self.ip.rcv}
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _emit(self, ev: Event) -> bool:
+        if isinstance(ev, DATA_EVENTS) and len(self._events) >= self._event_queue_len:
+            return False
+        self._events.append(ev)
+        return True
+
+    def _tx(self, frames: list[bytes]) -> list[bytes]:
+        if frames:
+            ec = self.ec
+            ec.tx_frames += len(frames)
+            ec.tx_bytes += sum(map(len, frames))
+        return frames
+
+    # -- the interface ---------------------------------------------------------------------
+
+    @property
+    def mac(self) -> bytes:
+        return self.dev.mac
+
+    @property
+    def mtu(self) -> int:
+        return self.dev.mtu
+
+    @property
+    def is_up(self) -> bool:
+        return self.dev.up
+
+    def set_mac(self, mac: bytes | str, now: float) -> list[bytes]:
+        """Change our MAC; returns gratuitous ARPs for the usable addresses so that
+        neighbours pick it up."""
+        self.dev.mac = unicast_mac(mac)
+        frames: list[bytes] = []
+        for ifa in self.addrs.usable:
+            frames += self.arp.announce(ifa, now)
+        return self._tx(frames)
+
+    def set_mtu(self, mtu: int) -> None:
+        self.dev.mtu = _check_mtu(mtu)
+
+    def link_up(self, now: float) -> list[bytes]:
+        """Carrier on: announce usable addresses, start DAD of tentative ones."""
+        if self.dev.up:
+            return []
+        self.dev.up = True
+        return self._tx(self.arp.link_up(now))
+
+    def link_down(self, now: float) -> list[bytes]:
+        """Carrier off: the neighbour table is flushed (NeighFailed for queued packets),
+        DAD pauses until link up; sends are dropped (ip out_discards). Returns []."""
+        if self.dev.up:
+            self.dev.up = False
+            self.arp.link_down(now)
+        return []
+
+    def add_address(self, cidr: str, now: float) -> list[bytes]:
+        """Add "a.b.c.d/len". It is tentative until DAD passes (AddressReady), or
+        unusable if another host has it (AddressConflict)."""
+        ip, plen = parse_cidr(cidr)
+        ifa = self.addrs.add(ip, plen)
+        return self._tx(self.arp.start_dad(ifa, now))
+
+    def del_address(self, cidr: str) -> None:
+        """Remove "a.b.c.d/len" (or "a.b.c.d"), whatever its state."""
+        if isinstance(cidr, str) and "/" in cidr:
+            ip, plen = parse_cidr(cidr)
+        else:
+            ip, plen = parse_ip(cidr), None
+        self.addrs.remove(ip, plen)
+
+    def addresses(self) -> list[dict]:
+        """[{"address": "10.0.0.1", "prefixlen": 24, "state": "ok", "broadcast": ...}]."""
+        return [{"address": ip_str(a.ip), "prefixlen": a.prefixlen, "state": a.state,
+                 "broadcast": ip_str(a.bcast) if a.bcast else None}
+                for a in self.addrs.all]
+
+    # -- the wire and the clock ------------------------------------------------------------
+
+    def receive(self, frame: bytes | bytearray | memoryview, now: float) -> list[bytes]:
+        """A frame from the NIC (whole Ethernet frame, no FCS). Never raises on content."""
+        if type(frame) is not bytes:
+            frame = bytes(frame)
+        ec = self.ec
+        ec.rx_frames += 1
+        ec.rx_bytes += len(frame)
+        if len(frame) < ETH_HLEN:
+            ec.rx_runts += 1
+            return []
+        if not self.dev.up:
+            ec.rx_link_down += 1
+            return []
+        dst = frame[:6]
+        if dst == self.dev.mac:
+            pkt_type = PACKET_HOST
+        elif dst == BROADCAST_MAC:
+            pkt_type = PACKET_BROADCAST
+        elif dst[0] & 1:
+            ec.rx_multicast_dropped += 1
+            return []
+        else:
+            ec.rx_otherhost_dropped += 1
+            return []
+        if frame[6] & 1:
+            ec.rx_bad_src += 1
+            return []
+        handler = self.ptype.get((frame[12] << 8) | frame[13])
+        if handler is None:
+            ec.rx_unknown_type += 1
+            return []
+        return self._tx(handler(frame, pkt_type, now))
+
+    def tick(self, now: float) -> list[bytes]:
+        """Run the timers due at ``now`` (ARP retries and ageing, DAD, announcements)."""
+        return self._tx(self.arp.tick(now))
+
+    def next_deadline(self) -> float | None:
+        """When ``tick`` next has work (may be in the past), or None."""
+        return self.arp.next_deadline()
+
+    def next_events(self) -> list[Event]:
+        """Everything that happened since the last call, oldest first."""
+        events = list(self._events)
+        self._events.clear()
+        return events
+
+    # -- what applications do --------------------------------------------------------------
+
+    def send_echo(self, dst_ip: str, ident: int, seq: int, payload: int | bytes,
+                  now: float) -> list[bytes]:
+        """An ICMP echo request; ``payload`` is bytes or a size (ping's pattern, 56 is
+        ping's default). Replies come out as EchoReply; an ARP failure as NeighFailed."""
+        if isinstance(payload, int) and not isinstance(payload, bool):
+            if payload < 0:
+                raise StackError(f"echo payload size {payload} must be >= 0")
+            self.ip.check_size(payload, 8, "ICMP echo data")
+            payload = echo_data(payload)
+        elif isinstance(payload, (bytes, bytearray, memoryview)):
+            payload = bytes(payload)
+        else:
+            raise StackError(f"echo payload must be bytes or a size, not {payload!r}")
+        return self._tx(self.icmp.send_echo(parse_ip(dst_ip), ident, seq, payload, now))
+
+    def send_udp(self, src_port: int, dst_ip: str, dst_port: int, payload: bytes,
+                 now: float) -> list[bytes]:
+        return self._tx(self.udp.send(src_port, parse_ip(dst_ip), dst_port, payload, now))
+
+    def udp_bind(self, port: int) -> int:
+        """Bind ``port`` (0 picks a free ephemeral one); returns it. StackError if bound."""
+        return self.udp.bind(port)
+
+    def udp_unbind(self, port: int) -> None:
+        self.udp.unbind(port)
+
+    def arp_probe(self, ip: str, now: float) -> list[bytes]:
+        """arping: a broadcast ARP request for ``ip``; answers come out as ArpReply."""
+        return self._tx(self.arp.probe(parse_ip(ip), now))
+
+    # -- the neighbour table (ip neigh) ----------------------------------------------------
+
+    def neigh_show(self, now: float) -> list[dict]:
+        """[{ip, mac|None, state, age, used, confirmed, probes, queued}] sorted by IP;
+        times are seconds ago."""
+        return self.arp.neigh.show(now)
+
+    def neigh_flush(self) -> int:
+        """Remove all non-permanent entries; returns how many."""
+        return self.arp.neigh.flush()
+
+    def neigh_add(self, ip: str, mac: bytes | str, now: float) -> list[bytes]:
+        """A static (PERMANENT) entry; returns packets that were waiting for it."""
+        return self._tx(self.arp.neigh.add_static(parse_ip(ip), parse_mac(mac), now))
+
+    def neigh_del(self, ip: str) -> bool:
+        return self.arp.neigh.delete(parse_ip(ip))
+
+    # -- statistics ------------------------------------------------------------------------
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        return {"ether": self.ec.as_dict(), "arp": self.arp.c.as_dict(),
+                "ip": self.ip.c.as_dict(), "icmp": self.icmp.c.as_dict(),
+                "udp": self.udp.c.as_dict()}
+
+    def __repr__(self) -> str:
+        addrs = ",".join(f"{a['address']}/{a['prefixlen']}({a['state']})"
+                         for a in self.addresses())
+        return (f"HostStack({self.dev.mac.hex(':')}, {'up' if self.dev.up else 'down'}, "
+                f"[{addrs}])")

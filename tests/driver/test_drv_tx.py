@@ -1,0 +1,204 @@
+"""TX: qdisc, ring full -> BUSY -> requeue -> wake, backpressure, watchdog, drop accounting."""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+
+from node.ethtool import ethtool_get_stats
+from node.netdevice import (
+    NET_XMIT_DROP, NET_XMIT_SUCCESS, NETDEV_TX_OK, NetdevError, dev_add_pack, dev_close,
+    dev_change_tx_queue_len, dev_get_stats, dev_open, netif_queue_stopped, qdisc_get_stats,
+)
+from node.skbuff import ETH_P_8021Q, ETH_P_ALL, PACKET_OUTGOING, alloc_skb, skb_mac_header, \
+    skb_put_data
+from node.vnic import vnic_start_xmit
+
+
+def seqs(frames, drv):
+    return [drv.seq_of(f) for f in frames]
+
+
+def test_frames_go_out_in_batches_with_stats(bench, drv):
+    b = bench().up()
+    for i in range(10):
+        assert b.send(b.frame(i, dst=drv.OTHER, size=60 + i)) == NET_XMIT_SUCCESS
+    assert b.wire_rx == []  # the DMA engine runs from the loop, after the doorbells
+    b.loop.run_ready()
+    assert seqs(b.wire_rx, drv) == list(range(10))
+    s = dev_get_stats(b.dev)
+    assert s.tx_packets == 10 and s.tx_bytes == sum(60 + i for i in range(10))
+    st = ethtool_get_stats(b.dev)
+    assert st["tx_dma_batches"] == 1 and st["tx_doorbells"] == 10  # one link.send for all
+    assert st["tx_queue_0_packets"] == 10
+
+
+def test_ring_full_busy_requeue_wake_delivers_each_frame_once_in_order(bench, drv):
+    b = bench(tx_ring_size=8).up()
+    for i in range(30):
+        assert b.send(b.frame(i, dst=drv.OTHER)) == NET_XMIT_SUCCESS
+    st = ethtool_get_stats(b.dev)
+    q = qdisc_get_stats(b.dev)
+    assert st["tx_busy"] == 1 and st["tx_queue_0_stops"] == 1
+    assert netif_queue_stopped(b.dev)
+    assert q.qlen == 22 and q.requeues == 1
+    b.loop.run_ready()
+    assert seqs(b.wire_rx, drv) == list(range(30))  # exactly once, in order
+    st = ethtool_get_stats(b.dev)
+    assert st["tx_queue_0_wakes"] >= 1 and st["tx_queue_0_wakes"] == st["tx_queue_0_stops"]
+    assert not netif_queue_stopped(b.dev)
+    assert dev_get_stats(b.dev).tx_packets == 30
+    assert qdisc_get_stats(b.dev).qlen == 0
+
+
+def test_backpressure_fills_ring_then_qdisc_and_drops_are_counted_in_the_qdisc(bench, drv):
+    b = bench(tx_ring_size=8).up()
+    dev_change_tx_queue_len(b.dev, 10)
+    b.near.stall()
+    results = [b.send(b.frame(i, dst=drv.OTHER)) for i in range(30)]
+    b.loop.advance(0.005)  # the engine retries every ms and keeps being refused
+    assert results.count(NET_XMIT_DROP) == 12  # 8 on the ring + 10 queued, the rest dropped
+    assert all(r == NET_XMIT_SUCCESS for r in results[:18])
+    q = qdisc_get_stats(b.dev)
+    assert q.drops == 12 and q.qlen == 10
+    assert dev_get_stats(b.dev).tx_dropped == 0  # as Linux: qdisc drops are the qdisc's
+    assert ethtool_get_stats(b.dev)["tx_link_backpressure"] >= 5
+    assert b.wire_rx == []
+    b.near.unstall()
+    b.loop.advance(0.005)
+    assert seqs(b.wire_rx, drv) == list(range(18))
+    assert dev_get_stats(b.dev).tx_packets == 18
+
+
+def test_watchdog_fires_when_the_link_stalls_past_watchdog_timeo(bench, drv):
+    b = bench(tx_ring_size=4).up()
+    b.near.stall()
+    for i in range(6):
+        b.send(b.frame(i, dst=drv.OTHER))
+    assert netif_queue_stopped(b.dev)
+    b.loop.advance(9.9)  # watchdog ticks every 5 s; stalled for 9.9 s, no 5 s check missed
+    assert ethtool_get_stats(b.dev)["tx_timeouts"] == 0
+    b.loop.advance(0.2)
+    assert ethtool_get_stats(b.dev)["tx_timeouts"] == 1
+    assert b.dev.tx_queue.trans_timeout == 1
+    b.near.unstall()
+    b.loop.advance(0.01)
+    assert seqs(b.wire_rx, drv) == list(range(6))  # the timeout lost nothing
+    b.loop.advance(30)
+    assert ethtool_get_stats(b.dev)["tx_timeouts"] == 1
+
+
+def test_watchdog_quiet_for_a_short_stall_and_normal_traffic(bench, drv):
+    b = bench(tx_ring_size=4).up()
+    b.near.stall()
+    for i in range(6):
+        b.send(b.frame(i, dst=drv.OTHER))
+    b.loop.advance(3.0)
+    b.near.unstall()
+    for t in range(200):  # then steady traffic for 20 s
+        b.send(b.frame(100 + t, dst=drv.OTHER))
+        b.loop.advance(0.1)
+    assert ethtool_get_stats(b.dev)["tx_timeouts"] == 0
+    assert len(b.wire_rx) == 206
+
+
+def test_xmit_on_a_down_device_is_dropped_and_counted(bench, drv):
+    b = bench()
+    assert b.send(b.frame(1, dst=drv.OTHER)) == NET_XMIT_DROP
+    s = dev_get_stats(b.dev)
+    assert s.tx_dropped == 1 and s.tx_carrier_errors == 0
+
+
+def test_xmit_without_carrier_counts_carrier_errors(bench, drv):
+    b = bench().up()
+    b.far.unplug()
+    b.loop.run_ready()
+    assert b.send(b.frame(1, dst=drv.OTHER)) == NET_XMIT_DROP
+    s = dev_get_stats(b.dev)
+    assert (s.tx_dropped, s.tx_carrier_errors, s.tx_errors) == (1, 1, 1)
+    b.far.plug()
+    b.loop.run_ready()
+    assert b.send(b.frame(2, dst=drv.OTHER)) == NET_XMIT_SUCCESS
+
+
+def test_frame_size_checks_are_the_callers_mistake(bench, drv):
+    b = bench().up()
+    with pytest.raises(NetdevError) as e:
+        b.send(b.frame(1, dst=drv.OTHER, size=1500 + 15))
+    assert e.value.errno == errno.EMSGSIZE
+    assert b.send(b.frame(1, dst=drv.OTHER, size=1514)) == NET_XMIT_SUCCESS
+    tagged = drv.make_frame(drv.OTHER, b.mac, 2, size=1518, proto=ETH_P_8021Q)
+    assert b.send(tagged) == NET_XMIT_SUCCESS
+    with pytest.raises(NetdevError) as e:
+        b.send(drv.make_frame(drv.OTHER, b.mac, 3, size=1519, proto=ETH_P_8021Q))
+    assert e.value.errno == errno.EMSGSIZE
+    with pytest.raises(NetdevError) as e:
+        b.send(b"\x00" * 13)
+    assert e.value.errno == errno.EINVAL
+    b.loop.run_ready()
+    assert len(b.wire_rx) == 2 and dev_get_stats(b.dev).tx_dropped == 0
+
+
+def test_start_xmit_never_fails_its_caller(bench, drv):
+    b = bench()  # hardware not started
+    skb = alloc_skb(64)
+    skb_put_data(skb, b.frame(1, dst=drv.OTHER))
+    skb.dev = b.dev
+    assert vnic_start_xmit(skb, b.dev) == NETDEV_TX_OK
+    assert dev_get_stats(b.dev).tx_dropped == 1
+
+
+def test_taps_see_each_transmitted_frame_once_as_outgoing(bench, drv):
+    b = bench(tx_ring_size=4).up()
+    seen = []
+    dev_add_pack(b.ns, ETH_P_ALL, lambda skb, dev: seen.append(
+        (skb.pkt_type, bytes(skb_mac_header(skb)))))
+    for i in range(12):  # BUSY and requeue happen on the way
+        b.send(b.frame(i, dst=drv.OTHER))
+    b.loop.run_ready()
+    assert ethtool_get_stats(b.dev)["tx_busy"] >= 1
+    assert [t for t, _ in seen] == [PACKET_OUTGOING] * 12
+    assert [drv.seq_of(f) for _, f in seen] == list(range(12))
+    assert [f for _, f in seen] == b.wire_rx
+
+
+def test_carrier_loss_purges_the_qdisc_counting_every_frame(bench, drv):
+    b = bench(tx_ring_size=4).up()
+    b.near.stall()
+    for i in range(10):
+        b.send(b.frame(i, dst=drv.OTHER))
+    assert qdisc_get_stats(b.dev).qlen == 6
+    b.far.unplug()
+    b.loop.run_ready()
+    assert qdisc_get_stats(b.dev).drops == 6
+    assert dev_get_stats(b.dev).tx_dropped == 6
+
+
+def test_ifdown_accounts_for_every_frame(bench, drv):
+    b = bench(tx_ring_size=4).up()
+    b.near.stall()
+    for i in range(10):
+        b.send(b.frame(i, dst=drv.OTHER))
+    dev_close(b.dev)  # 4 posted but unsendable, 6 in the qdisc
+    s = dev_get_stats(b.dev)
+    q = qdisc_get_stats(b.dev)
+    assert s.tx_packets == 0 and s.tx_dropped == 10 and q.drops == 6
+    b.near.unstall()
+    dev_open(b.dev)
+    assert b.send(b.frame(98, dst=drv.OTHER)) == NET_XMIT_DROP  # no carrier yet
+    b.loop.run_ready()  # the PHY reports the link
+    b.send(b.frame(99, dst=drv.OTHER))
+    b.loop.run_ready()
+    assert seqs(b.wire_rx, drv) == [99]
+
+
+def test_ifdown_flushes_what_the_link_will_take(bench, drv):
+    b = bench().up()
+    for i in range(5):
+        b.send(b.frame(i, dst=drv.OTHER))
+    dev_close(b.dev)  # before the DMA engine ran: the stop path sends them
+    b.loop.run_ready()
+    assert seqs(b.wire_rx, drv) == list(range(5))
+    s = dev_get_stats(b.dev)
+    assert s.tx_packets == 5 and s.tx_dropped == 0

@@ -55,7 +55,7 @@ from node.netdevice import (
     qdisc_get_stats,
     register_netdevice_notifier,
 )
-from node.skbuff import dev_alloc_skb, skb_mac_header, skb_put_data
+from node.skbuff import skb_from_frame, skb_mac_header
 from node.stack import (
     AddressConflict,
     AddressReady,
@@ -213,12 +213,14 @@ class NodeDaemon:
             self.stack.link_down(now)
         self._after_stack()
 
-    def _xmit(self, frames: list[bytes]) -> None:
+    def _xmit(self, frames: list[bytes], dev=None) -> int:
+        """Hand whole frames to ``dev_queue_xmit`` (vnet0 by default); return how many."""
+        dev = dev or self.dev
         for frame in frames:
-            skb = dev_alloc_skb(len(frame))
-            skb_put_data(skb, frame)
-            skb.dev = self.dev
-            dev_queue_xmit(skb)
+            skb = skb_from_frame(frame)
+            skb.dev = dev
+            _netdev_call(dev_queue_xmit, skb)
+        return len(frames)
 
     def _after_stack(self) -> None:
         """Hand out the stack's events and re-arm its timer."""
@@ -442,17 +444,13 @@ class NodeDaemon:
         d = self._dev(dev)
         if not isinstance(frames, list) or not all(isinstance(f, (bytes, bytearray)) for f in frames):
             raise ControlError("inject: frames must be a list of binary frames")
-        for frame in frames:
-            if len(frame) < 14:
-                raise ControlError(f"inject: a frame of {len(frame)} bytes is shorter than an Ethernet header (14)")
-        sent = 0
-        for frame in frames:
-            skb = dev_alloc_skb(len(frame))
-            skb_put_data(skb, frame)
-            skb.dev = d
-            _netdev_call(dev_queue_xmit, skb)
-            sent += 1
-        return {"sent": sent}
+        for sent, frame in enumerate(frames):
+            try:
+                self._xmit([bytes(frame)], d)
+            except ControlError as exc:  # the driver's size checks, as packet_snd's
+                raise ControlError(f"inject: frame {sent + 1} of {len(frames)} ({len(frame)} bytes): {exc}; "
+                                   f"{sent} sent before it") from None
+        return {"sent": len(frames)}
 
     # -- helpers ------------------------------------------------------------------------------
 

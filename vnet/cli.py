@@ -531,6 +531,7 @@ def _print_tree(obj: Any, indent: int = 0) -> None:
 
 
 def run_switch(args: argparse.Namespace) -> int:
+    _setup_logging(args.log_level)
     from switch.server import SwitchConfig, serve
     from vnet.control import print_ready
 
@@ -543,7 +544,6 @@ def run_switch(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise CliError(f"switch: {exc}") from None
-    _setup_logging(args.log_level)
     ready = lambda server: print_ready({"switch": True, "data": server.data_endpoint,  # noqa: E731
                                         "control": server.control_endpoint})
     try:
@@ -557,6 +557,7 @@ def run_switch(args: argparse.Namespace) -> int:
 
 
 def run_node(args: argparse.Namespace) -> int:
+    _setup_logging(args.log_level)
     from node.daemon import NodeConfig, serve
 
     name = args.name or os.environ.get("VNET_NODE")
@@ -574,7 +575,6 @@ def run_node(args: argparse.Namespace) -> int:
         config.validate()
     except ValueError as exc:
         raise CliError(f"node: {exc}") from None
-    _setup_logging(args.log_level)
     return asyncio.run(serve(config))
 
 
@@ -598,6 +598,12 @@ def cmd_lan(args: argparse.Namespace) -> int:
 
 
 def _setup_logging(level: str) -> None:
+    """Daemon logging on stderr; SIGUSR1 dumps every thread's Python stack there (a stuck
+    daemon can be asked where it is: ``kill -USR1 PID``)."""
+    import faulthandler
+    import signal
+
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
 

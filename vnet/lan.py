@@ -238,7 +238,7 @@ class Lan:
         heartbeat_interval: float = 1.0,
         heartbeat_timeout: float = 3.0,
         mtu: int = 1500,
-        start_timeout: float = 30.0,
+        start_timeout: float = 60.0,
         node_args: Iterable[str] = (),
     ) -> None:
         try:
@@ -381,13 +381,32 @@ class Lan:
         try:
             line = await asyncio.wait_for(proc.stdout.readline(), self.start_timeout)
         except asyncio.TimeoutError:
+            stacks = await _dump_stacks(p)
             await _terminate(p)
-            raise LanError(f"{name} did not become ready within {self.start_timeout:g} s:\n{p.log_tail()}") from None
+            raise LanError(f"{name} did not become ready within {self.start_timeout:g} s; its log and "
+                           f"where it was stuck:\n{p.log_tail(60)}{stacks}") from None
         text = line.decode(errors="replace").strip()
         if not text.startswith(READY_PREFIX):
             await _terminate(p)
             raise LanError(f"{name} failed to start (exit {proc.returncode}):\n{text}\n{p.log_tail()}")
         return p, json.loads(text[len(READY_PREFIX):])
+
+
+async def _dump_stacks(p: _Proc) -> str:
+    """Ask a stuck daemon for its Python stacks (``vnet`` daemons dump them on SIGUSR1)."""
+    if p.proc.returncode is not None:
+        return f"\n(exited with status {p.proc.returncode})"
+    size = os.path.getsize(p.log_path)
+    p.proc.send_signal(signal.SIGUSR1)
+    try:
+        await poll_until(lambda: _grew_past(p.log_path, size), "a stack dump", timeout=2.0)
+    except TimeoutError:
+        return "\n(no stack dump within 2 s)"
+    return ""
+
+
+async def _grew_past(path: str, size: int) -> bool:
+    return os.path.getsize(path) > size
 
 
 async def _terminate(p: _Proc, sig: int = signal.SIGTERM, grace: float = 5.0) -> int:

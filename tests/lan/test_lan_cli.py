@@ -160,3 +160,46 @@ def test_lan_demo_json():
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["ok"] and len(doc["pairs"]) == 6 and all(p["received"] == 1 for p in doc["pairs"])
+
+
+async def test_inject_frames_from_a_pcap_file(vnet_lan, tmp_path):
+    from scapy.all import Ether, Raw, wrpcap
+
+    a, b, _ = vnet_lan.nodes
+    path = tmp_path / "frames.pcap"
+    wrpcap(str(path), [Ether(dst=b.mac, src=a.mac, type=0x88B5) / Raw(bytes([i]) * 50) for i in range(5)])
+    before = await stats64(b)
+    out = ok(vnet(vnet_lan, "inject", str(path)))
+    assert "injected 5 frame(s)" in out
+    await poll_until(lambda: _rx_grew_by(b, before, 5), "b receives the five frames from the pcap")
+
+
+async def _rx_grew_by(node, before, n: int) -> bool:
+    return (await stats64(node))["rx_packets"] >= before["rx_packets"] + n
+
+
+def test_lan_up_runs_until_sigterm_and_cleans_up(tmp_path):
+    import signal
+
+    env = dict(os.environ, VNET_RUNTIME_DIR=str(tmp_path))
+    env.pop("VNET_NODE", None)
+    proc = subprocess.Popen([sys.executable, "-m", "vnet.cli", "lan", "up", "--nodes", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        lines = []
+        for line in proc.stdout:  # the LAN prints its nodes, then how to stop it
+            lines.append(line)
+            if line.startswith("Ctrl-C"):
+                break
+        assert any("node2" in l and "10.0.0.2" in l for l in lines), "".join(lines) + proc.stderr.read()
+        ping = subprocess.run([sys.executable, "-m", "vnet.cli", "--node", "node1", "ping", "-c", "2", "-i", "0.1",
+                               "10.0.0.2"], capture_output=True, text=True, env=env, timeout=60)
+        assert ping.returncode == 0, ping.stdout + ping.stderr
+        assert sorted(p.name for p in tmp_path.glob("*.ctl")) == ["node1.ctl", "node2.ctl"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        assert list(tmp_path.glob("*.ctl")) == []  # every node closed its control socket
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

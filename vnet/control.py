@@ -152,7 +152,8 @@ class ControlServer:
                 pass
 
 
-def _reply(raw: bytes) -> Any:
+def decode_reply(raw: bytes) -> Any:
+    """A reply's result, or ControlError with the server's sentence."""
     reply = msgpack.unpackb(raw, raw=False)
     if not isinstance(reply, dict) or "ok" not in reply:
         raise ControlError("malformed reply from the control endpoint")
@@ -178,7 +179,7 @@ class ControlClient:
         if not self._sock.poll(int(wait * 1000)):
             raise TimeoutError(f"no answer from {self.endpoint} within {wait:g} s (is it running?)")
         parts = self._sock.recv_multipart()
-        return _reply(parts[-1])
+        return decode_reply(parts[-1])
 
     def close(self) -> None:
         self._sock.close(linger=0)
@@ -223,7 +224,7 @@ class AsyncControlClient:
                 raise TimeoutError(f"no answer from {self.endpoint} to {cmd!r} within {wait:g} s") from None
         finally:
             self._waiting.pop(tag, None)
-        return _reply(raw)
+        return decode_reply(raw)
 
     async def _read(self) -> None:
         while True:

@@ -54,14 +54,17 @@ class PingResult:
 
 
 class NodeHandle:
-    """A test's or the demo's grip on one node, through its control endpoint."""
+    """A test's or the demo's grip on one node, through its control endpoint.
 
-    def __init__(self, ctx: zmq.asyncio.Context, name: str, control: str, ip: str | None = None) -> None:
+    ``client`` carries the requests: an ``AsyncControlClient`` on the node's socket for the
+    embedded LAN, a ``docker exec`` relay for the Docker LAN; the API is the same.
+    """
+
+    def __init__(self, client: Any, name: str, ip: str | None = None, mac: str | None = None) -> None:
         self.name = name
-        self.control = control
         self.ip = ip
-        self.mac: str | None = None
-        self._client = AsyncControlClient(ctx, control, timeout=10.0)
+        self.mac = mac
+        self._client = client
 
     def __repr__(self) -> str:
         return f"<NodeHandle {self.name} {self.ip} {self.mac}>"
@@ -136,14 +139,21 @@ class NodeHandle:
         return await poll_until(lambda: predicate(self), what=f"{self.name}: {what}", timeout=timeout, every=every)
 
     async def wait_ready(self, timeout: float = 15.0) -> dict:
+        """Until the node has carrier and at least one address, all past DAD; fills in
+        ``ip`` and ``mac`` when they were not known (a node that got its address by DHCP)."""
+
         async def ready(_):
             h = await self.health()
             if h.get("refused"):
                 raise LanError(f"{self.name}: {h['refused']}")
-            ok = h["carrier"] and all(a["state"] != "tentative" for a in h["addresses"])
-            return h if ok else None
+            addrs = h["addresses"]
+            return h if h["carrier"] and addrs and all(a["state"] == "ok" for a in addrs) else None
 
-        health = await self.wait_for(ready, "carrier up and addresses usable", timeout)
+        health = await self.wait_for(ready, "carrier up and an address ready", timeout)
+        if self.ip is None:
+            self.ip = health["addresses"][0]["address"]
+        if self.mac is None:
+            self.mac = (await self.link())["address"]
         return health
 
     async def close(self) -> None:
@@ -309,11 +319,12 @@ class Lan:
         name = name or f"node{index}"
         ip = self.subnet.network_address + index
         cidr = f"{ip}/{self.subnet.prefixlen}"
-        handle = NodeHandle(self._ctx, name, f"ipc://{self.runtime_dir}/{name}.ctl", str(ip))
+        control = f"ipc://{self.runtime_dir}/{name}.ctl"
+        handle = NodeHandle(AsyncControlClient(self._ctx, control, timeout=10.0), name, str(ip))
         self.nodes.append(handle)
         args = [
             "node", "--name", name, "--switch", self.switch.data, "--address", cidr,
-            "--control", handle.control, "--mtu", str(self.mtu),
+            "--control", control, "--mtu", str(self.mtu),
             "--heartbeat-interval", str(self.heartbeat_interval),
             "--heartbeat-timeout", str(self.heartbeat_timeout),
             *self.node_args, *extra_args,

@@ -203,3 +203,13 @@ def test_lan_up_runs_until_sigterm_and_cleans_up(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+async def test_health_of_a_node_and_of_the_switch(vnet_lan):
+    out = ok(vnet(vnet_lan, "health"))
+    assert out.startswith("healthy: node node1 carrier up, addresses 10.0.0.1/24 ok")
+    assert ok(vnet(vnet_lan, "health", "--switch", node=None)).startswith("healthy: switch answers, 3 ports")
+    await vnet_lan.nodes[0].link_set(state="down")
+    proc = vnet(vnet_lan, "health")
+    assert proc.returncode == 1 and "no carrier" in proc.stdout
+    await vnet_lan.nodes[0].link_set(state="up")

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import logging
 import os
 import signal
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +62,9 @@ from node.stack import (
     AddressConflict,
     AddressReady,
     ArpReply,
+    DhcpBound,
+    DhcpLeasesChanged,
+    DhcpLost,
     EchoReply,
     HostStack,
     NeighFailed,
@@ -70,7 +75,7 @@ from node.stack.ether import mac_str, parse_mac
 from node.vnic import vnic_probe, vnic_remove
 from node.zmqlink import ZmqLink
 from switch.wire import DEFAULT_DATA_PORT
-from vnet.control import ControlError, ControlServer, node_control_endpoint, print_ready
+from vnet.control import ControlError, ControlServer, node_control_endpoint, print_ready, runtime_dir
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +96,10 @@ class NodeConfig:
     rx_ring_size: int = 256
     heartbeat_interval: float = 1.0
     heartbeat_timeout: float = 3.0
+    dhcp: bool = False
+    dhcp_server: str | None = None
+    lease_file: str | None = None
+    lease_time: float = 3600.0
 
     def validate(self) -> None:
         """Raise ValueError naming the setting and what would be accepted."""
@@ -109,6 +118,23 @@ class NodeConfig:
             parse_mac(self.mac)
         if not 68 <= self.mtu <= 9000:
             raise ValueError(f"mtu {self.mtu}: must be between 68 and 9000")
+        if self.dhcp_server is not None:
+            if not self.addresses:
+                raise ValueError("dhcp server: the node needs a static address (--address) to serve from")
+            first, last = self.dhcp_pool()
+            net = ipaddress.IPv4Interface(self.addresses[0]).network
+            if first not in net or last not in net or first > last:
+                raise ValueError(f"dhcp pool {self.dhcp_server!r}: need FIRST-LAST inside {net}, FIRST <= LAST")
+        if self.lease_time < 10:
+            raise ValueError(f"lease time {self.lease_time:g} s: must be at least 10 s")
+
+    def dhcp_pool(self) -> tuple[ipaddress.IPv4Address, ipaddress.IPv4Address]:
+        """The DHCP server's pool, from "FIRST-LAST"."""
+        try:
+            first, last = (ipaddress.IPv4Address(p.strip()) for p in self.dhcp_server.split("-"))
+        except ValueError:
+            raise ValueError(f"dhcp pool {self.dhcp_server!r}: expected FIRST-LAST, e.g. 10.0.0.100-10.0.0.199") from None
+        return first, last
 
 
 class NodeDaemon:
@@ -168,8 +194,16 @@ class NodeDaemon:
         self.control = ControlServer(self._ctx, cfg.control or node_control_endpoint(cfg.name), self._handlers())
         self.control.start()
         dev_open(self.dev)
+        now = self._loop.time()
         for cidr in cfg.addresses:
-            self._xmit(self.stack.add_address(cidr, self._loop.time()))
+            self._xmit(self.stack.add_address(cidr, now))
+        if cfg.dhcp_server:
+            first, last = cfg.dhcp_pool()
+            self.stack.dhcp_server_start(cfg.addresses[0], str(first), str(last), cfg.lease_time,
+                                         leases=self._load_leases())
+        if cfg.dhcp:
+            self._xmit(self.stack.dhcp_client_start(now, cfg.name.encode(), hostname=cfg.name,
+                                                    previous_ip=self._read_dhcp_state()))
         self._after_stack()
 
     async def close(self) -> None:
@@ -271,6 +305,58 @@ class NodeDaemon:
             log.error("address %s is already in use by %s: not using it", conflict["address"], conflict["mac"])
         elif isinstance(ev, AddressReady):
             log.info("address %s ready", _ip_str(ev.ip))
+        elif isinstance(ev, DhcpBound):
+            if not ev.renewal:
+                log.info("dhcp: bound to %s/%d from %s for %d s", _ip_str(ev.ip), ev.prefixlen,
+                         _ip_str(ev.server), ev.lease_time)
+            self._write_dhcp_state(_ip_str(ev.ip))
+        elif isinstance(ev, DhcpLost):
+            log.warning("dhcp: lost %s (%s)", _ip_str(ev.ip), ev.reason)
+        elif isinstance(ev, DhcpLeasesChanged):
+            self._save_leases()
+
+    # -- DHCP state on disk -------------------------------------------------------------------
+    # Lease expiry times are on the loop's monotonic clock inside the stack and in wall-clock
+    # time on disk, so a lease file survives a reboot of the host.
+
+    def _dhcp_state_path(self) -> str:
+        return os.path.join(runtime_dir(), f"{self.config.name}.dhcp")
+
+    def _read_dhcp_state(self) -> str | None:
+        """The address this node held before it restarted (INIT-REBOOT asks for it again)."""
+        try:
+            with open(self._dhcp_state_path()) as fh:
+                return str(ipaddress.IPv4Address(fh.read().strip()))
+        except (OSError, ValueError):
+            return None
+
+    def _write_dhcp_state(self, ip: str) -> None:
+        _write_atomic(self._dhcp_state_path(), ip + "\n")
+
+    def _load_leases(self) -> dict | None:
+        path = self.config.lease_file
+        if not path or not os.path.exists(path):
+            return None
+        try:
+            with open(path) as fh:
+                leases = json.load(fh)
+            shift = self._loop.time() - time.time()
+            return {cid: {**lease, "expires": lease["expires"] + shift} for cid, lease in leases.items()}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            log.error("dhcp: ignoring the unreadable lease file %s: %s", path, exc)
+            return None
+
+    def _save_leases(self) -> None:
+        path = self.config.lease_file
+        if not path:
+            return
+        shift = time.time() - self._loop.time()
+        leases = {cid: {**lease, "expires": lease["expires"] + shift}
+                  for cid, lease in self.stack.dhcp_server_leases().items()}
+        try:
+            _write_atomic(path, json.dumps(leases, indent=1, sort_keys=True))
+        except OSError as exc:
+            log.error("dhcp: cannot save leases to %s: %s", path, exc)
 
     # -- control commands ---------------------------------------------------------------------
 
@@ -322,6 +408,13 @@ class NodeDaemon:
         self._dev(dev)
         self.stack.del_address(cidr)
         return self._cmd_addr_show()
+
+    def _cmd_dhcp_show(self) -> dict:
+        now = self._loop.time()
+        return {
+            "client": self.stack.dhcp_client_state(now) if self.config.dhcp else None,
+            "server": self.stack.dhcp_server_show(now) if self.config.dhcp_server else None,
+        }
 
     def _cmd_neigh_show(self) -> list[dict]:
         return self.stack.neigh_show(self._loop.time())
@@ -465,8 +558,15 @@ class NodeDaemon:
 CONTROL_COMMANDS = (
     "health", "link_show", "link_set", "addr_show", "addr_add", "addr_del", "neigh_show",
     "neigh_flush", "stats", "ethtool", "ping", "arping", "udp_bind", "udp_unbind", "udp_send",
-    "udp_recv", "inject",
+    "udp_recv", "inject", "dhcp_show",
 )
+
+
+def _write_atomic(path: str, text: str) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
 
 
 def _parse_ip(text: str) -> bytes:

@@ -23,14 +23,27 @@ is missed (``rx_missed``). After the batch at most one IRQ is raised, subject to
 Each batch that arrives with the IRQ unmasked but does not raise it counts in
 ``irqs_coalesced``. While the IRQ is masked (NAPI is polling) frames only fill the ring.
 
+Flow control (802.3x PAUSE). A link that can hold frames back (``link.flow_control`` True:
+the ZeroMQ link, whose far end is the switch port's output queue) is never overrun: when
+the ring fills in the middle of a batch, the NIC stops there, counts ``rx_pauses`` and
+tells the link how many frames it took; the link keeps the rest and reads nothing more
+until the NIC lifts the pause. The driver gives descriptors back with ``rx_refill()`` at the
+end of each poll; once half the ring is free (the XON threshold; real NICs have the same
+high/low water marks) the NIC calls ``link.rx_resume()``. Frames then wait upstream, where
+the switch's per-port queue holds them and drops (counted) only when it is full. Links
+without flow control (the in-memory test cable) overrun the ring as before: the frames that
+find it full are missed (``rx_missed``).
+
 TX: ``tx_doorbell`` schedules the DMA engine (a call_soon), which takes *every* posted
 descriptor and sends them with one ``link.send(batch)``: doorbells rung in the same loop
 iteration share one batch, which is where TX batching comes from. If the link refuses
-(backpressure), the descriptors stay posted and the engine retries every TX_RETRY_DELAY
-while the ring fills and the driver stops its queue. After a successful send the descriptors
-are done (``tx_done``) and the IRQ is raised (TX completions are not coalesced); the driver
-cleans them in its NAPI poll. Frames go to the link as memoryviews of the skb buffers, which
-are never reused.
+(backpressure), the descriptors stay posted while the ring fills and the driver stops its
+queue; the engine tries again when the link says it can take more (``link.notify_writable``,
+the ZeroMQ link's writable event) or, for links that cannot say, every TX_RETRY_DELAY.
+After a successful send the descriptors are done (``tx_done``, with their byte count in
+``tx_done_bytes``, the descriptors' write-back) and the IRQ is raised (TX completions are
+not coalesced); the driver cleans them in its NAPI poll. Frames go to the link as copies of
+the skb data (a bytearray slice is cheaper than a memoryview of a slice).
 
 Ring resize keeps every descriptor: a ring shrunk below its occupancy simply counts as full
 until it drains (the model's equivalent of moving in-flight descriptors to the new ring).
@@ -45,6 +58,7 @@ from .link import Link
 from .skbuff import ETH_DATA_LEN, ETH_HLEN, VLAN_ETH_HLEN, SkBuff, skb_from_frame
 
 TX_RETRY_DELAY = 0.001  # seconds between send attempts while the link pushes back
+TX_WRITABLE_TIMEOUT = 0.05  # retry anyway if a link's writable event has not come by then
 
 _BROADCAST = b"\xff" * 6
 
@@ -58,12 +72,13 @@ class VnicHw:
     first) and ``tx_done`` (sent skbs awaiting cleaning). Hardware counters (MIB):
     ``rx_batches``, ``rx_dma``, ``rx_runts``, ``rx_giants``, ``rx_filtered``, ``rx_missed``,
     ``irqs_raised``, ``irqs_coalesced``, ``tx_doorbells``, ``tx_batches``, ``tx_sent``,
-    ``tx_backpressure``.
+    ``tx_backpressure``, ``rx_pauses``.
     """
 
     __slots__ = (
         "loop", "link", "enabled", "carrier", "carrier_cb",
-        "rx_ring", "rx_ring_size", "tx_pending", "tx_done", "tx_ring_size",
+        "rx_ring", "rx_ring_size", "tx_pending", "tx_done", "tx_done_bytes", "tx_ring_size",
+        "flow_control", "rx_paused", "rx_pauses",
         "mac", "mc_filter", "promisc", "allmulti", "max_frame",
         "irq_masked", "irq_handler", "irq_arg",
         "rx_usecs", "rx_frames", "coal_count", "coal_first", "coal_timer",
@@ -84,6 +99,10 @@ class VnicHw:
         self.rx_ring_size = rx_ring_size
         self.tx_pending: deque[SkBuff] = deque()  # posted, not yet on the wire
         self.tx_done: deque[SkBuff] = deque()  # on the wire, not yet cleaned by the driver
+        self.tx_done_bytes = 0  # their frame bytes (the descriptors' write-back)
+        self.flow_control = bool(getattr(link, "flow_control", False))
+        self.rx_paused = False  # PAUSE asserted: the link holds frames back
+        self.rx_pauses = 0
         self.tx_ring_size = tx_ring_size
         self.mac = bytes(6)
         self.mc_filter: frozenset[bytes] = frozenset()
@@ -141,6 +160,7 @@ class VnicHw:
         if self.tx_pending:
             self._tx_send(retry=False)
         self.enabled = False
+        self.rx_paused = False
         self.link.close()
         self.carrier = False
         self.carrier_cb = None
@@ -234,20 +254,33 @@ class VnicHw:
 
     # --- RX ---------------------------------------------------------------------------
 
-    def _link_rx(self, batch: Sequence[Any]) -> None:
-        """A batch from the cable: length check, address filter, DMA, then one IRQ."""
+    def _link_rx(self, batch: Sequence[Any], start: int = 0) -> Optional[int]:
+        """A batch from the cable (from index ``start``): length check, address filter, DMA,
+        then at most one IRQ.
+
+        Returns None when every frame was dealt with (DMA'd, filtered, or missed), or, with
+        flow control, the index of the first frame the full ring could not take: the link
+        keeps that one and the rest until ``rx_resume``.
+        """
         if not self.enabled:
-            return
+            return None
         self.rx_batches += 1
         ring = self.rx_ring
+        append = ring.append
         space = self.rx_ring_size - len(ring)
         max_frame = self.max_frame
         mac = self.mac
         promisc = self.promisc
         all_mc = promisc or self.allmulti
         mc = self.mc_filter
+        alloc = skb_from_frame
+        stopped_at = None
         accepted = 0
-        for frame in batch:
+        end = len(batch)
+        i = start
+        while i < end:
+            frame = batch[i]
+            i += 1
             n = len(frame)
             if n < ETH_HLEN:
                 self.rx_runts += 1
@@ -263,9 +296,15 @@ class VnicHw:
                 self.rx_filtered += 1
                 continue
             if space <= 0:
+                if self.flow_control:
+                    # PAUSE: this frame and the rest stay in the link until rx_resume
+                    stopped_at = i - 1
+                    self.rx_paused = True
+                    self.rx_pauses += 1
+                    break
                 self.rx_missed += 1
                 continue
-            ring.append(skb_from_frame(frame))
+            append(alloc(frame))
             space -= 1
             accepted += 1
         if accepted:
@@ -276,6 +315,15 @@ class VnicHw:
                     self.coal_first = now
                 self.coal_count += accepted
                 self._rx_coalesce_check(now)
+        return stopped_at
+
+    def rx_refill(self) -> None:
+        """The driver has given RX descriptors back (end of its poll): lift a PAUSE once half
+        the ring is free (the XON threshold)."""
+        if self.rx_paused and self.enabled and (
+                self.rx_ring_size - len(self.rx_ring)) * 2 >= self.rx_ring_size:
+            self.rx_paused = False
+            self.link.rx_resume()
 
     # --- TX ---------------------------------------------------------------------------
 
@@ -316,16 +364,35 @@ class VnicHw:
 
     def _tx_send(self, retry: bool) -> bool:
         pending = self.tx_pending
-        batch = [memoryview(skb.buf)[skb.data:skb.tail] for skb in pending]
+        batch = [skb.buf[skb.data:skb.tail] for skb in pending]
         if not self.link.send(batch):
             self.tx_backpressure += 1
             if retry and self.tx_retry_handle is None:
-                self.tx_retry_handle = self.loop.call_later(TX_RETRY_DELAY, self._tx_retry)
+                notify = getattr(self.link, "notify_writable", None)
+                if notify is not None:
+                    # the link calls back as soon as it can take more; the timer is the
+                    # watchdog's safety net, not the normal path
+                    notify(self._tx_writable)
+                    self.tx_retry_handle = self.loop.call_later(TX_WRITABLE_TIMEOUT, self._tx_retry)
+                else:
+                    self.tx_retry_handle = self.loop.call_later(TX_RETRY_DELAY, self._tx_retry)
             return False
         self.tx_batches += 1
         self.tx_sent += len(batch)
+        nbytes = 0
+        for frame in batch:
+            nbytes += len(frame)
+        self.tx_done_bytes += nbytes
         self.tx_done.extend(pending)
         pending.clear()
         if self.enabled and not self.irq_masked:
             self._raise_irq()
         return True
+
+    def _tx_writable(self) -> None:
+        """The link can take frames again (its writable event)."""
+        if self.tx_retry_handle is not None:
+            self.tx_retry_handle.cancel()
+            self.tx_retry_handle = None
+        if self.enabled and self.tx_pending:
+            self._tx_send(retry=True)

@@ -240,6 +240,7 @@ class NetDevice:
         self.present = True  # __LINK_STATE_PRESENT
         self.oper = IF_OPER_UNKNOWN
         self.tx_queue = NetdevQueue()
+        self.xmit_more = False  # netdev_xmit_more(): set by qdisc_run while a bulk continues
         self.qdisc = PfifoQdisc(self.tx_queue_len)
         self.watchdog_timer: Any = None
         self.napi_list: list[Any] = []
@@ -813,24 +814,46 @@ def dev_queue_xmit(skb: SkBuff) -> int:
         return NET_XMIT_DROP
     if not q.enqueue(skb):
         return NET_XMIT_DROP
-    if not q.running:
+    if not q.running and not dev.tx_queue.stopped:
+        # A stopped queue is restarted by netif_wake_queue, which schedules the run.
         qdisc_run(dev)
     return NET_XMIT_SUCCESS
 
 
+def netdev_xmit_more(dev: NetDevice) -> bool:
+    """True while ndo_start_xmit is being handed a frame that is not the last of the qdisc
+    run (netdev_xmit_more): the driver may then skip its doorbell, as Linux drivers do, and
+    ring it once for the whole bulk."""
+    return dev.xmit_more
+
+
 def qdisc_run(dev: NetDevice) -> None:
     """Move frames from the qdisc to the driver until it is empty, the queue stops, or
-    DEV_TX_WEIGHT frames went (then the rest runs from a fresh callback: net_tx_action)."""
+    DEV_TX_WEIGHT frames went (then the rest runs from a fresh callback: net_tx_action).
+
+    As the kernel's bulk dequeue (dev_hard_start_xmit with xmit_more), every frame but the
+    last of the run is handed over with ``netdev_xmit_more(dev)`` True. The qdisc's counters
+    are updated once per run (the frames were dequeued one by one all the same).
+    """
     q = dev.qdisc
     if q.running or not q.active:
         return
     q.running = True
     txq = dev.tx_queue
     xmit = dev.netdev_ops.ndo_start_xmit
-    sent = 0
+    queue = q.q
+    popleft = queue.popleft
+    ns = dev.ns
+    taps = bool(dev.ptype_all or (ns is not None and ns.ptype_all))
+    sent = nbytes = 0
+    budget = DEV_TX_WEIGHT
     try:
-        while sent < DEV_TX_WEIGHT and q.q and not txq.stopped:
-            skb = q.dequeue()
+        while queue and not txq.stopped:
+            skb = popleft()
+            n = skb.len
+            q.backlog -= n
+            budget -= 1
+            dev.xmit_more = budget > 0 and len(queue) > 0
             rc = xmit(skb, dev)
             if rc == NETDEV_TX_BUSY:
                 q.requeue(skb)
@@ -838,15 +861,20 @@ def qdisc_run(dev: NetDevice) -> None:
                     # A driver that says BUSY without stopping: retry later, as the kernel.
                     __netif_schedule(dev)
                 break
-            q.sent(skb)
             sent += 1
-            if dev.ptype_all or (dev.ns is not None and dev.ns.ptype_all):
+            nbytes += n
+            if taps:
                 dev_queue_xmit_nit(skb, dev)
+            if budget <= 0:
+                break
     finally:
+        dev.xmit_more = False
         q.running = False
+        q.packets += sent
+        q.bytes += nbytes
     if sent:
         txq.trans_start = dev.loop.time()
-        if sent >= DEV_TX_WEIGHT and q.q and not txq.stopped:
+        if sent >= DEV_TX_WEIGHT and queue and not txq.stopped:
             __netif_schedule(dev)
 
 
@@ -1007,6 +1035,52 @@ def netif_receive_skb(skb: SkBuff) -> int:
         return NET_RX_SUCCESS
     dev.core_stats.rx_dropped += 1
     return NET_RX_DROP
+
+
+def netif_receive_skb_list(skbs: list[SkBuff]) -> None:
+    """Deliver a list of received frames, in order (netif_receive_skb_list).
+
+    What a NAPI driver hands the core once per poll instead of one netif_receive_skb per
+    frame (the kernel's GRO "normal list"). Each frame gets exactly what netif_receive_skb
+    would give it (taps first, each a clone; then the handlers for its protocol, the last
+    one the skb itself; rx_dropped when nobody took it); the handler tables are looked up
+    once per run of frames of the same device and protocol. The tables are the ones in force
+    when the run began, as an RCU reader in the kernel would see them.
+    """
+    last_dev: Any = None
+    last_proto = -1
+    taps: tuple[PacketType, ...] = ()
+    handlers: tuple[PacketType, ...] = ()
+    single: Any = None
+    for skb in skbs:
+        dev = skb.dev
+        proto = skb.protocol
+        if proto != last_proto or dev is not last_dev:
+            last_dev = dev
+            last_proto = proto
+            ns = dev.ns
+            taps = (ns.ptype_all if ns is not None else ()) + dev.ptype_all
+            handlers = ns.ptype_base.get(proto, ()) if ns is not None else ()
+            specific = dev.ptype_specific.get(proto) if dev.ptype_specific else None
+            if specific:
+                handlers = handlers + specific
+            single = handlers[0].func if len(handlers) == 1 and not taps else None
+        if single is not None:
+            # the common case, inlined: one handler, no taps
+            try:
+                single(skb, dev)
+            except Exception:
+                log.exception("%s: packet handler %r for %#06x raised", dev.name, single, proto)
+                dev.core_stats.rx_dropped += 1
+            continue
+        for pt in taps:
+            _deliver(pt, skb_clone(skb), dev)
+        if handlers:
+            last = len(handlers) - 1
+            for i, pt in enumerate(handlers):
+                _deliver(pt, skb if i == last else skb_clone(skb), dev)
+        elif not taps:
+            dev.core_stats.rx_dropped += 1
 
 
 # --- statistics -------------------------------------------------------------------------

@@ -12,9 +12,12 @@ Datapath:
 - The NIC raises one IRQ for both directions. ``vnic_interrupt`` masks it and schedules NAPI.
 - ``vnic_poll`` first cleans the TX ring (TX completion: tx_packets/tx_bytes, and wakes the
   queue once a quarter of the ring is free), which does not count against the budget as
-  napi.rst asks, then receives up to ``budget`` frames: eth_type_trans, then
-  netif_receive_skb. Under budget it completes and unmasks; at budget it leaves both to the
+  napi.rst asks, then receives up to ``budget`` frames: eth_type_trans on each, then the
+  whole poll's frames in one netif_receive_skb_list, then the descriptors go back to the NIC
+  (``rx_refill``). Under budget it completes and unmasks; at budget it leaves both to the
   core, which polls again with the IRQ still masked.
+- TX doorbells honour ``netdev_xmit_more``: within one qdisc run only the last frame (or a
+  frame that finds the ring full) rings it.
 
 Defaults (``vnic_probe``): rings of 256 descriptors (max 4096), rx-usecs 0 and rx-frames 1
 (an IRQ as soon as a batch lands), NAPI weight 64, max MTU 9000, a 64-entry multicast filter (more groups switch
@@ -42,7 +45,7 @@ from .netdevice import (
     NETREG_REGISTERED,
     DeviceNamespace, NetDevice, NetDeviceOps, NetdevError, alloc_etherdev, eth_addr_from_name,
     eth_hw_addr_random, eth_hw_addr_set, eth_mac_addr, format_mac, is_valid_ether_addr,
-    netif_carrier_off, netif_carrier_on, netif_queue_stopped, netif_receive_skb, netif_running,
+    netif_carrier_off, netif_carrier_on, netif_queue_stopped, netif_receive_skb_list, netif_running,
     netif_start_queue, netif_stop_queue, netif_trans_update, netif_tx_disable,
     netif_wake_queue, unregister_netdev,
 )
@@ -119,13 +122,16 @@ def vnic_maybe_wake_queue(priv: VnicPriv) -> None:
 
 def vnic_clean_tx(priv: VnicPriv) -> int:
     """TX completion: account for descriptors the hardware has sent, then maybe wake."""
-    done = priv.hw.tx_done
+    hw = priv.hw
+    done = hw.tx_done
     n = len(done)
     if n:
         priv.tx_packets += n
-        priv.tx_bytes += sum(skb.len for skb in done)
+        priv.tx_bytes += hw.tx_done_bytes
+        hw.tx_done_bytes = 0
         done.clear()  # dev_consume_skb_any: the buffers are no longer ours
-    vnic_maybe_wake_queue(priv)
+    if priv.dev.tx_queue.stopped:
+        vnic_maybe_wake_queue(priv)
     return n
 
 
@@ -139,22 +145,36 @@ def vnic_interrupt(irq: int, dev: NetDevice) -> None:
 
 
 def vnic_poll(napi: NapiStruct, budget: int) -> int:
-    """NAPI poll: clean TX (not counted), receive at most ``budget`` frames."""
+    """NAPI poll: clean TX (not counted), receive at most ``budget`` frames.
+
+    The frames of one poll are classified (eth_type_trans) one by one and handed to the
+    core together (netif_receive_skb_list, as drivers do through GRO's normal list), then
+    the descriptors go back to the NIC (rx_refill), which may lift a PAUSE.
+    """
     dev = napi.dev
     priv = dev.priv
     hw = priv.hw
-    vnic_clean_tx(priv)
+    if hw.tx_done or dev.tx_queue.stopped:
+        vnic_clean_tx(priv)
     ring = hw.rx_ring
-    work = 0
-    while work < budget and ring:
-        skb = ring.popleft()
-        work += 1
-        priv.rx_packets += 1
-        priv.rx_bytes += skb.len
-        eth_type_trans(skb, dev)
-        if skb.pkt_type == PACKET_MULTICAST:
-            priv.rx_multicast += 1
-        netif_receive_skb(skb)
+    work = len(ring)
+    if work > budget:
+        work = budget
+    if work:
+        popleft = ring.popleft
+        skbs = [popleft() for _ in range(work)]
+        nbytes = mcast = 0
+        for skb in skbs:
+            nbytes += skb.len
+            eth_type_trans(skb, dev)
+            if skb.pkt_type == PACKET_MULTICAST:
+                mcast += 1
+        priv.rx_packets += work
+        priv.rx_bytes += nbytes
+        if mcast:
+            priv.rx_multicast += mcast
+        netif_receive_skb_list(skbs)
+        hw.rx_refill()
     if work < budget and napi_complete_done(napi, work):
         hw.irq_enable()
     return work
@@ -206,12 +226,17 @@ def vnic_start_xmit(skb: Any, dev: NetDevice) -> int:
     hw = priv.hw
     if not hw.enabled or skb.len < ETH_HLEN:
         priv.tx_dropped += 1  # never fail the caller: count and consume
+        if not dev.xmit_more and hw.tx_pending:
+            hw.tx_doorbell()  # for the frames posted before this one under xmit_more
         return NETDEV_TX_OK
     if not hw.tx_post(skb):
         vnic_stop_queue(priv)
         priv.tx_busy += 1
+        if hw.tx_pending:
+            hw.tx_doorbell()  # frames posted under xmit_more must not wait for the next one
         return NETDEV_TX_BUSY
-    hw.tx_doorbell()
+    if not dev.xmit_more:  # netdev_xmit_more(): one doorbell for a qdisc run's whole bulk
+        hw.tx_doorbell()
     return NETDEV_TX_OK
 
 

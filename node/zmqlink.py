@@ -8,7 +8,17 @@ nothing for the timeout, when it says BYE, or when it answers NOT_ATTACHED (it r
 and forgot us); then it says HELLO again with a capped, jittered backoff until the switch
 welcomes it, and carrier comes back up. ``send()`` never blocks: with the socket's
 IMMEDIATE option nothing queues for a switch that is not there, and a full send buffer
-answers False (backpressure) so the TX DMA engine retries and the TX ring fills.
+answers False (backpressure) so the TX ring fills; ``notify_writable(cb)`` calls ``cb`` once
+the socket takes messages again, so the TX DMA engine retries at once instead of polling.
+
+Receiving is driven by the socket's file descriptor (``loop.add_reader``), not by a task
+awaiting futures: each wakeup reads up to ``RX_BUDGET`` messages without blocking and hands
+their batches to the NIC, then, if more are waiting, lets the rest of the loop (the NAPI
+softirq) run before reading on. The link does flow control (``flow_control = True``): when
+the NIC's RX ring is full in the middle of a batch it takes only part of it, and the link
+keeps the rest and reads nothing more until the NIC calls ``rx_resume()``; meanwhile the
+frames wait in ZeroMQ and in the switch's queue for this port (802.3x PAUSE, with the
+switch port's output queue as the partner's buffer).
 
 A REFUSE (a protocol version mismatch, say) is final: carrier stays down, the reason is
 logged, kept in ``refused`` and passed to ``on_refused`` so the daemon can stop with it.
@@ -29,6 +39,9 @@ from switch import wire
 
 log = logging.getLogger(__name__)
 
+RX_BUDGET = 64  # messages read per wakeup before the loop's other callbacks get a turn
+ZERO_COPY_SEND = 65536  # payloads at least this big are sent without a copy
+
 
 class ZmqLink:
     """A Link to the learning switch at ``endpoint``; owns its DEALER socket and tasks.
@@ -36,8 +49,10 @@ class ZmqLink:
     ``hello`` is called at each (re)attachment and returns ``(name, macs, mtu)`` so the
     switch always learns the device's current address. Counters: ``tx_batches``,
     ``tx_again`` (sends refused by a full buffer), ``rx_batches``, ``rx_malformed``,
-    ``attaches``, ``carrier_losses``.
+    ``attaches``, ``carrier_losses``, ``rx_holds`` (batches the NIC paused in).
     """
+
+    flow_control = True  # the NIC may take part of a batch; the rest waits (rx_resume)
 
     def __init__(
         self,
@@ -71,6 +86,13 @@ class ZmqLink:
         self._version = protocol_version
         self._rng = rng or random.Random()
         self._sock: zmq.asyncio.Socket | None = None
+        self._raw: zmq.Socket | None = None  # a plain shadow of _sock: no futures per message
+        self._fd: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._drain_handle: asyncio.Handle | None = None
+        self._held: tuple[list, int] | None = None  # (batch, first frame the NIC did not take)
+        self._paused = False  # the NIC asked for a PAUSE and has not lifted it
+        self._writable_cb: Callable[[], None] | None = None
         self._tasks: list[asyncio.Task] = []
         self._rx: RxCallback | None = None
         self._carrier: CarrierCallback | None = None
@@ -83,6 +105,7 @@ class ZmqLink:
         self.rx_malformed = 0
         self.attaches = 0
         self.carrier_losses = 0
+        self.rx_holds = 0
         self._last_heard = 0.0
         self._next_hello = 0.0
         self._backoff = 0.0
@@ -102,12 +125,18 @@ class ZmqLink:
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, int(self._backoff_max * 1000))
         sock.connect(self.endpoint)
         self._sock = sock
+        self._raw = zmq.Socket.shadow(sock.underlying)
         self.refused = None
         self._backoff = 0.0
         self._next_hello = 0.0
+        self._held = None
+        self._paused = False
+        self._writable_cb = None
         loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._fd = self._raw.getsockopt(zmq.FD)
+        loop.add_reader(self._fd, self._drain)
         self._tasks = [
-            loop.create_task(self._reader(), name=f"link rx {self.endpoint}"),
             loop.create_task(self._keepalive(), name=f"link keepalive {self.endpoint}"),
         ]
 
@@ -117,10 +146,32 @@ class ZmqLink:
             return True
         return self._send(wire.frames_msg(frames), count=True)
 
+    def rx_resume(self) -> None:
+        """The NIC lifted its PAUSE: offer the held frames again, then read on."""
+        self._paused = False
+        if self._raw is not None and self._drain_handle is None:
+            self._drain_handle = self._loop.call_soon(self._drain)
+
+    def notify_writable(self, cb: Callable[[], None]) -> None:
+        """Call ``cb()`` once, as soon as the socket takes messages again."""
+        self._writable_cb = cb
+        if self._raw is not None and self._drain_handle is None:
+            # the writable event may already have passed: look once from the loop
+            self._drain_handle = self._loop.call_soon(self._drain)
+
     def close(self) -> None:
         """Say BYE (best effort), stop the tasks and close the socket. Callbacks stop now."""
         sock, self._sock = self._sock, None
+        self._raw = None
         self._rx = self._carrier = None
+        self._held = None
+        self._writable_cb = None
+        if self._drain_handle is not None:
+            self._drain_handle.cancel()
+            self._drain_handle = None
+        if self._fd is not None and self._loop is not None:
+            self._loop.remove_reader(self._fd)
+            self._fd = None
         for task in self._tasks:
             task.cancel()
         self._tasks = []
@@ -136,17 +187,21 @@ class ZmqLink:
     # -- internals ----------------------------------------------------------------------------
 
     def _send(self, msg: list[bytes], count: bool = False) -> bool:
-        fut = self._sock.send_multipart(msg, flags=zmq.NOBLOCK, copy=False)
-        exc = fut.exception()
-        if exc is None:
-            if count:
-                self.tx_batches += 1
-            return True
-        if isinstance(exc, zmq.Again):
+        raw = self._raw
+        try:
+            raw.send_multipart(msg, zmq.NOBLOCK, copy=len(msg[-1]) < ZERO_COPY_SEND)
+        except zmq.Again:
             if count:
                 self.tx_again += 1
             return False
-        raise exc
+        finally:
+            # A send can consume the edge of the socket's FD: if messages are waiting to be
+            # read, make sure a drain is coming.
+            if self._drain_handle is None and raw.get(zmq.EVENTS) & zmq.POLLIN:
+                self._drain_handle = self._loop.call_soon(self._drain)
+        if count:
+            self.tx_batches += 1
+        return True
 
     def _set_attached(self, up: bool) -> None:
         if up == self.attached:
@@ -186,38 +241,79 @@ class ZmqLink:
                     self._say_hello(now)
             await asyncio.sleep(tick)
 
-    async def _reader(self) -> None:
-        loop = asyncio.get_running_loop()
-        sock = self._sock
-        while True:
-            parts = await sock.recv_multipart(copy=False)
-            self._last_heard = loop.time()
-            kind = parts[0].bytes
-            if kind == wire.MSG_FRAMES:
-                if not self.attached or len(parts) != 2:
-                    continue
-                try:
-                    batch = wire.unpack_frames(parts[1].buffer)
-                except wire.WireError as exc:
-                    self.rx_malformed += 1
-                    log.warning("malformed batch from switch: %s", exc)
-                    continue
-                self.rx_batches += 1
-                if self._rx is not None and batch:
-                    self._rx(batch)
-            elif kind == wire.MSG_HEARTBEAT:
-                pass
-            elif kind == wire.MSG_WELCOME:
-                self._welcome(parts)
-            elif kind in (wire.MSG_BYE, wire.MSG_NOT_ATTACHED):
-                if self.attached:
-                    log.warning("switch %s %s: carrier down", self.endpoint,
-                                "said BYE" if kind == wire.MSG_BYE else "forgot this port")
-                self._set_attached(False)
-            elif kind == wire.MSG_REFUSE:
-                self._refuse(parts)
-            else:
+    def _drain(self) -> None:
+        """Read what the socket holds (up to RX_BUDGET messages), unless the NIC has paused."""
+        self._drain_handle = None
+        raw = self._raw
+        if raw is None:
+            return
+        events = raw.get(zmq.EVENTS)
+        if events & zmq.POLLOUT and self._writable_cb is not None:
+            cb, self._writable_cb = self._writable_cb, None
+            cb()
+        if events & zmq.POLLIN:
+            self._last_heard = self._loop.time()  # the switch is there, even if we pause
+        if self._held is not None:
+            if self._paused or not self._offer_held():
+                return  # PAUSE: rx_resume calls again
+        if not events & zmq.POLLIN:
+            return
+        recv = raw.recv_multipart
+        for _ in range(RX_BUDGET):
+            try:
+                parts = recv(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return  # drained: the FD wakes us when more comes
+            self._handle(parts)
+            if self._held is not None or self._raw is None:
+                return
+        # more may be waiting: give the softirqs a turn, then read on
+        self._drain_handle = self._loop.call_soon(self._drain)
+
+    def _offer_held(self) -> bool:
+        """Offer the NIC the frames it paused on; True when it took them all."""
+        batch, start = self._held
+        self._held = None
+        if self._rx is None:
+            return True
+        stopped = self._rx(batch, start)
+        if stopped is not None:
+            self._held = (batch, stopped)
+            self._paused = True
+            return False
+        return True
+
+    def _handle(self, parts) -> None:
+        kind = parts[0].bytes
+        if kind == wire.MSG_FRAMES:
+            if not self.attached or len(parts) != 2:
+                return
+            try:
+                batch = wire.unpack_frames(parts[1].buffer)
+            except wire.WireError as exc:
                 self.rx_malformed += 1
+                log.warning("malformed batch from switch: %s", exc)
+                return
+            self.rx_batches += 1
+            if self._rx is not None and batch:
+                stopped = self._rx(batch)
+                if stopped is not None:
+                    self.rx_holds += 1
+                    self._held = (batch, stopped)
+                    self._paused = True
+        elif kind == wire.MSG_HEARTBEAT:
+            pass
+        elif kind == wire.MSG_WELCOME:
+            self._welcome(parts)
+        elif kind in (wire.MSG_BYE, wire.MSG_NOT_ATTACHED):
+            if self.attached:
+                log.warning("switch %s %s: carrier down", self.endpoint,
+                            "said BYE" if kind == wire.MSG_BYE else "forgot this port")
+            self._set_attached(False)
+        elif kind == wire.MSG_REFUSE:
+            self._refuse(parts)
+        else:
+            self.rx_malformed += 1
 
     def _welcome(self, parts) -> None:
         try:

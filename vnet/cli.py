@@ -474,6 +474,30 @@ def cmd_inject(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- vnet dhcp --------------------------------------------------------------------------------
+
+
+def cmd_dhcp(args: argparse.Namespace) -> int:
+    info = node_call(args, "dhcp_show")
+    if args.json:
+        _emit_json(info)
+        return 0
+    client, server = info["client"], info["server"]
+    if client is None and server is None:
+        print("this node neither asks for nor serves DHCP")
+    if client is not None:
+        left = client.get("lease_remaining")
+        print(f"client: {client['state']} address {client.get('address') or '-'} from {client.get('server') or '-'}"
+              + (f", lease {left:.0f} s left" if left is not None else ""))
+    if server is not None:
+        print(f"server: {len(server)} lease(s)")
+        for lease in server:
+            left = lease.get("remaining")
+            print(f"  {lease['ip']:<15} {lease['state']:<8} {lease.get('hostname') or lease['client_id']}"
+                  + (f"  {left:.0f} s" if left is not None else ""))
+    return 0
+
+
 # -- vnet health ------------------------------------------------------------------------------
 
 
@@ -660,6 +684,7 @@ def run_node(args: argparse.Namespace) -> int:
         addresses=addresses, control=args.control, mac=args.mac, mtu=args.mtu,
         tx_ring_size=args.tx_ring, rx_ring_size=args.rx_ring,
         heartbeat_interval=args.heartbeat_interval, heartbeat_timeout=args.heartbeat_timeout,
+        dhcp=args.dhcp, dhcp_server=args.dhcp_server, lease_file=args.lease_file, lease_time=args.lease_time,
     )
     try:
         config.validate()
@@ -761,6 +786,9 @@ def build_parser() -> argparse.ArgumentParser:
     inj.add_argument("--dev", default="vnet0")
     inj.set_defaults(func=cmd_inject)
 
+    dhcp = sub.add_parser("dhcp", parents=[common], help="the node's DHCP client state and, on a server, its leases")
+    dhcp.set_defaults(func=cmd_dhcp)
+
     health = sub.add_parser("health", parents=[common], help="exit 0 if the local node (or --switch) is healthy")
     health.add_argument("--switch", action="store_true", help="check the switch instead of a node")
     health.add_argument("--switch-control", dest="switch_control", default=None, help="the switch's control endpoint")
@@ -801,6 +829,11 @@ def build_parser() -> argparse.ArgumentParser:
     nd.add_argument("--rx-ring", type=int, default=256)
     nd.add_argument("--heartbeat-interval", type=float, default=1.0)
     nd.add_argument("--heartbeat-timeout", type=float, default=3.0)
+    nd.add_argument("--dhcp", action="store_true", help="get an address by DHCP from the LAN's DHCP server")
+    nd.add_argument("--dhcp-server", metavar="FIRST-LAST", default=None,
+                    help="serve DHCP from this node's (static) address, handing out FIRST..LAST")
+    nd.add_argument("--lease-file", default=None, help="DHCP server: keep the leases in this JSON file")
+    nd.add_argument("--lease-time", type=float, default=3600.0, help="DHCP server: lease time in seconds")
     nd.add_argument("--log-level", default="info")
     nd.set_defaults(func=run_node)
 

@@ -312,18 +312,20 @@ class Lan:
             self.switch = SwitchHandle(self._ctx, info["control"], info["data"])
         return self.switch
 
-    async def add_node(self, name: str | None = None, wait: bool = True, extra_args: Iterable[str] = ()) -> NodeHandle:
-        """Start one more node (``nodeI`` at the next host address) and return its handle."""
+    async def add_node(self, name: str | None = None, wait: bool = True, extra_args: Iterable[str] = (),
+                       dhcp: bool = False) -> NodeHandle:
+        """Start one more node and return its handle: ``nodeI`` at the next host address, or,
+        with ``dhcp=True``, with no static address, asking the LAN's DHCP server for one."""
         index = self._next_index
         self._next_index += 1
         name = name or f"node{index}"
-        ip = self.subnet.network_address + index
-        cidr = f"{ip}/{self.subnet.prefixlen}"
+        ip = None if dhcp else str(self.subnet.network_address + index)
         control = f"ipc://{self.runtime_dir}/{name}.ctl"
-        handle = NodeHandle(AsyncControlClient(self._ctx, control, timeout=10.0), name, str(ip))
+        handle = NodeHandle(AsyncControlClient(self._ctx, control, timeout=10.0), name, ip)
         self.nodes.append(handle)
+        addressing = ["--dhcp"] if dhcp else ["--address", f"{ip}/{self.subnet.prefixlen}"]
         args = [
-            "node", "--name", name, "--switch", self.switch.data, "--address", cidr,
+            "node", "--name", name, "--switch", self.switch.data, *addressing,
             "--control", control, "--mtu", str(self.mtu),
             "--heartbeat-interval", str(self.heartbeat_interval),
             "--heartbeat-timeout", str(self.heartbeat_timeout),

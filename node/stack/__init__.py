@@ -10,16 +10,18 @@ application waits for comes out as events (``HostStack.next_events()``). Modules
 - arp.py     ARP codec, the neighbour table (Linux NUD states), DAD (RFC 5227)
 - icmp.py    echo, destination unreachable, ping(8) statistics and formatting
 - udp.py     UDP codec (pseudo-header checksum) and the port table
+- dhcp.py    DHCP: BOOTP/DHCP codec, DhcpServer (leases), DhcpClient (RFC 2131 states)
 - host.py    HostStack: the composition and the dispatch tables by ethertype / IP protocol
 - testing.py Hub: a zero-latency Ethernet hub wiring HostStacks together for tests
 """
 
 from .arp import ARP_FMT, ArpParams, Nud
 from .common import NeighStateError, StackError
+from .dhcp import DhcpParams, DhcpState
 from .ether import mac_str, parse_mac
 from .events import (
-    AddressConflict, AddressReady, ArpReply, DestUnreachable, EchoReply, Event,
-    NeighFailed, NeighResolved, UdpDatagram,
+    AddressConflict, AddressReady, ArpReply, DestUnreachable, DhcpBound, DhcpLeasesChanged,
+    DhcpLost, EchoReply, Event, NeighFailed, NeighResolved, UdpDatagram,
 )
 from .host import HostStack
 from .icmp import PingStats, format_echo_reply, format_rtt, format_unreachable
@@ -27,7 +29,8 @@ from .ipv4 import ip_str, parse_ip
 
 __all__ = [
     "ARP_FMT", "AddressConflict", "AddressReady", "ArpParams", "ArpReply", "DestUnreachable",
-    "EchoReply", "Event", "HostStack", "NeighFailed", "NeighResolved", "NeighStateError",
-    "Nud", "PingStats", "StackError", "UdpDatagram", "format_echo_reply", "format_rtt",
+    "DhcpBound", "DhcpLeasesChanged", "DhcpLost", "DhcpParams", "DhcpState", "EchoReply",
+    "Event", "HostStack", "NeighFailed", "NeighResolved", "NeighStateError", "Nud",
+    "PingStats", "StackError", "UdpDatagram", "format_echo_reply", "format_rtt",
     "format_unreachable", "ip_str", "mac_str", "parse_ip", "parse_mac",
 ]

@@ -93,9 +93,38 @@ class DestUnreachable:
     orig_dport: int
 
 
+@dataclass(frozen=True, slots=True)
+class DhcpBound:
+    """The DHCP client holds ``ip``/``prefixlen`` (DAD passed) for ``lease_time`` seconds
+    (0xFFFFFFFF: infinite) from ``server``. ``renewal``: an existing lease was extended
+    (RENEWING/REBINDING); the address never left the interface."""
+
+    ip: bytes
+    prefixlen: int
+    lease_time: int
+    server: bytes
+    renewal: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DhcpLost:
+    """The DHCP client gave up ``ip`` (after a DhcpBound for it) and removed it from the
+    interface. ``reason``: "nak", "expired", "released" or "stopped" (dhcp_client_stop),
+    "changed" (a renewal ACK gave another address)."""
+
+    ip: bytes
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DhcpLeasesChanged:
+    """The DHCP server's leases changed: save ``dhcp_server_leases()``. Emitted once until
+    they are read."""
+
+
 Event = Union[
     EchoReply, UdpDatagram, ArpReply, NeighResolved, NeighFailed, AddressConflict,
-    AddressReady, DestUnreachable,
+    AddressReady, DestUnreachable, DhcpBound, DhcpLost, DhcpLeasesChanged,
 ]
 
 # Events carrying traffic, dropped (and counted) when the application stops draining; the

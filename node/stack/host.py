@@ -9,6 +9,11 @@ here reads a clock, sleeps, or touches a socket. The node daemon glues it to the
     timer at next_deadline -> tx(stack.tick(now))
     carrier on / off      -> tx(stack.link_up(now)) / stack.link_down(now)
 
+DHCP (dhcp.py) is a service of the stack on UDP ports 67/68: ``dhcp_client_start`` gets
+an address from the LAN's server and keeps it on the interface (DhcpBound / DhcpLost);
+``dhcp_server_start`` serves a pool from one of our addresses (DhcpLeasesChanged when the
+leases should be saved). Their timers are part of ``tick``/``next_deadline``.
+
 The interface starts down: nothing is sent and nothing received until ``link_up``.
 Wire input never raises (bad frames are counted by reason in ``counters()``); caller
 mistakes raise StackError with the fix in the message.
@@ -21,6 +26,10 @@ from dataclasses import fields, replace
 
 from .arp import Arp, ArpParams
 from .common import StackError
+from .dhcp import (
+    DHCP_CLIENT_PORT, DHCP_SERVER_PORT, Dhcp, DhcpClient, DhcpParams, DhcpServer,
+    client_id_option,
+)
 from .ether import (
     BROADCAST_MAC, ETH_HLEN, ETH_P_ARP, ETH_P_IP, PACKET_BROADCAST, PACKET_HOST,
     EtherCounters, Netdev, parse_mac, unicast_mac,
@@ -76,6 +85,7 @@ class HostStack:
                          burst=icmp_ratelimit_burst,
                          echo_ignore_broadcasts=icmp_echo_ignore_broadcasts)
         self.udp = Udp(self.ip, self.icmp, self._emit, rng)
+        self.dhcp = Dhcp(self.dev, self.addrs, self.arp, self.udp, self._emit, rng)
         self.ec = EtherCounters()
         # The dispatch tables: the whole receive path at a glance.
         self.ip.protocols = {IPPROTO_ICMP: self.icmp.rcv, IPPROTO_UDP: self.udp.rcv}
@@ -128,7 +138,8 @@ class HostStack:
         if self.dev.up:
             return []
         self.dev.up = True
-        return self._tx(self.arp.link_up(now))
+        frames = self.arp.link_up(now)
+        return self._tx(frames + self.dhcp.link_up(now))
 
     def link_down(self, now: float) -> list[bytes]:
         """Carrier off: the neighbour table is flushed (NeighFailed for queued packets),
@@ -192,15 +203,21 @@ class HostStack:
         if handler is None:
             ec.rx_unknown_type += 1
             return []
-        return self._tx(handler(frame, pkt_type, now))
+        frames = handler(frame, pkt_type, now)
+        if self.dhcp.client is not None:  # an ARP reply may have ended the client's DAD
+            frames = frames + self.dhcp.poll(now)
+        return self._tx(frames)
 
     def tick(self, now: float) -> list[bytes]:
-        """Run the timers due at ``now`` (ARP retries and ageing, DAD, announcements)."""
-        return self._tx(self.arp.tick(now))
+        """Run the timers due at ``now`` (ARP retries and ageing, DAD, announcements,
+        the DHCP client's retransmissions and lease times)."""
+        frames = self.arp.tick(now)
+        return self._tx(frames + self.dhcp.tick(now))
 
     def next_deadline(self) -> float | None:
         """When ``tick`` next has work (may be in the past), or None."""
-        return self.arp.next_deadline()
+        a, d = self.arp.next_deadline(), self.dhcp.next_deadline()
+        return a if d is None else d if a is None else min(a, d)
 
     def next_events(self) -> list[Event]:
         """Everything that happened since the last call, oldest first."""
@@ -240,6 +257,110 @@ class HostStack:
         """arping: a broadcast ARP request for ``ip``; answers come out as ArpReply."""
         return self._tx(self.arp.probe(parse_ip(ip), now))
 
+    # -- DHCP (dhcp.py) --------------------------------------------------------------------
+
+    def dhcp_client_start(self, now: float, client_id: bytes | str | None,
+                          hostname: str | None = None, previous_ip: str | None = None, *,
+                          params: DhcpParams | None = None) -> list[bytes]:
+        """Get an address by DHCP and keep it: DhcpBound once it is on the interface (DAD
+        passed), DhcpLost when it goes. ``client_id``: a stable id such as the node's name
+        (option 61 = type 0 + it), or None for type 1 + our MAC; the server keys leases by
+        it. ``hostname``: option 12. ``previous_ip``: the address we had (INIT-REBOOT asks
+        for it back). Takes UDP port 68."""
+        if self.dhcp.client is not None:
+            raise StackError("the DHCP client is already running; dhcp_client_stop() it "
+                             "first")
+        cid = client_id_option(client_id, self.dev.mac)
+        if hostname is not None and (not isinstance(hostname, str)
+                                     or not 1 <= len(hostname.encode()) <= 255):
+            raise StackError(f"DHCP host name {hostname!r} must be a string of 1..255 bytes")
+        prev = None
+        if previous_ip is not None:
+            prev = parse_ip(previous_ip)
+            if prev == bytes(4) or prev[0] in (0, 127) or prev[0] >= 224:
+                raise StackError(f"previous DHCP address {previous_ip!r} is not a unicast "
+                                 "address; pass None to start from DISCOVER")
+        if params is not None and not isinstance(params, DhcpParams):
+            raise StackError("params must be a DhcpParams")
+        self.udp.attach(DHCP_CLIENT_PORT, self.dhcp.client_rcv)
+        client = DhcpClient(self.dhcp, cid, hostname, prev, params or DhcpParams(),
+                            self.dhcp.rng, self.dhcp.c, self._emit)
+        self.dhcp.client = client
+        return self._tx(client.start(now))
+
+    def dhcp_client_stop(self, now: float, release: bool = True) -> list[bytes]:
+        """Stop the client and remove its address (DhcpLost "released"/"stopped").
+        ``release``: send DHCPRELEASE so the server frees the lease now (it is unicast to
+        the server, through ARP if its MAC is not cached: keep handling frames briefly);
+        without it the server keeps the lease until it expires."""
+        client = self.dhcp.client
+        if client is None:
+            return []
+        frames = client.stop(now, release)
+        self.dhcp.client = None
+        self.udp.detach(DHCP_CLIENT_PORT)
+        return self._tx(frames)
+
+    def dhcp_client_state(self, now: float | None = None) -> dict:
+        """{state, address, prefixlen, server, lease_time, lease_remaining, renew_in,
+        rebind_in, client_id, hostname, xid, next_timeout}; times in seconds from ``now``
+        (default: the last time the client was called)."""
+        client = self.dhcp.client
+        if client is None:
+            return {"state": "stopped", "address": None, "prefixlen": None, "server": None,
+                    "lease_time": None, "lease_remaining": None, "renew_in": None,
+                    "rebind_in": None, "client_id": None, "hostname": None, "xid": None,
+                    "next_timeout": None}
+        return client.show(now)
+
+    def dhcp_server_start(self, server_cidr: str, pool_first: str, pool_last: str,
+                          lease_time: float = 3600, leases: dict | None = None,
+                          static=(), *, offer_hold: float = 60.0,
+                          decline_hold: float = 600.0, router: str | None = None) -> None:
+        """Serve addresses ``pool_first..pool_last`` (minus ours and ``static``) from
+        ``server_cidr``, an address already on the interface ("10.0.0.1/24", or without
+        the prefix). ``leases``: what ``dhcp_server_leases()`` returned before a restart.
+        Answers only while that address is usable (DAD passed). Takes UDP port 67."""
+        if self.dhcp.server is not None:
+            raise StackError("the DHCP server is already running; dhcp_server_stop() it "
+                             "first")
+        if isinstance(server_cidr, str) and "/" in server_cidr:
+            ip, plen = parse_cidr(server_cidr)
+        else:
+            ip, plen = parse_ip(server_cidr), None
+        ifa = self.addrs.find(ip)
+        if ifa is None or (plen is not None and plen != ifa.prefixlen):
+            have = ", ".join(a.cidr for a in self.addrs.all) or "none"
+            raise StackError(f"the DHCP server address {server_cidr} is not on the "
+                             f"interface (addresses: {have}); add_address it first")
+        server = DhcpServer(ip, ifa.prefixlen, pool_first, pool_last, lease_time=lease_time,
+                            offer_hold=offer_hold, decline_hold=decline_hold, static=static,
+                            router=router, leases=leases, counters=self.dhcp.c,
+                            emit=self._emit)
+        self.udp.attach(DHCP_SERVER_PORT, self.dhcp.server_rcv)
+        self.dhcp.server = server
+
+    def dhcp_server_stop(self) -> None:
+        if self.dhcp.server is not None:
+            self.dhcp.server = None
+            self.udp.detach(DHCP_SERVER_PORT)
+
+    def dhcp_server_leases(self) -> dict:
+        """The leases to persist, JSON-serialisable: {client id hex: {"ip": "10.0.0.10",
+        "expires": <absolute time, the clock of now>, "hostname": str | None}}. Reading
+        them counts as saving: the next change emits DhcpLeasesChanged again."""
+        server = self.dhcp.server
+        if server is None:
+            raise StackError("the DHCP server is not running; dhcp_server_start() it first")
+        server.mark_saved()
+        return server.leases_to_dict()
+
+    def dhcp_server_show(self, now: float) -> list[dict]:
+        """[{ip, state (bound, expired, offered, declined), client_id, hostname,
+        remaining}] by address."""
+        server = self.dhcp.server
+        return [] if server is None else server.show(now)
+
     # -- the neighbour table (ip neigh) ----------------------------------------------------
 
     def neigh_show(self, now: float) -> list[dict]:
@@ -263,7 +384,7 @@ class HostStack:
     def counters(self) -> dict[str, dict[str, int]]:
         return {"ether": self.ec.as_dict(), "arp": self.arp.c.as_dict(),
                 "ip": self.ip.c.as_dict(), "icmp": self.icmp.c.as_dict(),
-                "udp": self.udp.c.as_dict()}
+                "udp": self.udp.c.as_dict(), "dhcp": self.dhcp.c.as_dict()}
 
     def __repr__(self) -> str:
         addrs = ",".join(f"{a['address']}/{a['prefixlen']}({a['state']})"

@@ -1,8 +1,12 @@
 """UDP (RFC 768): the datagram codec with the pseudo-header checksum, and the port table.
 
 A bound port is a name in a set, not a socket: datagrams for it come out as UdpDatagram
-events. Datagrams for other ports count as no_ports and get an ICMP port unreachable
-(unicast only; unanswered broadcasts count as ignored_multi, as in Linux). A zero checksum
+events. The stack's own services (DHCP on 67/68) attach a handler to a port instead:
+datagrams for it go to the handler, which returns frames, and the application cannot bind
+it. ``output`` sends with an explicit source address and no route lookup, for DHCP, which
+must send from 0.0.0.0 to 255.255.255.255 before it has an address (RFC 2131 4.1).
+Datagrams for other ports count as no_ports and get an ICMP port unreachable (unicast only;
+unanswered broadcasts count as ignored_multi, as in Linux). A zero checksum
 means "none" on receive (legal in IPv4); on send a computed zero goes out as 0xFFFF.
 Counter names are Linux's /proc/net/snmp "Udp:" in snake_case; as in Linux a bad checksum
 counts in both in_csum_errors and in_errors.
@@ -56,6 +60,8 @@ class Udp:
         self.rng = rng
         self.c = UdpCounters()
         self.ports: set[int] = set()
+        # port -> (src, sport, dst, dport, payload, now) -> frames: the stack's services
+        self.handlers: dict[int, Callable] = {}
         self._next_ephemeral = EPHEMERAL_PORTS.start
 
     # -- the port table --------------------------------------------------------------------
@@ -65,6 +71,10 @@ class Udp:
         _check_port(port, "port", allow_zero=True)
         if port == 0:
             return self._bind_ephemeral()
+        if port in self.handlers:
+            raise StackError(
+                f"UDP port {port} is in use by the stack's DHCP client or server "
+                "(EADDRINUSE); stop it first or pick another port")
         if port in self.ports:
             raise StackError(
                 f"UDP port {port} is already bound (EADDRINUSE); unbind it first or pick "
@@ -72,13 +82,24 @@ class Udp:
         self.ports.add(port)
         return port
 
+    def attach(self, port: int, handler: Callable) -> None:
+        """Deliver datagrams for ``port`` to ``handler`` (a service of the stack)."""
+        if port in self.ports or port in self.handlers:
+            raise StackError(
+                f"UDP port {port} is already bound (EADDRINUSE); unbind it before "
+                "starting the service that needs it")
+        self.handlers[port] = handler
+
+    def detach(self, port: int) -> None:
+        self.handlers.pop(port, None)
+
     def _bind_ephemeral(self) -> int:
         r = EPHEMERAL_PORTS
         start = self.rng.randrange(r.start, r.stop) if self.rng is not None \
             else self._next_ephemeral
         for i in range(len(r)):
             port = r.start + (start - r.start + i) % len(r)
-            if port not in self.ports:
+            if port not in self.ports and port not in self.handlers:
                 self.ports.add(port)
                 self._next_ephemeral = port + 1 if port + 1 < r.stop else r.start
                 return port
@@ -100,6 +121,12 @@ class Udp:
         payload = bytes(payload)
         self.ip.check_size(len(payload), UDP_HLEN, "UDP payload")
         src, bcast = self.ip.route(dst)
+        return self.output(src, src_port, dst, dst_port, payload, bcast, now)
+
+    def output(self, src: bytes, src_port: int, dst: bytes, dst_port: int, payload: bytes,
+               bcast: bool, now: float) -> list[bytes]:
+        """Send from ``src`` with no route lookup (DHCP: from 0.0.0.0, or to a server that
+        ARP resolves). ``bcast``: an Ethernet broadcast. Sizes are the caller's to check."""
         segment = udp_segment(src, dst, src_port, dst_port, payload)
         frames = self.ip.output(src, dst, IPPROTO_UDP, segment, bcast, now)
         self.c.out_datagrams += 1
@@ -123,6 +150,10 @@ class Udp:
             c.in_csum_errors += 1
             c.in_errors += 1
             return []
+        handler = self.handlers.get(dport)
+        if handler is not None:
+            c.in_datagrams += 1
+            return handler(src, sport, dst, dport, segment[UDP_HLEN:], now)
         if dport not in self.ports:
             if bcast:
                 c.ignored_multi += 1

@@ -78,7 +78,8 @@ async def test_nodes_reconnect_after_the_switch_container_restarts(docker_lan):
 
     for node in docker_lan.nodes:
         await poll_until(lambda node=node: carrier(node), f"{node.name} reattaches", timeout=30, every=0.5)
-    assert (await a.ping(b.ip, count=3)).ok
+    res = await a.ping(b.ip, count=3)
+    assert res.ok, res.replies
 
 
 @pytest.mark.docker_lan(scale=6)

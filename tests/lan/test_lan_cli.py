@@ -213,3 +213,14 @@ async def test_health_of_a_node_and_of_the_switch(vnet_lan):
     proc = vnet(vnet_lan, "health")
     assert proc.returncode == 1 and "no carrier" in proc.stdout
     await vnet_lan.nodes[0].link_set(state="up")
+
+
+async def test_call_sends_any_request(vnet_lan):
+    a, b, _ = vnet_lan.nodes
+    result = json.loads(ok(vnet(vnet_lan, "call", "ping", json.dumps({"dst": b.ip, "seq": 7}))))
+    assert result["status"] == "reply" and result["seq"] == 7
+    frame_hex = (bytes.fromhex(b.mac.replace(":", "")) + bytes.fromhex(a.mac.replace(":", "")) + b"\x88\xb5").hex()
+    sent = json.loads(ok(vnet(vnet_lan, "call", "inject", json.dumps({"frames": [{"$bytes": frame_hex + "00" * 46}]}))))
+    assert sent == {"sent": 1}
+    proc = vnet(vnet_lan, "call", "no_such_command")
+    assert proc.returncode == 2 and "unknown command 'no_such_command'" in proc.stderr

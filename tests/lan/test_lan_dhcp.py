@@ -1,0 +1,68 @@
+"""DHCP on the LAN itself: a server node hands out addresses that survive restarts and are
+never given twice."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from vnet.lan import poll_until
+
+POOL = "10.0.0.100-10.0.0.120"
+
+
+@pytest.mark.vnet_lan(nodes=1)
+async def test_dhcp_clients_get_distinct_addresses_that_survive_restarts(vnet_lan, tmp_path):
+    lease_file = tmp_path / "leases.json"
+    server_args = ["--dhcp-server", POOL, "--lease-file", str(lease_file)]
+    await vnet_lan.add_node("dhcp", extra_args=server_args)
+    clients = [await vnet_lan.add_node(f"c{i}", dhcp=True) for i in range(3)]
+    ips = [c.ip for c in clients]
+    assert len(set(ips)) == 3 and all(ip.startswith("10.0.0.1") for ip in ips), ips
+    for a, b in itertools.permutations(clients, 2):
+        assert (await a.ping(b.ip)).ok
+    state = await clients[0].call("dhcp_show")
+    assert state["client"]["state"] == "bound" and state["client"]["address"] == ips[0]
+    out = _vnet(vnet_lan, "--node", "dhcp", "dhcp")
+    assert "server: 3 lease(s)" in out and all(ip in out for ip in ips)
+    assert f"client: bound address {ips[0]}" in _vnet(vnet_lan, "--node", "c0", "dhcp")
+    await poll_until(lambda: _lease_file_holds(lease_file, ips), "the server saves its leases")
+
+    # a client that restarts asks for its address again and gets it
+    await vnet_lan.stop_node("c1")
+    again = await vnet_lan.add_node("c1", dhcp=True)
+    assert again.ip == ips[1]
+
+    # the server restarts from its lease file: old clients keep theirs, a newcomer gets a new one
+    await vnet_lan.stop_node("dhcp")
+    await vnet_lan.add_node("dhcp", extra_args=server_args)
+    newcomer = await vnet_lan.add_node("c9", dhcp=True)
+    assert newcomer.ip not in ips
+    await vnet_lan.stop_node("c2")
+    back = await vnet_lan.add_node("c2", dhcp=True)
+    assert back.ip == ips[2]
+    leases = (await vnet_lan.node("dhcp").call("dhcp_show"))["server"]
+    bound = [lease["ip"] for lease in leases if lease["state"] == "bound"]
+    assert len(bound) == len(set(bound)) == 4
+
+
+def _vnet(lan, *args: str) -> str:
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "vnet.cli", *args], capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, VNET_RUNTIME_DIR=lan.runtime_dir))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+async def _lease_file_holds(path, ips) -> bool:
+    import json
+
+    try:
+        leases = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return sorted(lease["ip"] for lease in leases.values()) == sorted(ips)

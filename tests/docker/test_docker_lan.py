@@ -73,11 +73,13 @@ async def test_nodes_reconnect_after_the_switch_container_restarts(docker_lan):
     assert (await a.ping(b.ip)).ok
     await docker_lan.restart_switch()
 
-    async def carrier(node) -> bool:
-        return (await node.health())["carrier"]
+    async def everyone_attached() -> bool:
+        # the restarted switch's own view: every node has said HELLO to it
+        ports = {p["name"] for p in await docker_lan.switch.ports()}
+        return ports >= {n.name for n in docker_lan.nodes} and all(
+            [(await n.health())["carrier"] for n in docker_lan.nodes])
 
-    for node in docker_lan.nodes:
-        await poll_until(lambda node=node: carrier(node), f"{node.name} reattaches", timeout=30, every=0.5)
+    await poll_until(everyone_attached, "every node reattaches to the new switch", timeout=30, every=0.5)
     res = await a.ping(b.ip, count=3)
     assert res.ok, res.replies
 

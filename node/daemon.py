@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import itertools
 import json
 import logging
 import os
@@ -31,7 +32,9 @@ import zmq
 import zmq.asyncio
 
 from node import ethtool
+from node.capture import Capture, FilterError
 from node.netdevice import (
+    ETH_P_ALL,
     ETH_P_ARP,
     ETH_P_IP,
     IFF_LOWER_UP,
@@ -47,6 +50,7 @@ from node.netdevice import (
     NetdevError,
     dev_add_pack,
     dev_change_flags,
+    dev_remove_pack,
     dev_get_flags,
     dev_get_stats,
     dev_open,
@@ -57,7 +61,7 @@ from node.netdevice import (
     qdisc_get_stats,
     register_netdevice_notifier,
 )
-from node.skbuff import skb_from_frame, skb_mac_header
+from node.skbuff import PACKET_OUTGOING, skb_from_frame, skb_mac_header
 from node.stack import (
     AddressConflict,
     AddressReady,
@@ -159,6 +163,9 @@ class NodeDaemon:
         self.conflicts: list[dict] = []
         self.refused = asyncio.Event()
         self._ping_ident = os.getpid() & 0xFFFF
+        self._captures: dict[int, _CaptureSession] = {}
+        self._capture_ids = itertools.count(1)
+        self._tap = None
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -214,6 +221,7 @@ class NodeDaemon:
             vnic_remove(self.dev)  # closes vnet0 first: the link says BYE
         for _, fut in self._echo_waiters.values():
             fut.cancel()
+        self._captures.clear()
         if self.control is not None:
             await self.control.close()
         if self.link is not None:
@@ -437,6 +445,7 @@ class NodeDaemon:
                 "carrier_losses": self.link.carrier_losses,
             },
             "udp_queue_drops": self.udp_queue_drops,
+            "captures": len(self._captures),
         }
 
     def _cmd_ethtool(self, op: str, dev: str = "vnet0", **params: Any) -> Any:
@@ -545,6 +554,65 @@ class NodeDaemon:
                                    f"{sent} sent before it") from None
         return {"sent": len(frames)}
 
+    # -- capture (an ETH_P_ALL tap, like an AF_PACKET socket) --------------------------------
+
+    def _tap_rcv(self, skb, dev) -> None:
+        direction = "out" if skb.pkt_type == PACKET_OUTGOING else "in"
+        frame = bytes(skb_mac_header(skb))
+        ts = time.time()  # pcap timestamps are wall-clock
+        for session in self._captures.values():
+            session.capture.offer(ts, direction, frame)
+            session.ready.set()
+
+    def _cmd_capture_start(self, filter: str = "", count: int | None = None, buffer: int = 4096) -> dict:
+        try:
+            capture = Capture(filter, buffer=int(buffer), count=None if count is None else int(count))
+        except FilterError as exc:
+            raise ControlError(str(exc)) from None
+        cid = next(self._capture_ids)
+        self._captures[cid] = _CaptureSession(capture, asyncio.Event(), self._loop.time())
+        if self._tap is None:
+            self._tap = dev_add_pack(self.dev, ETH_P_ALL, self._tap_rcv)
+            self._loop.call_later(CAPTURE_IDLE_TIMEOUT / 3, self._expire_captures)
+        return {"id": cid, **capture.stats()}
+
+    async def _cmd_capture_read(self, id: int, timeout: float = 1.0, max: int = 1024) -> dict:
+        """Frames captured since the last read (waits up to ``timeout`` for the first one)."""
+        session = self._captures.get(int(id))
+        if session is None:
+            raise ControlError(f"no capture {id} on this node (it was stopped, or expired unread)")
+        session.last_read = self._loop.time()
+        if not session.capture.pending() and not session.capture.done:
+            session.ready.clear()
+            try:
+                await asyncio.wait_for(session.ready.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+        session.last_read = self._loop.time()
+        frames = session.capture.take(int(max))
+        return {"frames": [{"ts": c.ts, "dir": c.direction, "frame": c.frame} for c in frames],
+                "done": session.capture.done and not session.capture.pending(), **session.capture.stats()}
+
+    def _cmd_capture_stop(self, id: int) -> dict:
+        session = self._captures.pop(int(id), None)
+        if session is None:
+            raise ControlError(f"no capture {id} on this node")
+        if not self._captures and self._tap is not None:
+            dev_remove_pack(self.dev, ETH_P_ALL, self._tap_rcv)
+            self._tap = None
+        return session.capture.stats()
+
+    def _expire_captures(self) -> None:
+        """Stop captures nobody has read for a while (a reader that died must not leave a tap
+        behind); runs every third of the idle timeout while the tap is in place."""
+        now = self._loop.time()
+        for cid, session in list(self._captures.items()):
+            if now - session.last_read > CAPTURE_IDLE_TIMEOUT:
+                log.warning("capture %d unread for %.0f s: stopped", cid, now - session.last_read)
+                self._cmd_capture_stop(cid)
+        if self._tap is not None:
+            self._loop.call_later(CAPTURE_IDLE_TIMEOUT / 3, self._expire_captures)
+
     # -- helpers ------------------------------------------------------------------------------
 
     def _dev(self, name: str):
@@ -558,8 +626,17 @@ class NodeDaemon:
 CONTROL_COMMANDS = (
     "health", "link_show", "link_set", "addr_show", "addr_add", "addr_del", "neigh_show",
     "neigh_flush", "stats", "ethtool", "ping", "arping", "udp_bind", "udp_unbind", "udp_send",
-    "udp_recv", "inject", "dhcp_show",
+    "udp_recv", "inject", "dhcp_show", "capture_start", "capture_read", "capture_stop",
 )
+
+CAPTURE_IDLE_TIMEOUT = 30.0  # seconds a capture may go unread before it is stopped
+
+
+@dataclass
+class _CaptureSession:
+    capture: Capture
+    ready: asyncio.Event
+    last_read: float
 
 
 def _write_atomic(path: str, text: str) -> None:

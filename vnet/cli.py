@@ -474,6 +474,85 @@ def cmd_inject(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- vnet capture -----------------------------------------------------------------------------
+
+
+def frame_summary(frame: bytes) -> str:
+    """One line about a frame, like tcpdump's (scapy's dissection; not on any hot path)."""
+    from scapy.all import Ether
+
+    try:
+        return Ether(frame).summary()
+    except Exception as exc:  # a frame scapy cannot dissect is still a frame
+        return f"{len(frame)} bytes, undissectable ({exc.__class__.__name__})"
+
+
+def cmd_capture(args: argparse.Namespace) -> int:
+    """``vnet capture [-i vnet0] [-w FILE] [-c N] [FILTER]``: frames as vnet0 sees them, both
+    directions; a pcap file with -w, else a line per frame. Stops at -c N or Ctrl-C/SIGTERM."""
+    import signal
+
+    if args.count is not None and args.count < 1:
+        raise CliError("capture: -c needs a count of at least 1")
+    if args.iface != "vnet0":
+        raise CliError(f"capture: no device {args.iface!r} (vnet nodes have vnet0)")
+    writer = None
+    if args.write:
+        from scapy.utils import PcapWriter
+
+        try:
+            writer = PcapWriter(args.write, linktype=1, sync=True)  # DLT_EN10MB
+        except OSError as exc:
+            raise CliError(f"capture: cannot write {args.write}: {exc}") from None
+    stopping = False
+
+    def stop(*_):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    got = 0
+    with ControlClient(node_endpoint(args), timeout=args.timeout) as client:
+        started = client.call("capture_start", filter=" ".join(args.filter), count=args.count)
+        cid = started["id"]
+        if not args.json:
+            print(f"capture on {args.iface}{', filter ' + started['filter'] if started['filter'] else ''}"
+                  f"{', writing ' + args.write if args.write else ''}", file=sys.stderr, flush=True)
+        stats = started
+        try:
+            while not stopping:
+                batch = client.call("capture_read", wait=args.timeout + 2.0, id=cid, timeout=0.5)
+                stats = batch
+                for c in batch["frames"]:
+                    got += 1
+                    if writer is not None:
+                        from scapy.all import Ether
+
+                        pkt = Ether(c["frame"])
+                        pkt.time = c["ts"]
+                        writer.write(pkt)
+                    elif args.json:
+                        print(json.dumps({"ts": c["ts"], "dir": c["dir"], "len": len(c["frame"]),
+                                          "frame": c["frame"].hex()}), flush=True)
+                    else:
+                        import time as _time
+
+                        stamp = _time.strftime("%H:%M:%S", _time.localtime(c["ts"])) + f"{c['ts'] % 1:.6f}"[1:]
+                        print(f"{stamp} {c['dir']:<3} {frame_summary(c['frame'])}", flush=True)
+                if batch["done"]:
+                    break
+        except KeyboardInterrupt:
+            pass
+        finally:
+            final = client.call("capture_stop", id=cid)
+            if writer is not None:
+                writer.close()
+    if not args.json:
+        print(f"{got} packets captured\n{final['matched']} packets received by filter\n"
+              f"{final['dropped']} packets dropped by the capture buffer", file=sys.stderr)
+    return 0
+
+
 # -- vnet dhcp --------------------------------------------------------------------------------
 
 
@@ -785,6 +864,14 @@ def build_parser() -> argparse.ArgumentParser:
     inj.add_argument("-n", dest="count", type=int, default=1, help="send the frames this many times")
     inj.add_argument("--dev", default="vnet0")
     inj.set_defaults(func=cmd_inject)
+
+    cap = sub.add_parser("capture", parents=[common], help="capture frames on vnet0, like tcpdump")
+    cap.add_argument("-i", dest="iface", default="vnet0", help="device (vnet0)")
+    cap.add_argument("-w", dest="write", metavar="FILE", help="write a pcap file instead of printing")
+    cap.add_argument("-c", dest="count", type=int, default=None, help="stop after COUNT frames")
+    cap.add_argument("filter", nargs="*", metavar="FILTER",
+                     help="e.g. 'icmp', 'host 10.0.0.2 and udp port 53', 'ether proto 0x88b5', 'not arp'")
+    cap.set_defaults(func=cmd_capture)
 
     dhcp = sub.add_parser("dhcp", parents=[common], help="the node's DHCP client state and, on a server, its leases")
     dhcp.set_defaults(func=cmd_dhcp)

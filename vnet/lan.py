@@ -134,6 +134,11 @@ class NodeHandle:
             frames = [frames]
         return await self.call("inject", frames=[bytes(f) for f in frames])
 
+    async def capture(self, filter: str = "", count: int | None = None) -> "CaptureHandle":
+        """Start capturing on vnet0 (both directions): ``async with await node.capture("icmp") as cap``."""
+        started = await self.call("capture_start", filter=filter, count=count)
+        return CaptureHandle(self, started["id"])
+
     async def wait_for(self, predicate, what: str, timeout: float = 10.0, every: float = 0.02) -> Any:
         """Poll ``await predicate(self)`` until it returns something truthy, or fail with ``what``."""
         return await poll_until(lambda: predicate(self), what=f"{self.name}: {what}", timeout=timeout, every=every)
@@ -158,6 +163,42 @@ class NodeHandle:
 
     async def close(self) -> None:
         await self._client.close()
+
+
+class CaptureHandle:
+    """A running capture on a node. ``frames`` collects what ``read``/``read_until`` fetched:
+    dicts with ``ts`` (wall-clock), ``dir`` ("in"/"out") and ``frame`` (bytes)."""
+
+    def __init__(self, node: NodeHandle, cid: int) -> None:
+        self.node = node
+        self.id = cid
+        self.frames: list[dict] = []
+        self.stats: dict | None = None
+
+    async def read(self, timeout: float = 1.0) -> list[dict]:
+        got = await self.node.call("capture_read", wait=timeout + 10, id=self.id, timeout=timeout)
+        self.frames.extend(got["frames"])
+        return got["frames"]
+
+    async def read_until(self, n: int, timeout: float = 10.0) -> list[dict]:
+        """Read until ``n`` frames have been collected in all, or fail after ``timeout``."""
+        async def enough():
+            await self.read(0.2)
+            return len(self.frames) >= n
+        await poll_until(enough, f"{n} captured frames on {self.node.name} (have {len(self.frames)})", timeout, every=0)
+        return self.frames
+
+    async def stop(self) -> dict:
+        if self.stats is None:
+            self.frames.extend((await self.node.call("capture_read", id=self.id, timeout=0))["frames"])
+            self.stats = await self.node.call("capture_stop", id=self.id)
+        return self.stats
+
+    async def __aenter__(self) -> "CaptureHandle":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
 
 
 class SwitchHandle:

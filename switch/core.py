@@ -69,6 +69,12 @@ VLAN_HLEN = 4
 ETH_MIN_MTU = 68
 ETH_MAX_MTU = wire.MAX_FRAME - ETH_HLEN - VLAN_HLEN  # the wire's 16-bit length bounds a frame
 ZERO_MAC = bytes(6)
+_FLOOD = object()  # a run's destination: every port but the ingress one
+# batches this big or bigger may take the one-flow fast path (SwitchCore._uniform_frames)
+_UNIFORM_MIN_FRAMES = 8
+_UNIFORM_MIN_BYTES = _UNIFORM_MIN_FRAMES * (ETH_HLEN + 2)
+# what the switch did with a frame, cached per header in SwitchCore._frames
+_FWD, _FLOODED, _SAME_PORT, _BAD_SRC = (object() for _ in range(4))
 
 Message = tuple[bytes, list[bytes]]
 
@@ -255,6 +261,10 @@ class SwitchCore:
         if type(payload) is not bytes:
             payload = bytes(payload)
         end = len(payload)
+        if end >= _UNIFORM_MIN_BYTES:
+            out = self._uniform_frames(port, payload, end, now)
+            if out is not None:
+                return out
         # Pass 1: record boundaries. A bad length makes everything after it untrustworthy,
         # and possibly some records before it, so the whole batch goes.
         bounds = [0]
@@ -275,17 +285,27 @@ class SwitchCore:
             return []
 
         # Pass 2: forward. Per frame: slices, a byte test, dict lookups; counters in locals.
-        view = memoryview(payload)
+        # A frame's fate depends only on its 14-byte header (addresses, type) as long as no
+        # learn happens in between, so decisions are cached per header for the batch and the
+        # cache is dropped at every learn. Consecutive records with the same destination form
+        # a run, forwarded as one slice of the payload; a batch that is one run for one port
+        # is forwarded as it came.
         fdb = self.fdb
         learn = fdb.learn
         lookup = fdb.lookup
-        ports = self._ports
         max_frame = self.max_frame
-        outs: defaultdict[Port, list] = defaultdict(list)
+        view = memoryview(payload)
+        outs: dict = {}  # port -> [frames, piece, piece, ...] in batch order
+        others = None  # the flood list, made on first use
+        decisions: dict = {}  # header -> (kind, destination) since the last learn
+        run_dest = None
+        run_start = run_k = 0
         rx_packets = rx_bytes = flooded = runt = oversize = bad_src = same_port = 0
-        last_src = last_dst = None  # per-batch caches: a batch is usually one flow
-        src_vlan = dst_vlan = -1
-        dst_port = None
+        last_src = None
+        src_vlan = -1
+        last_hdr = None
+        last_kind = _FWD
+        last_dest = None
         start = 0
         for nxt in bounds[1:]:
             s = start + 2
@@ -294,49 +314,121 @@ class SwitchCore:
             n = nxt - s
             if n < ETH_HLEN:
                 runt += 1
-                continue
-            if n > max_frame:
+                dest = None
+            elif n > max_frame:
                 oversize += 1
-                continue
-            src = payload[s + 6 : s + 12]
-            if src[0] & 1 or src == ZERO_MAC:
-                bad_src += 1
-                continue
-            if payload[s + 12] == 0x81 and payload[s + 13] == 0x00:
-                if n < ETH_HLEN + VLAN_HLEN:
-                    runt += 1
-                    continue
-                vlan = (payload[s + 14] & 0x0F) << 8 | payload[s + 15]
+                dest = None
             else:
-                vlan = 0
-            rx_packets += 1
-            rx_bytes += n
-            if src != last_src or vlan != src_vlan:
-                learn(src, vlan, port, now)
-                last_src = src
-                src_vlan = vlan
-                last_dst = None  # a learn may have moved the cached destination
-            rec = view[rec_start:nxt]
-            dst = payload[s : s + 6]
-            if dst[0] & 1:
-                flooded += 1
-                for p in ports:
-                    if p is not port:
-                        outs[p].append(rec)
-                continue
-            if dst != last_dst or vlan != dst_vlan:
-                dst_port = lookup(dst, vlan, now)
-                last_dst = dst
-                dst_vlan = vlan
-            if dst_port is None:
-                flooded += 1
-                for p in ports:
-                    if p is not port:
-                        outs[p].append(rec)
-            elif dst_port is port:
-                same_port += 1
+                hdr = payload[s : s + 14]
+                if hdr == last_hdr:
+                    kind = last_kind
+                    dest = last_dest
+                else:
+                    d = decisions.get(hdr)
+                    if d is not None:
+                        kind, dest = d
+                        last_hdr = hdr
+                        last_kind = kind
+                        last_dest = dest
+                    else:
+                        kind = None
+                        tagged = hdr[12] == 0x81 and hdr[13] == 0x00
+                        src = hdr[6:12]
+                        if src[0] & 1 or src == ZERO_MAC:
+                            kind = _BAD_SRC
+                            dest = None
+                        else:
+                            if tagged:
+                                if n < ETH_HLEN + VLAN_HLEN:
+                                    vlan = -1
+                                else:
+                                    vlan = (payload[s + 14] & 0x0F) << 8 | payload[s + 15]
+                            else:
+                                vlan = 0
+                            if vlan >= 0:
+                                if src != last_src or vlan != src_vlan:
+                                    learn(src, vlan, port, now)
+                                    last_src = src
+                                    src_vlan = vlan
+                                    decisions.clear()  # a learn may have moved a destination
+                                dst = hdr[:6]
+                                dst_port = None if dst[0] & 1 else lookup(dst, vlan, now)
+                                if dst_port is None:
+                                    kind = _FLOODED
+                                    dest = _FLOOD
+                                elif dst_port is port:
+                                    kind = _SAME_PORT
+                                    dest = None
+                                else:
+                                    kind = _FWD
+                                    dest = dst_port
+                        if kind is None:  # a tagged runt
+                            runt += 1
+                            dest = None
+                            last_hdr = None
+                        elif not tagged or kind is _BAD_SRC:
+                            decisions[hdr] = (kind, dest)
+                            last_hdr = hdr
+                            last_kind = kind
+                            last_dest = dest
+                        else:
+                            last_hdr = None  # tagged: the VID lies past the 14 bytes compared
+                if kind is _FWD:
+                    rx_packets += 1
+                    rx_bytes += n
+                elif kind is _FLOODED:
+                    rx_packets += 1
+                    rx_bytes += n
+                    flooded += 1
+                elif kind is _SAME_PORT:
+                    rx_packets += 1
+                    rx_bytes += n
+                    same_port += 1
+                elif kind is _BAD_SRC:
+                    bad_src += 1
+            if dest is not run_dest:
+                if run_dest is not None:
+                    # close the run: its records go out as one slice, in batch order
+                    piece = view[run_start:rec_start]
+                    if run_dest is _FLOOD:
+                        if others is None:
+                            others = [p for p in self._ports if p is not port]
+                        for p in others:
+                            q = outs.get(p)
+                            if q is None:
+                                outs[p] = [run_k, piece]
+                            else:
+                                q[0] += run_k
+                                q.append(piece)
+                    else:
+                        q = outs.get(run_dest)
+                        if q is None:
+                            outs[run_dest] = [run_k, piece]
+                        else:
+                            q[0] += run_k
+                            q.append(piece)
+                run_dest = dest
+                run_start = rec_start
+                run_k = 0
+            run_k += 1
+        if run_dest is not None:
+            if run_start == 0 and run_dest is not _FLOOD and not outs:
+                outs[run_dest] = [run_k, payload]  # the whole batch for one port, as it came
             else:
-                outs[dst_port].append(rec)
+                piece = view[run_start:end]
+                if run_dest is _FLOOD:
+                    if others is None:
+                        others = [p for p in self._ports if p is not port]
+                    targets = others
+                else:
+                    targets = (run_dest,)
+                for p in targets:
+                    q = outs.get(p)
+                    if q is None:
+                        outs[p] = [run_k, piece]
+                    else:
+                        q[0] += run_k
+                        q.append(piece)
 
         c = port.counters
         t = self.totals
@@ -357,16 +449,74 @@ class SwitchCore:
             c.same_port += same_port
             t.same_port += same_port
         out: list[Message] = []
-        for p, recs in outs.items():
-            data = b"".join(recs)
-            k = len(recs)
+        for p, q in outs.items():
+            k = q[0]
+            data = q[1] if len(q) == 2 and type(q[1]) is bytes else b"".join(q[1:])
+            nbytes = len(data) - 2 * k
             oc = p.counters
             oc.tx_packets += k
             t.tx_packets += k
-            nbytes = len(data) - 2 * k
             oc.tx_bytes += nbytes
             t.tx_bytes += nbytes
             out.append((p.peer, [MSG_FRAMES, data]))
+        return out
+
+    def _uniform_frames(self, port: Port, payload: bytes, end: int, now: float) -> list[Message] | None:
+        """The one-flow fast path: when every record of the batch has the same length and
+        the same untagged 14-byte header (addresses and type), the per-frame decision is the
+        same for all of them, so it is made once and the payload is forwarded as it came.
+
+        The checks run in C: an extended slice takes the same byte of every record, and
+        comparing it with that byte repeated proves the field equal in all of them. None
+        means "not such a batch": the general path decides frame by frame.
+        """
+        hi = payload[0]
+        lo = payload[1]
+        n = hi << 8 | lo
+        step = n + 2
+        k, rest = divmod(end, step)
+        if rest or k < _UNIFORM_MIN_FRAMES or n < ETH_HLEN or n > self.max_frame:
+            return None
+        if payload[14] == 0x81 and payload[15] == 0x00:
+            return None  # tagged (type at 14: after the record's 2-byte length): VID not compared
+        if payload[0::step] != bytes((hi,)) * k or payload[1::step] != bytes((lo,)) * k:
+            return None
+        for j in range(2, 16):
+            if payload[j::step] != bytes((payload[j],)) * k:
+                return None
+        c = port.counters
+        t = self.totals
+        src = payload[8:14]
+        if src[0] & 1 or src == ZERO_MAC:
+            c.bad_src += k
+            t.bad_src += k
+            return []
+        c.rx_packets += k
+        t.rx_packets += k
+        nbytes = k * n
+        c.rx_bytes += nbytes
+        t.rx_bytes += nbytes
+        self.fdb.learn(src, 0, port, now)
+        dst = payload[2:8]
+        dst_port = None if dst[0] & 1 else self.fdb.lookup(dst, 0, now)
+        if dst_port is None:
+            c.flooded += k
+            t.flooded += k
+            targets = [p for p in self._ports if p is not port]
+        elif dst_port is port:
+            c.same_port += k
+            t.same_port += k
+            return []
+        else:
+            targets = [dst_port]
+        out: list[Message] = []
+        for p in targets:
+            oc = p.counters
+            oc.tx_packets += k
+            t.tx_packets += k
+            oc.tx_bytes += nbytes
+            t.tx_bytes += nbytes
+            out.append((p.peer, [MSG_FRAMES, payload]))
         return out
 
     # -- output feedback ---------------------------------------------------------------

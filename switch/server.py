@@ -14,8 +14,9 @@ The same task calls ``core.tick`` every ``heartbeat_interval / 2`` for liveness 
 ``close()`` sends BYE to every port and closes the data socket with a short bounded linger
 (``BYE_LINGER_MS``) so those BYEs can leave; every other socket closes with linger 0.
 
-Receiving and sending go through a plain (shadow) socket on the same ZeroMQ socket, so the
-per-message path creates no futures; only the wait for readability is asynchronous.
+Receiving and sending go through a plain (shadow) socket on the same ZeroMQ socket, and the
+datapath runs from loop callbacks on the socket's file descriptor (see ``_run``), so the
+per-message path creates no futures and a wakeup costs no more than a callback.
 """
 
 from __future__ import annotations
@@ -35,6 +36,13 @@ from switch.fdb import Fdb
 from vnet.control import ControlServer
 
 log = logging.getLogger(__name__)
+
+# Plain ints: pyzmq's constants are enums, and mixing them in the per-message path costs an
+# enum operation each time. Sends copy (copy=False would hand big payloads to pyzmq's
+# garbage-collector thread, which costs more than the memcpy it saves).
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
+_NOBLOCK = int(zmq.NOBLOCK)
 
 DRAIN_BUDGET = 256  # messages handled per wakeup before yielding to the other tasks
 COALESCE_BYTES = 256 * 1024  # a port's FRAMES gathered over a drain are sent at this size
@@ -122,6 +130,10 @@ class SwitchServer:
         self._tasks: list[asyncio.Task] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        self._failed: asyncio.Future | None = None
+        self._drain_handle: asyncio.Handle | None = None
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self._next_tick = 0.0
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -181,7 +193,9 @@ class SwitchServer:
             self._raw = None
         if self._own_ctx:
             ctx = self._ctx
-            await asyncio.get_running_loop().run_in_executor(None, ctx.term)
+            # destroy, not term: it closes every socket the context still has (e.g. one a
+            # failed bind left behind) instead of waiting for them forever
+            await asyncio.get_running_loop().run_in_executor(None, ctx.destroy)
 
     async def wait(self) -> None:
         """Until a server task ends (only by a bug: it is logged and re-raised here)."""
@@ -200,74 +214,118 @@ class SwitchServer:
     # -- datapath ----------------------------------------------------------------------
 
     async def _run(self) -> None:
-        """The data socket's only user: drain, forward, and tick on schedule.
+        """The data socket's owner: wires its FD to ``_drain`` and arms the tick, then waits
+        until a callback fails (a bug: it is logged and raised here, for ``wait``).
 
-        Ticking here rather than from a second task is deliberate: a send from another task
-        can consume the socket's edge-triggered wakeup while this one waits, leaving
-        readable messages unnoticed. With one user, every wait starts with a fresh check.
+        The datapath runs from loop callbacks, not from a task awaiting futures: a wakeup of
+        the socket's FD calls ``_drain``, which reads up to DRAIN_BUDGET messages without
+        blocking and, if more are waiting, queues itself behind the loop's other callbacks
+        (the control endpoint) instead of looping. The ZeroMQ FD is edge-triggered and a
+        send can consume its edge, so after every batch of sends the socket's EVENTS are
+        checked and a drain is queued if messages are waiting.
         """
-        sock = self._sock
+        loop = self._loop
         raw = self._raw
-        assert sock is not None and raw is not None
-        recv = raw.recv_multipart
-        handle = self.core.handle
-        send = self._send
-        clock = self._loop.time
-        noblock = zmq.NOBLOCK
-        frames_kind = wire.MSG_FRAMES
-        period = self.config.heartbeat_interval / 2
-        next_tick = clock() + period
+        assert raw is not None
+        self._failed = loop.create_future()
+        fd = raw.getsockopt(zmq.FD)
+        loop.add_reader(fd, self._drain)
+        self._next_tick = loop.time() + self.config.heartbeat_interval / 2
+        self._tick_handle = loop.call_at(self._next_tick, self._tick)
+        self._drain_handle = loop.call_soon(self._drain)
         try:
-            while True:
-                # >= 1 ms so the wait always yields to the loop, even when messages are ready
-                wait_ms = max(1, int((next_tick - clock()) * 1000))
-                await sock.poll(timeout=wait_ms, flags=zmq.POLLIN)
-                now = clock()
-                # FRAMES for the same port from the whole drain go out as one message:
-                # records are self-delimiting, so payloads concatenate (interrupt
-                # coalescing, with no added delay: only what was already queued).
-                pending: dict[bytes, list[bytes]] = {}
-                pending_bytes: dict[bytes, int] = {}
-                for _ in range(DRAIN_BUDGET):
-                    try:
-                        parts = recv(noblock)
-                    except zmq.Again:
-                        break
-                    for peer, out in handle(parts[0], parts[1:], now):
-                        if out[0] == frames_kind:
-                            queued = pending.get(peer)
-                            if queued is None:
-                                pending[peer] = [out[1]]
-                                pending_bytes[peer] = len(out[1])
-                                continue
-                            queued.append(out[1])
-                            pending_bytes[peer] += len(out[1])
-                            if pending_bytes[peer] < COALESCE_BYTES:
-                                continue
+            await self._failed
+        finally:
+            loop.remove_reader(fd)
+            for handle in (self._tick_handle, self._drain_handle):
+                if handle is not None:
+                    handle.cancel()
+            self._tick_handle = self._drain_handle = None
+
+    def _fail(self, exc: BaseException) -> None:
+        log.exception("switch loop failed", exc_info=exc)
+        if self._failed is not None and not self._failed.done():
+            self._failed.set_exception(exc)
+
+    def _maybe_drain(self) -> None:
+        raw = self._raw
+        if raw is not None and self._drain_handle is None and raw.get(_EVENTS) & _POLLIN:
+            self._drain_handle = self._loop.call_soon(self._drain)
+
+    def _tick(self) -> None:
+        self._tick_handle = None
+        if self._raw is None:
+            return
+        try:
+            now = self._loop.time()
+            tick = self.core.tick(now)
+            if tick.messages:
+                self._send(tick.messages)
+            self._next_tick = now + self.config.heartbeat_interval / 2
+            self._tick_handle = self._loop.call_at(self._next_tick, self._tick)
+            self._maybe_drain()
+        except Exception as exc:
+            self._fail(exc)
+
+    def _drain(self) -> None:
+        """Forward up to DRAIN_BUDGET waiting messages.
+
+        FRAMES for the same port from the whole drain go out as one message: records are
+        self-delimiting, so payloads concatenate (interrupt coalescing, with no added delay:
+        only what was already queued).
+        """
+        self._drain_handle = None
+        raw = self._raw
+        if raw is None:
+            return
+        try:
+            if not raw.get(_EVENTS) & _POLLIN:
+                return
+            recv = raw.recv_multipart
+            handle = self.core.handle
+            send = self._send
+            noblock = _NOBLOCK
+            frames_kind = wire.MSG_FRAMES
+            now = self._loop.time()
+            pending: dict[bytes, list[bytes]] = {}
+            pending_bytes: dict[bytes, int] = {}
+            for _ in range(DRAIN_BUDGET):
+                try:
+                    parts = recv(noblock)
+                except zmq.Again:
+                    break
+                for peer, out in handle(parts[0], parts[1:], now):
+                    if out[0] == frames_kind:
+                        queued = pending.get(peer)
+                        if queued is None:
+                            pending[peer] = [out[1]]
+                            pending_bytes[peer] = len(out[1])
+                            continue
+                        queued.append(out[1])
+                        pending_bytes[peer] += len(out[1])
+                        if pending_bytes[peer] < COALESCE_BYTES:
+                            continue
+                        send([(peer, [frames_kind, b"".join(pending.pop(peer))])])
+                        del pending_bytes[peer]
+                    else:
+                        if peer in pending:  # keep this peer's order
                             send([(peer, [frames_kind, b"".join(pending.pop(peer))])])
                             del pending_bytes[peer]
-                        else:
-                            if peer in pending:  # keep this peer's order
-                                send([(peer, [frames_kind, b"".join(pending.pop(peer))])])
-                                del pending_bytes[peer]
-                            send([(peer, out)])
-                if pending:
-                    send([(peer, [frames_kind, q[0] if len(q) == 1 else b"".join(q)]) for peer, q in pending.items()])
-                if now >= next_tick:
-                    tick = self.core.tick(now)
-                    if tick.messages:
-                        send(tick.messages)
-                    next_tick = now + period
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("switch loop failed")
-            raise
+                        send([(peer, out)])
+            if pending:
+                send([(peer, [frames_kind, q[0] if len(q) == 1 else b"".join(q)]) for peer, q in pending.items()])
+            if now >= self._next_tick and self._tick_handle is not None:
+                # a busy socket must not starve liveness: tick from here when it is due
+                self._tick_handle.cancel()
+                self._tick()
+            self._maybe_drain()
+        except Exception as exc:
+            self._fail(exc)
 
     def _send(self, messages: list[Message]) -> None:
         raw = self._raw
         send = raw.send_multipart
-        flags = zmq.NOBLOCK
+        flags = _NOBLOCK
         for peer, parts in messages:
             try:
                 send([peer, *parts], flags)

@@ -49,16 +49,27 @@ class WireError(ValueError):
     """A message from the wire that does not follow this protocol (the peer's fault)."""
 
 
+# The length prefixes of ordinary frames, made once: a tuple index is several times cheaper
+# than packing a struct per frame. Longer (jumbo) frames are packed as they come.
+_HDR = tuple(FRAME_HDR.pack(n) for n in range(1523))
+_HDR_MAX = len(_HDR) - 1
+
+
 def pack_frames(frames: Iterable[bytes | bytearray | memoryview]) -> bytes:
     """Encode a batch of frames as one FRAMES payload."""
     parts = []
+    append = parts.append
+    hdr = _HDR
     pack = FRAME_HDR.pack
     for frame in frames:
         n = len(frame)
-        if n > MAX_FRAME:
+        if n <= _HDR_MAX:
+            append(hdr[n])
+        elif n <= MAX_FRAME:
+            append(pack(n))
+        else:
             raise ValueError(f"frame of {n} bytes does not fit the wire's 16-bit length")
-        parts.append(pack(n))
-        parts.append(frame)
+        append(frame)
     return b"".join(parts)
 
 
@@ -69,19 +80,20 @@ def unpack_frames(payload: bytes | memoryview) -> list[memoryview]:
     bad record are lost with it, since nothing after a bad length can be trusted.
     """
     view = memoryview(payload)
+    if view.format != "B" or view.ndim != 1:
+        view = view.cast("B")
     end = len(view)
     out = []
+    append = out.append
     off = 0
-    unpack_from = FRAME_HDR.unpack_from
     while off < end:
         if off + 2 > end:
             raise WireError(f"truncated frame header at offset {off} of {end}")
-        (n,) = unpack_from(view, off)
-        off += 2
-        if off + n > end:
-            raise WireError(f"frame of {n} bytes at offset {off} runs past the end ({end})")
-        out.append(view[off : off + n])
-        off += n
+        s = off + 2
+        off = s + (view[off] << 8 | view[off + 1])
+        if off > end:
+            raise WireError(f"frame of {off - s} bytes at offset {s} runs past the end ({end})")
+        append(view[s:off])
     return out
 
 

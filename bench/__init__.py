@@ -1,0 +1,1 @@
+"""vnet's benchmark: run ``python3 -m bench`` (see bench/run.py and docs/performance.md)."""

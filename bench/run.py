@@ -351,27 +351,8 @@ def driver_ping_once(cfg: Config, count: int) -> list[float]:
         _stop_all([sw, b, a])
 
 
-def _lan_class():
-    """vnet.lan.Lan, with its switch's control endpoint where the Lan asked for it.
-
-    Lan starts the switch with ``--control ENDPOINT``, which ``vnet switch`` does not read
-    (its option is ``--switch-control``), so every embedded LAN's switch binds the default
-    control port 5541 and two LANs on one machine (this benchmark and a test run) collide.
-    Until that is fixed in vnet/lan.py, the benchmark passes the option the switch reads.
-    """
-    from vnet.lan import Lan
-
-    class BenchLan(Lan):
-        async def _spawn(self, name: str, args: list[str]):
-            if args and args[0] == "switch":
-                args = ["--switch-control" if a == "--control" else a for a in args]
-            return await super()._spawn(name, args)
-
-    return BenchLan
-
-
 async def lan_ping(count: int) -> tuple[list[float], dict]:
-    Lan = _lan_class()
+    from vnet.lan import Lan
 
     async with Lan(2, "10.0.0.0/24") as lan:
         a, b = lan.nodes
@@ -464,7 +445,7 @@ def section_vde(cfg: Config) -> dict:
 
 
 async def scale_run(n: int, peers: int = 3) -> dict:
-    Lan = _lan_class()
+    from vnet.lan import Lan
     lan = Lan(n, "10.0.0.0/24", start_timeout=300.0)
     t0 = time.monotonic()
     await lan.start()

@@ -32,7 +32,7 @@ import zmq
 import zmq.asyncio
 
 from node import ethtool
-from node.capture import Capture, FilterError
+from vnet.capture import Capture, FilterError
 from node.netdevice import (
     ETH_P_ALL,
     ETH_P_ARP,
@@ -443,6 +443,7 @@ class NodeDaemon:
                 "rx_malformed": self.link.rx_malformed,
                 "attaches": self.link.attaches,
                 "carrier_losses": self.link.carrier_losses,
+                "tx_no_carrier": self.link.tx_no_carrier,
             },
             "udp_queue_drops": self.udp_queue_drops,
             "captures": len(self._captures),

@@ -56,7 +56,8 @@ class ZmqLink:
     ``hello`` is called at each (re)attachment and returns ``(name, macs, mtu)`` so the
     switch always learns the device's current address. Counters: ``tx_batches``,
     ``tx_again`` (sends refused by a full buffer), ``rx_batches``, ``rx_malformed``,
-    ``attaches``, ``carrier_losses``, ``rx_holds`` (batches the NIC paused in).
+    ``attaches``, ``carrier_losses``, ``rx_holds`` (batches the NIC paused in),
+    ``tx_no_carrier`` (frames in flight when carrier dropped, lost with the cable).
     """
 
     flow_control = True  # the NIC may take part of a batch; the rest waits (rx_resume)
@@ -112,6 +113,7 @@ class ZmqLink:
         self.rx_malformed = 0
         self.attaches = 0
         self.carrier_losses = 0
+        self.tx_no_carrier = 0
         self.rx_holds = 0
         self._last_heard = 0.0
         self._next_hello = 0.0
@@ -149,7 +151,9 @@ class ZmqLink:
 
     def send(self, frames: Sequence[Frame]) -> bool:
         if self._sock is None or not self.attached:
-            # No carrier: the driver counts these; the cable is simply not there.
+            # Frames the DMA engine had in flight when carrier dropped: the cable is gone, so
+            # they are lost, and counted here (the driver counts what it refuses afterwards).
+            self.tx_no_carrier += len(frames)
             return True
         return self._send(wire.frames_msg(frames), count=True)
 

@@ -77,7 +77,11 @@ class ControlServer:
             path = endpoint[len("ipc://"):]
             if os.path.exists(path):
                 os.unlink(path)  # a stale socket file from a crashed daemon
-        self._sock.bind(endpoint)
+        try:
+            self._sock.bind(endpoint)
+        except zmq.ZMQError:
+            self._sock.close(linger=0)  # an open socket would hang the context's term()
+            raise
         if endpoint.startswith("ipc://"):
             os.chmod(endpoint[len("ipc://"):], 0o600)
         self.endpoint = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)

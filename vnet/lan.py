@@ -137,7 +137,7 @@ class NodeHandle:
     async def capture(self, filter: str = "", count: int | None = None) -> "CaptureHandle":
         """Start capturing on vnet0 (both directions): ``async with await node.capture("icmp") as cap``."""
         started = await self.call("capture_start", filter=filter, count=count)
-        return CaptureHandle(self, started["id"])
+        return CaptureHandle(self, started["id"], label=self.name)
 
     async def wait_for(self, predicate, what: str, timeout: float = 10.0, every: float = 0.02) -> Any:
         """Poll ``await predicate(self)`` until it returns something truthy, or fail with ``what``."""
@@ -166,17 +166,31 @@ class NodeHandle:
 
 
 class CaptureHandle:
-    """A running capture on a node. ``frames`` collects what ``read``/``read_until`` fetched:
-    dicts with ``ts`` (wall-clock), ``dir`` ("in"/"out") and ``frame`` (bytes)."""
+    """A running capture: a node's (``NodeHandle.capture``) or a switch port mirror's
+    (``SwitchHandle.mirror``). ``frames`` collects what ``read``/``read_until`` fetched:
+    dicts with ``ts`` (wall-clock), ``dir`` ("in"/"out") and ``frame`` (bytes).
 
-    def __init__(self, node: NodeHandle, cid: int) -> None:
-        self.node = node
+    ``source`` is the handle whose control endpoint runs the capture; ``read_cmd`` and
+    ``stop_cmd`` are its commands (``capture_read``/``capture_stop`` on a node,
+    ``mirror_read``/``mirror_stop`` on the switch), which take and answer the same things.
+    """
+
+    def __init__(self, source: Any, cid: int, read_cmd: str = "capture_read", stop_cmd: str = "capture_stop",
+                 label: str | None = None) -> None:
+        self.source = source
         self.id = cid
+        self.read_cmd = read_cmd
+        self.stop_cmd = stop_cmd
+        self.label = label or getattr(source, "name", "capture")
         self.frames: list[dict] = []
         self.stats: dict | None = None
 
+    @property
+    def node(self) -> Any:  # the name it had when only nodes captured
+        return self.source
+
     async def read(self, timeout: float = 1.0) -> list[dict]:
-        got = await self.node.call("capture_read", wait=timeout + 10, id=self.id, timeout=timeout)
+        got = await self.source.call(self.read_cmd, wait=timeout + 10, id=self.id, timeout=timeout)
         self.frames.extend(got["frames"])
         return got["frames"]
 
@@ -185,13 +199,13 @@ class CaptureHandle:
         async def enough():
             await self.read(0.2)
             return len(self.frames) >= n
-        await poll_until(enough, f"{n} captured frames on {self.node.name} (have {len(self.frames)})", timeout, every=0)
+        await poll_until(enough, f"{n} captured frames on {self.label} (have {len(self.frames)})", timeout, every=0)
         return self.frames
 
     async def stop(self) -> dict:
         if self.stats is None:
-            self.frames.extend((await self.node.call("capture_read", id=self.id, timeout=0))["frames"])
-            self.stats = await self.node.call("capture_stop", id=self.id)
+            self.frames.extend((await self.source.call(self.read_cmd, id=self.id, timeout=0))["frames"])
+            self.stats = await self.source.call(self.stop_cmd, id=self.id)
         return self.stats
 
     async def __aenter__(self) -> "CaptureHandle":
@@ -202,15 +216,18 @@ class CaptureHandle:
 
 
 class SwitchHandle:
-    """The switch's control endpoint: FDB, ports, stats."""
+    """The switch's control endpoint: FDB, ports, stats, and the tools: a port's admin state
+    (a cable cut), its impairments and a mirror of its traffic."""
+
+    name = "switch"
 
     def __init__(self, ctx: zmq.asyncio.Context, control: str, data: str) -> None:
         self.control = control
         self.data = data
         self._client = AsyncControlClient(ctx, control, timeout=10.0)
 
-    async def call(self, cmd: str, **args: Any) -> Any:
-        return await self._client.call(cmd, **args)
+    async def call(self, cmd: str, wait: float | None = None, **args: Any) -> Any:
+        return await self._client.call(cmd, wait=wait, **args)
 
     async def fdb(self) -> list[dict]:
         return await self.call("fdb")
@@ -226,6 +243,35 @@ class SwitchHandle:
 
     async def set_ageing(self, seconds: float) -> Any:
         return await self.call("set_ageing", seconds=seconds)
+
+    async def port(self, name: str, up: bool) -> dict:
+        """Cut (``up=False``) or restore the cable of port ``name``: the node loses or regains
+        carrier while staying attached, and the switch drops its frames (``port_down``)."""
+        return await self.call("port_set", port=name, up=bool(up))
+
+    async def impair(self, name: str, direction: str = "both", **params: Any) -> dict:
+        """Change the named impairments of port ``name`` in ``direction`` ("in": frames from the
+        node, "out": frames to it, or "both"); the others stay. Values as on the command line
+        (``loss="10%"``, ``loss_burst="1%,30%"``, ``delay="50ms"``, ``jitter="5ms"``,
+        ``rate="10mbit"``, ``queue=100``, ``duplicate="1%"``, ``corrupt="0.1%"``,
+        ``reorder="25%"``, ``seed=7``) or numbers in percent, seconds, bit/s and frames.
+        Returns ``impair_show``'s answer."""
+        return await self.call("impair", port=name, dir=direction, **params)
+
+    async def impair_clear(self, name: str, direction: str = "both") -> dict:
+        """Remove every impairment of port ``name`` (counters stay)."""
+        return await self.call("impair", port=name, dir=direction, clear=True)
+
+    async def impair_show(self, name: str) -> dict:
+        """``{"port": name, "in": {...}, "out": {...}}``: each direction's ``settings``,
+        ``describe`` (one line), ``counters`` and ``held`` (frames waiting in its queue)."""
+        return await self.call("impair", port=name)
+
+    async def mirror(self, name: str, filter: str = "", count: int | None = None) -> CaptureHandle:
+        """Mirror port ``name``: what the switch receives from it ("in") and sends to it
+        ("out"), as ``NodeHandle.capture`` does on a node: ``async with await sw.mirror(n) as m``."""
+        started = await self.call("mirror_start", port=name, filter=filter, count=count)
+        return CaptureHandle(self, started["id"], "mirror_read", "mirror_stop", label=f"switch port {name}")
 
     async def close(self) -> None:
         await self._client.close()
@@ -341,7 +387,7 @@ class Lan:
         args = [
             "switch",
             "--bind", self.switch.data if self.switch else self.switch_bind,
-            "--control", self.switch.control if self.switch else self.switch_control_bind,
+            "--switch-control", self.switch.control if self.switch else self.switch_control_bind,
             "--ageing", str(self.ageing_time),
             "--heartbeat-interval", str(self.heartbeat_interval),
             "--heartbeat-timeout", str(self.heartbeat_timeout),

@@ -1,10 +1,12 @@
-"""Packet capture on a node: a filter language and a bounded capture buffer (sans-I/O).
+"""Packet capture: a filter language and a bounded capture buffer (sans-I/O), shared by both
+daemons.
 
 The node daemon feeds every frame its vnet0 sees, both directions, from an ETH_P_ALL tap
-(the way AF_PACKET sockets see frames in Linux: transmitted ones as PACKET_OUTGOING). Each
-``Capture`` keeps the frames its filter accepts in a bounded buffer; when the reader falls
-behind, the oldest wait and new ones are dropped and counted (``dropped``), as a full
-AF_PACKET ring drops and reports in ``tcpdump``'s "dropped by kernel" line.
+(the way AF_PACKET sockets see frames in Linux: transmitted ones as PACKET_OUTGOING); the
+switch feeds the frames crossing a mirrored port (``vnet switch mirror``: "in" from the node,
+"out" to it). Each ``Capture`` keeps the frames its filter accepts in a bounded buffer; when
+the reader falls behind, the oldest wait and new ones are dropped and counted (``dropped``),
+as a full AF_PACKET ring drops and reports in ``tcpdump``'s "dropped by kernel" line.
 
 The filter is a small subset of pcap-filter(7), compiled once to a predicate over the raw
 frame bytes:

@@ -444,6 +444,7 @@ class NodeDaemon:
                 "attaches": self.link.attaches,
                 "carrier_losses": self.link.carrier_losses,
                 "tx_no_carrier": self.link.tx_no_carrier,
+                "cable_cuts": self.link.cable_cuts,
             },
             "udp_queue_drops": self.udp_queue_drops,
             "captures": len(self._captures),

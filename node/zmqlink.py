@@ -20,6 +20,11 @@ keeps the rest and reads nothing more until the NIC calls ``rx_resume()``; meanw
 frames wait in ZeroMQ and in the switch's queue for this port (802.3x PAUSE, with the
 switch port's output queue as the partner's buffer).
 
+Carrier also follows the switch port's administrative state: a CARRIER message (a cable
+cut at the switch, ``vnet switch port NODE down``) takes carrier down while the link stays
+attached, so heartbeats go on and nothing times out; CARRIER up (or a WELCOME whose
+``carrier`` is true) brings it back.
+
 A REFUSE (a protocol version mismatch, say) is final: carrier stays down, the reason is
 logged, kept in ``refused`` and passed to ``on_refused`` so the daemon can stop with it.
 """
@@ -56,8 +61,10 @@ class ZmqLink:
     ``hello`` is called at each (re)attachment and returns ``(name, macs, mtu)`` so the
     switch always learns the device's current address. Counters: ``tx_batches``,
     ``tx_again`` (sends refused by a full buffer), ``rx_batches``, ``rx_malformed``,
-    ``attaches``, ``carrier_losses``, ``rx_holds`` (batches the NIC paused in),
-    ``tx_no_carrier`` (frames in flight when carrier dropped, lost with the cable).
+    ``attaches``, ``carrier_losses`` (for any reason), ``cable_cuts`` (the switch took the
+    port down), ``rx_holds`` (batches the NIC paused in), ``tx_no_carrier`` (frames in
+    flight when carrier dropped, lost with the cable). ``carrier`` is what the NIC was told
+    last: attached, and the switch port administratively up (``port_up``).
     """
 
     flow_control = True  # the NIC may take part of a batch; the rest waits (rx_resume)
@@ -105,6 +112,8 @@ class ZmqLink:
         self._rx: RxCallback | None = None
         self._carrier: CarrierCallback | None = None
         self.attached = False
+        self.port_up = True  # the switch port's administrative state (CARRIER, WELCOME)
+        self.carrier = False
         self.port: int | None = None
         self.refused: str | None = None
         self.tx_batches = 0
@@ -114,6 +123,7 @@ class ZmqLink:
         self.attaches = 0
         self.carrier_losses = 0
         self.tx_no_carrier = 0
+        self.cable_cuts = 0
         self.rx_holds = 0
         self._last_heard = 0.0
         self._next_hello = 0.0
@@ -194,6 +204,7 @@ class ZmqLink:
                     pass
             sock.close(linger=200)  # long enough for the BYE to leave on a live connection
         self.attached = False
+        self.carrier = False
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -222,8 +233,17 @@ class ZmqLink:
             self.attaches += 1
             self._backoff = 0.0
         else:
-            self.carrier_losses += 1
             self._next_hello = 0.0
+        self._update_carrier()
+
+    def _update_carrier(self) -> None:
+        """Tell the NIC when carrier changes: attached, and the switch port up."""
+        up = self.attached and self.port_up
+        if up == self.carrier:
+            return
+        self.carrier = up
+        if not up:
+            self.carrier_losses += 1
         if self._carrier is not None:
             self._carrier(up)
 
@@ -323,6 +343,8 @@ class ZmqLink:
                 log.warning("switch %s %s: carrier down", self.endpoint,
                             "said BYE" if kind == wire.MSG_BYE else "forgot this port")
             self._set_attached(False)
+        elif kind == wire.MSG_CARRIER:
+            self._port_carrier(parts)
         elif kind == wire.MSG_REFUSE:
             self._refuse(parts)
         else:
@@ -336,7 +358,25 @@ class ZmqLink:
             log.warning("%s", exc)
             return
         self.port = info.get("port")
+        self.port_up = bool(info.get("carrier", True))
         self._set_attached(True)
+        self._update_carrier()  # a WELCOME while attached may still change the port's state
+
+    def _port_carrier(self, parts) -> None:
+        """CARRIER: the switch cut this port's cable (0) or restored it (1)."""
+        try:
+            up = wire.parse_carrier(parts)
+        except wire.WireError as exc:
+            self.rx_malformed += 1
+            log.warning("from switch %s: %s", self.endpoint, exc)
+            return
+        if up != self.port_up:
+            log.warning("switch %s set this port administratively %s: carrier %s", self.endpoint,
+                        "up" if up else "down", "follows" if self.attached else "when attached")
+            if not up and self.attached:
+                self.cable_cuts += 1
+        self.port_up = up
+        self._update_carrier()
 
     def _refuse(self, parts) -> None:
         try:

@@ -30,6 +30,12 @@ dropped as ``same_port`` when that is the ingress port. Nothing is ever sent bac
 ingress port. VLAN: an untagged frame is vlan 0, a tagged one (TPID 0x8100) uses its VID for
 learning and lookup; every port is a trunk carrying every VLAN, so a flood goes to all ports.
 
+Admin state (a cable cut: ``set_admin``). A port set down is sent CARRIER 0 (its node drops
+carrier and stays attached); every frame from it, and every frame forwarded to it, is dropped
+and counted ``port_down`` on that port (checked once per batch and per output port, never per
+frame). The state belongs to the port's name: a node that attaches while its name is down
+gets WELCOME with ``carrier`` false and then CARRIER 0. Up again sends CARRIER 1.
+
 Batching is the performance lever: one FRAMES message in produces at most one FRAMES message
 per output port. Records are forwarded as they arrived (length prefix and frame, as zero-copy
 views of the input), so nothing is re-encoded. A payload whose records do not parse counts one
@@ -39,7 +45,9 @@ Counters (ports' and totals', see ``PORT_COUNTERS``): rx_packets/rx_bytes count 
 from a port, tx_packets/tx_bytes frames ZeroMQ accepted for it; drops are by reason, in frames,
 except ``malformed`` (messages). ``hwm`` and ``unroutable`` are egress drops the server reports
 through ``send_failed`` (output queue full; peer gone); lost control messages count
-``ctrl_lost`` in the totals.
+``ctrl_lost`` in the totals. ``port_down`` counts frames from and to a port that is
+administratively down. The server's egress impairments (switch/impair.py) report what they
+dropped or added through ``tx_uncount``, so tx counts what was actually sent.
 """
 
 from __future__ import annotations
@@ -91,6 +99,7 @@ PORT_COUNTERS = (
     "same_port",
     "unroutable",  # frames for this port ZeroMQ could not route (peer gone)
     "hwm",  # frames for this port dropped because its output queue was full
+    "port_down",  # frames from or to this port while it was administratively down
 )
 SWITCH_COUNTERS = PORT_COUNTERS + (
     "unknown_peer",  # non-HELLO messages from peers that are not attached
@@ -128,7 +137,7 @@ class Counters:
 class Port:
     """One attached node. ``peer`` is its ROUTER identity, ``port_id`` the switch's number."""
 
-    __slots__ = ("port_id", "peer", "name", "macs", "mtu", "attached_at", "last_seen", "counters")
+    __slots__ = ("port_id", "peer", "name", "macs", "mtu", "attached_at", "last_seen", "counters", "admin_up")
 
     def __init__(self, port_id: int, peer: bytes, name: str, macs: list[bytes], mtu: int, now: float) -> None:
         self.port_id = port_id
@@ -139,6 +148,7 @@ class Port:
         self.attached_at = now
         self.last_seen = now
         self.counters = Counters()
+        self.admin_up = True
 
     def __repr__(self) -> str:
         return f"Port({self.port_id}, {self.name!r})"
@@ -199,6 +209,8 @@ class SwitchCore:
         self._by_name: dict[str, Port] = {}
         self._ports: list[Port] = []  # attach order; the flood list
         self._next_id = 1
+        self._admin_down: set[str] = set()  # names of ports set down (kept across re-attaching)
+        self.generation = 0  # changes whenever a port attaches or detaches
 
     # -- input -------------------------------------------------------------------------
 
@@ -244,7 +256,9 @@ class SwitchCore:
             log.info("port %d %r replaced by a new HELLO with the same name", same_name.port_id, name)
             self._detach(same_name, "replaced")
         port = Port(self._next_id, peer, name, macs, mtu, now)
+        port.admin_up = name not in self._admin_down
         self._next_id += 1
+        self.generation += 1
         self._by_peer[peer] = port
         self._by_name[name] = port
         self._ports.append(port)
@@ -255,11 +269,26 @@ class SwitchCore:
             if not mac[0] & 1 and mac != ZERO_MAC:
                 self.fdb.learn(mac, 0, port, now)
         log.info("port %d %r attached (mtu %d, %d macs)", port.port_id, name, mtu, len(macs))
-        return [(peer, wire.welcome(port.port_id, self.heartbeat_interval, self.heartbeat_timeout, self.mtu))]
+        welcome = wire.welcome(port.port_id, self.heartbeat_interval, self.heartbeat_timeout, self.mtu,
+                               carrier=port.admin_up)
+        if not port.admin_up:
+            log.info("port %d %r is administratively down: carrier off", port.port_id, name)
+            return [(peer, welcome), (peer, wire.carrier(False))]
+        return [(peer, welcome)]
+
+    def forward(self, port: Port, payload: bytes, now: float) -> list[Message]:
+        """Forward a FRAMES payload as if ``port`` had just sent it (the server's delayed
+        ingress frames); unlike ``handle`` it is not news of the node being alive."""
+        return self._frames(port, payload, now)
 
     def _frames(self, port: Port, payload: bytes, now: float) -> list[Message]:
         if type(payload) is not bytes:
             payload = bytes(payload)
+        if not port.admin_up:
+            k, _ = _count_records(payload)
+            port.counters.port_down += k
+            self.totals.port_down += k
+            return []
         end = len(payload)
         if end >= _UNIFORM_MIN_BYTES:
             out = self._uniform_frames(port, payload, end, now)
@@ -451,6 +480,10 @@ class SwitchCore:
         out: list[Message] = []
         for p, q in outs.items():
             k = q[0]
+            if not p.admin_up:
+                p.counters.port_down += k
+                t.port_down += k
+                continue
             data = q[1] if len(q) == 2 and type(q[1]) is bytes else b"".join(q[1:])
             nbytes = len(data) - 2 * k
             oc = p.counters
@@ -512,6 +545,10 @@ class SwitchCore:
         out: list[Message] = []
         for p in targets:
             oc = p.counters
+            if not p.admin_up:
+                oc.port_down += k
+                t.port_down += k
+                continue
             oc.tx_packets += k
             t.tx_packets += k
             oc.tx_bytes += nbytes
@@ -541,6 +578,39 @@ class SwitchCore:
         t.tx_bytes -= nbytes
         setattr(t, reason, getattr(t, reason) + k)
 
+    def tx_uncount(self, port: Port, k: int, nbytes: int, reason: str | None = None) -> None:
+        """``k`` frames (``nbytes``) counted as sent to ``port`` did not go after all (an
+        egress impairment dropped them; negative for copies it added); counted under
+        ``reason`` ("port_down") when given. The impairment counts its own drops."""
+        c = port.counters
+        t = self.totals
+        c.tx_packets -= k
+        c.tx_bytes -= nbytes
+        t.tx_packets -= k
+        t.tx_bytes -= nbytes
+        if reason is not None:
+            setattr(c, reason, getattr(c, reason) + k)
+            setattr(t, reason, getattr(t, reason) + k)
+
+    # -- admin state ---------------------------------------------------------------------
+
+    def set_admin(self, name: str, up: bool) -> tuple[dict, list[Message]]:
+        """Set port ``name`` administratively up or down (a cable cut); return its state and
+        the CARRIER message for its node. UnknownPort unless attached or already down."""
+        port = self._by_name.get(name)
+        if port is None and name not in self._admin_down:
+            self.port_by_name(name)  # raises, naming the attached ports
+        if up:
+            self._admin_down.discard(name)
+        else:
+            self._admin_down.add(name)
+        out: list[Message] = []
+        if port is not None and port.admin_up != up:
+            port.admin_up = up
+            log.info("port %d %r administratively %s", port.port_id, name, "up" if up else "down")
+            out.append((port.peer, wire.carrier(up)))
+        return {"name": name, "admin": "up" if up else "down", "attached": port is not None}, out
+
     # -- time --------------------------------------------------------------------------
 
     def tick(self, now: float) -> Tick:
@@ -565,6 +635,7 @@ class SwitchCore:
         del self._by_name[port.name]
         self._ports.remove(port)
         self.fdb.flush(port)
+        self.generation += 1
         t = self.totals
         t.detached += 1
         if reason is not None:
@@ -606,6 +677,7 @@ class SwitchCore:
             {
                 "port_id": p.port_id,
                 "name": p.name,
+                "admin": "up" if p.admin_up else "down",
                 "macs": [format_mac(m) for m in p.macs],
                 "mtu": p.mtu,
                 "attached_for": round(now - p.attached_at, 3),

@@ -9,14 +9,22 @@ kind           direction    payload
 =============  ===========  =============================================================
 HELLO    b"H"  node->switch msgpack map: version, name, macs (list of 6-byte bin), mtu
 WELCOME  b"W"  switch->node msgpack map: version, port, heartbeat_interval,
-                            heartbeat_timeout, mtu
+                            heartbeat_timeout, mtu, carrier (false only when the
+                            port is down; absent means up)
 REFUSE   b"R"  switch->node msgpack map: reason (a sentence for a human), version
 FRAMES   b"F"  both         a batch: records of a 2-byte big-endian length, then that
                             many bytes of Ethernet frame (destination MAC first, no FCS)
 HEARTBEAT b"K" both         none; any message proves the sender alive
 BYE      b"B"  both         none; the sender is going away on purpose
 NOT_ATTACHED b"N" switch->node none; "send HELLO first" (e.g. after a switch restart)
+CARRIER  b"C"  switch->node 1 byte: 0 = the port is administratively down (a cut cable:
+                            carrier off, the link stays attached and keeps its heartbeats),
+                            1 = up again. Sent when the state changes and, while the port
+                            is down, right after each WELCOME.
 =============  ===========  =============================================================
+
+WELCOME's ``carrier`` is false while the port is down, so a node attaching to a down port never
+raises carrier at all; the CARRIER that follows says the same to nodes that ignore the key.
 
 Frames travel in batches because per-message cost dominates on this transport
 (docs/performance.md): one FRAMES message carries as many frames as the sender has ready.
@@ -40,6 +48,7 @@ MSG_FRAMES = b"F"
 MSG_HEARTBEAT = b"K"
 MSG_BYE = b"B"
 MSG_NOT_ATTACHED = b"N"
+MSG_CARRIER = b"C"
 
 FRAME_HDR = struct.Struct("!H")
 MAX_FRAME = 0xFFFF
@@ -116,19 +125,18 @@ def hello(name: str, macs: Sequence[bytes], mtu: int, version: int = PROTOCOL_VE
     return [MSG_HELLO, encode_map({"version": version, "name": name, "macs": list(macs), "mtu": mtu})]
 
 
-def welcome(port: int, heartbeat_interval: float, heartbeat_timeout: float, mtu: int) -> list[bytes]:
-    return [
-        MSG_WELCOME,
-        encode_map(
-            {
-                "version": PROTOCOL_VERSION,
-                "port": port,
-                "heartbeat_interval": heartbeat_interval,
-                "heartbeat_timeout": heartbeat_timeout,
-                "mtu": mtu,
-            }
-        ),
-    ]
+def welcome(port: int, heartbeat_interval: float, heartbeat_timeout: float, mtu: int,
+            carrier: bool = True) -> list[bytes]:
+    info = {
+        "version": PROTOCOL_VERSION,
+        "port": port,
+        "heartbeat_interval": heartbeat_interval,
+        "heartbeat_timeout": heartbeat_timeout,
+        "mtu": mtu,
+    }
+    if not carrier:
+        info["carrier"] = False  # only when down: the common WELCOME stays as it was
+    return [MSG_WELCOME, encode_map(info)]
 
 
 def refuse(reason: str) -> list[bytes]:
@@ -137,6 +145,17 @@ def refuse(reason: str) -> list[bytes]:
 
 def frames_msg(frames: Iterable[bytes | bytearray | memoryview]) -> list[bytes]:
     return [MSG_FRAMES, pack_frames(frames)]
+
+
+def carrier(up: bool) -> list[bytes]:
+    return [MSG_CARRIER, b"\x01" if up else b"\x00"]
+
+
+def parse_carrier(parts: Sequence[bytes]) -> bool:
+    """A CARRIER message's state; WireError if it is not exactly one byte of 0 or 1."""
+    if len(parts) != 2 or bytes(parts[1]) not in (b"\x00", b"\x01"):
+        raise WireError("CARRIER is 2 message parts (kind, one byte 0 or 1)")
+    return bytes(parts[1]) == b"\x01"
 
 
 HEARTBEAT = [MSG_HEARTBEAT]

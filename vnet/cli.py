@@ -487,15 +487,16 @@ def frame_summary(frame: bytes) -> str:
         return f"{len(frame)} bytes, undissectable ({exc.__class__.__name__})"
 
 
-def cmd_capture(args: argparse.Namespace) -> int:
-    """``vnet capture [-i vnet0] [-w FILE] [-c N] [FILTER]``: frames as vnet0 sees them, both
-    directions; a pcap file with -w, else a line per frame. Stops at -c N or Ctrl-C/SIGTERM."""
+def run_capture(args: argparse.Namespace, endpoint: str, what: str, start: str, read: str, stop: str,
+                **start_args: Any) -> int:
+    """The capture loop ``vnet capture`` and ``vnet switch mirror`` share: start a capture on
+    ``endpoint`` (``start`` command), fetch frames with ``read`` until -c N, Ctrl-C or
+    SIGTERM, then ``stop``; write a pcap with -w, else a line per frame (JSON with --json)."""
     import signal
+    import time
 
     if args.count is not None and args.count < 1:
-        raise CliError("capture: -c needs a count of at least 1")
-    if args.iface != "vnet0":
-        raise CliError(f"capture: no device {args.iface!r} (vnet nodes have vnet0)")
+        raise CliError(f"{what}: -c needs a count of at least 1")
     writer = None
     if args.write:
         from scapy.utils import PcapWriter
@@ -503,26 +504,24 @@ def cmd_capture(args: argparse.Namespace) -> int:
         try:
             writer = PcapWriter(args.write, linktype=1, sync=True)  # DLT_EN10MB
         except OSError as exc:
-            raise CliError(f"capture: cannot write {args.write}: {exc}") from None
+            raise CliError(f"{what}: cannot write {args.write}: {exc}") from None
     stopping = False
 
-    def stop(*_):
+    def on_sigterm(*_):
         nonlocal stopping
         stopping = True
 
-    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGTERM, on_sigterm)
     got = 0
-    with ControlClient(node_endpoint(args), timeout=args.timeout) as client:
-        started = client.call("capture_start", filter=" ".join(args.filter), count=args.count)
+    with ControlClient(endpoint, timeout=args.timeout) as client:
+        started = client.call(start, filter=" ".join(args.filter), count=args.count, **start_args)
         cid = started["id"]
         if not args.json:
-            print(f"capture on {args.iface}{', filter ' + started['filter'] if started['filter'] else ''}"
+            print(f"{what}{', filter ' + started['filter'] if started['filter'] else ''}"
                   f"{', writing ' + args.write if args.write else ''}", file=sys.stderr, flush=True)
-        stats = started
         try:
             while not stopping:
-                batch = client.call("capture_read", wait=args.timeout + 2.0, id=cid, timeout=0.5)
-                stats = batch
+                batch = client.call(read, wait=args.timeout + 2.0, id=cid, timeout=0.5)
                 for c in batch["frames"]:
                     got += 1
                     if writer is not None:
@@ -535,22 +534,29 @@ def cmd_capture(args: argparse.Namespace) -> int:
                         print(json.dumps({"ts": c["ts"], "dir": c["dir"], "len": len(c["frame"]),
                                           "frame": c["frame"].hex()}), flush=True)
                     else:
-                        import time as _time
-
-                        stamp = _time.strftime("%H:%M:%S", _time.localtime(c["ts"])) + f"{c['ts'] % 1:.6f}"[1:]
+                        stamp = time.strftime("%H:%M:%S", time.localtime(c["ts"])) + f"{c['ts'] % 1:.6f}"[1:]
                         print(f"{stamp} {c['dir']:<3} {frame_summary(c['frame'])}", flush=True)
                 if batch["done"]:
                     break
         except KeyboardInterrupt:
             pass
         finally:
-            final = client.call("capture_stop", id=cid)
+            final = client.call(stop, id=cid)
             if writer is not None:
                 writer.close()
     if not args.json:
         print(f"{got} packets captured\n{final['matched']} packets received by filter\n"
               f"{final['dropped']} packets dropped by the capture buffer", file=sys.stderr)
     return 0
+
+
+def cmd_capture(args: argparse.Namespace) -> int:
+    """``vnet capture [-i vnet0] [-w FILE] [-c N] [FILTER]``: frames as vnet0 sees them, both
+    directions; a pcap file with -w, else a line per frame. Stops at -c N or Ctrl-C/SIGTERM."""
+    if args.iface != "vnet0":
+        raise CliError(f"capture: no device {args.iface!r} (vnet nodes have vnet0)")
+    return run_capture(args, node_endpoint(args), f"capture on {args.iface}",
+                       "capture_start", "capture_read", "capture_stop")
 
 
 # -- vnet dhcp --------------------------------------------------------------------------------
@@ -675,6 +681,12 @@ def cmd_call(args: argparse.Namespace) -> int:
 def cmd_switch(args: argparse.Namespace) -> int:
     if args.switch_cmd is None:
         return run_switch(args)
+    if args.switch_cmd == "port":
+        return _switch_port(args)
+    if args.switch_cmd == "impair":
+        return _switch_impair(args)
+    if args.switch_cmd == "mirror":
+        return _switch_mirror(args)
     params: dict[str, Any] = {}
     if args.switch_cmd == "flush" and args.arg:
         params["port"] = args.arg
@@ -697,8 +709,11 @@ def cmd_switch(args: argparse.Namespace) -> int:
     elif cmd == "ports":
         for p in result:
             c = p.get("counters", {})
-            print(f"port {p['port_id']}: {p['name']} macs {','.join(p['macs'])} mtu {p['mtu']} "
-                  f"rx {c.get('rx_packets', 0)} tx {c.get('tx_packets', 0)}")
+            down = c.get("port_down", 0)
+            print(f"port {p['port_id']}: {p['name']} state {p.get('admin', 'up').upper()} "
+                  f"macs {','.join(p['macs'])} mtu {p['mtu']} rx {c.get('rx_packets', 0)} tx {c.get('tx_packets', 0)}"
+                  f"{f' port_down {down}' if down else ''}"
+                  f"{'  impaired' if p.get('impaired') else ''}{'  mirrored' if p.get('mirrors') else ''}")
     elif cmd == "stats":
         _print_tree(result)
     elif cmd == "flush":
@@ -707,6 +722,51 @@ def cmd_switch(args: argparse.Namespace) -> int:
         print(result)
     return 0
 
+
+def _switch_port(args: argparse.Namespace) -> int:
+    """``vnet switch port NODE down|up``: cut or restore a node's cable at the switch."""
+    with ControlClient(switch_endpoint(args), timeout=args.timeout) as client:
+        result = client.call("port_set", port=args.port, up=args.state == "up")
+    if args.json:
+        _emit_json(result)
+    else:
+        print(f"port {result['name']}: admin {result['admin']}"
+              f"{'' if result['attached'] else ' (not attached: applies when it attaches)'}")
+    return 0
+
+
+IMPAIR_OPTIONS = ("loss", "loss_burst", "delay", "jitter", "rate", "queue", "duplicate", "corrupt", "reorder", "seed")
+
+
+def _switch_impair(args: argparse.Namespace) -> int:
+    """``vnet switch impair PORT [--dir in|out|both] [--loss 10%] ... | --clear``; with no
+    setting, show the current ones and the counters. Values are parsed by the switch
+    (switch/impair.py), which answers a clear error for a bad one."""
+    params = {name: getattr(args, name) for name in IMPAIR_OPTIONS if getattr(args, name) is not None}
+    with ControlClient(switch_endpoint(args), timeout=args.timeout) as client:
+        if params or args.clear:
+            result = client.call("impair", port=args.port, dir=args.dir, clear=args.clear, **params)
+        else:
+            result = client.call("impair", port=args.port)
+    if args.json:
+        _emit_json(result)
+        return 0
+    print(f"port {result['port']}")
+    for direction, what in (("in", "from the node"), ("out", "to the node")):
+        d = result[direction]
+        print(f"  {direction:<3} ({what}): {d['describe']}")
+        counters = " ".join(f"{k} {v}" for k, v in d["counters"].items() if v or k == "frames")
+        print(f"      {counters} held {d['held']}")
+    return 0
+
+
+def _switch_mirror(args: argparse.Namespace) -> int:
+    """``vnet switch mirror PORT [-w FILE.pcap] [-c N] [FILTER]``: what crosses a switch port,
+    both directions ("in": from the node, "out": to it), as ``vnet capture`` shows a node's."""
+    if not args.port:
+        raise CliError("usage: vnet switch mirror PORT [-w FILE.pcap] [-c N] [FILTER]")
+    return run_capture(args, switch_endpoint(args), f"mirror of switch port {args.port}",
+                       "mirror_start", "mirror_read", "mirror_stop", port=args.port)
 
 def _print_tree(obj: Any, indent: int = 0) -> None:
     pad = "  " * indent
@@ -802,6 +862,23 @@ def _setup_logging(level: str) -> None:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
 
 
+class _IntermixedParser(argparse.ArgumentParser):
+    """A subcommand parser that lets options and positionals mix, as tcpdump's command line
+    does (``vnet switch mirror node2 -w f.pcap icmp``): plain argparse stops taking
+    positionals at the first option."""
+
+    _inner = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._inner:  # parse_known_intermixed_args calls back in
+            return super().parse_known_args(args, namespace)
+        self._inner = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._inner = False
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--node", default=argparse.SUPPRESS, help="the node to talk to (default: $VNET_NODE, "
@@ -889,10 +966,8 @@ def build_parser() -> argparse.ArgumentParser:
     call.set_defaults(func=cmd_call)
 
     sw = sub.add_parser("switch", parents=[common],
-                        help="run the switch daemon, or query it: fdb, ports, stats, flush, set-ageing")
-    sw.add_argument("switch_cmd", nargs="?", choices=["fdb", "ports", "stats", "flush", "set-ageing"],
-                    metavar="fdb|ports|stats|flush [PORT]|set-ageing SECONDS")
-    sw.add_argument("arg", nargs="?", help=argparse.SUPPRESS)
+                        help="run the switch daemon, or query and drive it: fdb, ports, stats, flush, set-ageing, "
+                             "port, impair, mirror")
     sw.add_argument("--switch-control", dest="switch_control", default=None,
                     help=f"the switch's control endpoint (default $VNET_SWITCH_CONTROL or tcp://127.0.0.1:{DEFAULT_CONTROL_PORT})")
     sw.add_argument("--bind", default=f"tcp://127.0.0.1:{DEFAULT_DATA_PORT}",
@@ -905,6 +980,45 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--port-hwm", type=int, default=1000, help="daemon: per-port output queue, in messages")
     sw.add_argument("--log-level", default="info")
     sw.set_defaults(func=cmd_switch)
+    swsub = sw.add_subparsers(dest="switch_cmd", parser_class=_IntermixedParser,
+                              metavar="fdb|ports|stats|flush [PORT]|set-ageing SECONDS|port|impair|mirror")
+
+    def switch_cmd(name: str, text: str) -> argparse.ArgumentParser:
+        sp = swsub.add_parser(name, parents=[common], help=text, description=text)
+        sp.add_argument("--switch-control", dest="switch_control", default=argparse.SUPPRESS,
+                        help="the switch's control endpoint")
+        return sp
+
+    switch_cmd("fdb", "the MAC table, like `bridge fdb show`")
+    switch_cmd("ports", "attached ports, their admin state and counters")
+    switch_cmd("stats", "switch counters: totals, per port, FDB")
+    switch_cmd("flush", "flush the FDB, or one port's entries").add_argument("arg", nargs="?", metavar="PORT")
+    switch_cmd("set-ageing", "set the FDB ageing time").add_argument("arg", nargs="?", metavar="SECONDS")
+    sp = switch_cmd("port", "cut (down) or restore (up) a node's cable at the switch: its carrier follows")
+    sp.add_argument("port", metavar="NODE")
+    sp.add_argument("state", choices=["down", "up"])
+    sp = switch_cmd("impair", "impair a port (loss, delay, rate, ...) like netem; without settings, show them")
+    sp.add_argument("port", metavar="PORT")
+    sp.add_argument("--dir", choices=["in", "out", "both"], default="both",
+                    help="in: frames from the node, out: frames to it (default both)")
+    sp.add_argument("--loss", metavar="PCT", help="random loss, e.g. 10%%")
+    sp.add_argument("--loss-burst", dest="loss_burst", metavar="P,R[,1-H[,1-K]]",
+                    help="bursty loss, netem's gemodel: P good->bad, R bad->good, 1-H loss when bad "
+                         "(100%%), 1-K loss when good (0%%), e.g. 1%%,30%%")
+    sp.add_argument("--delay", metavar="TIME", help="delay, e.g. 20ms, 500us, 1s")
+    sp.add_argument("--jitter", metavar="TIME", help="uniform jitter around the delay, e.g. 5ms")
+    sp.add_argument("--rate", metavar="RATE", help="rate limit, e.g. 10mbit, 512kbit (0: unlimited)")
+    sp.add_argument("--queue", metavar="FRAMES", help="frames held at most by rate/delay before tail drop (1000)")
+    sp.add_argument("--duplicate", metavar="PCT", help="duplicate this share of frames, e.g. 1%%")
+    sp.add_argument("--corrupt", metavar="PCT", help="flip one bit past the Ethernet header, e.g. 0.1%%")
+    sp.add_argument("--reorder", metavar="PCT", help="with --delay, this share of frames skips the delay")
+    sp.add_argument("--seed", metavar="N", help="seed the random choices (reproducible runs)")
+    sp.add_argument("--clear", action="store_true", help="remove every impairment (before applying any given)")
+    sp = switch_cmd("mirror", "record what crosses a switch port, both directions, like tcpdump")
+    sp.add_argument("port", nargs="?", metavar="PORT")
+    sp.add_argument("-w", dest="write", metavar="FILE", help="write a pcap file instead of printing")
+    sp.add_argument("-c", dest="count", type=int, default=None, help="stop after COUNT frames")
+    sp.add_argument("filter", nargs="*", metavar="FILTER", help="as vnet capture's, e.g. 'icmp', 'not arp'")
 
     nd = sub.add_parser("node", parents=[common], help="run a node daemon")
     nd.add_argument("--name", default=None, help="node name (default $VNET_NODE, else the hostname)")

@@ -32,7 +32,7 @@ import zmq
 import zmq.asyncio
 
 from node import ethtool
-from vnet.capture import Capture, FilterError
+from vnet.capture import Capture, CaptureSession, FilterError
 from node.netdevice import (
     ETH_P_ALL,
     ETH_P_ARP,
@@ -163,7 +163,7 @@ class NodeDaemon:
         self.conflicts: list[dict] = []
         self.refused = asyncio.Event()
         self._ping_ident = os.getpid() & 0xFFFF
-        self._captures: dict[int, _CaptureSession] = {}
+        self._captures: dict[int, CaptureSession] = {}
         self._capture_ids = itertools.count(1)
         self._tap = None
 
@@ -563,8 +563,7 @@ class NodeDaemon:
         frame = bytes(skb_mac_header(skb))
         ts = time.time()  # pcap timestamps are wall-clock
         for session in self._captures.values():
-            session.capture.offer(ts, direction, frame)
-            session.ready.set()
+            session.offer(ts, direction, (frame,))
 
     def _cmd_capture_start(self, filter: str = "", count: int | None = None, buffer: int = 4096) -> dict:
         try:
@@ -572,7 +571,7 @@ class NodeDaemon:
         except FilterError as exc:
             raise ControlError(str(exc)) from None
         cid = next(self._capture_ids)
-        self._captures[cid] = _CaptureSession(capture, asyncio.Event(), self._loop.time())
+        self._captures[cid] = CaptureSession(capture, self._loop.time())
         if self._tap is None:
             self._tap = dev_add_pack(self.dev, ETH_P_ALL, self._tap_rcv)
             self._loop.call_later(CAPTURE_IDLE_TIMEOUT / 3, self._expire_captures)
@@ -583,17 +582,7 @@ class NodeDaemon:
         session = self._captures.get(int(id))
         if session is None:
             raise ControlError(f"no capture {id} on this node (it was stopped, or expired unread)")
-        session.last_read = self._loop.time()
-        if not session.capture.pending() and not session.capture.done:
-            session.ready.clear()
-            try:
-                await asyncio.wait_for(session.ready.wait(), timeout)
-            except asyncio.TimeoutError:
-                pass
-        session.last_read = self._loop.time()
-        frames = session.capture.take(int(max))
-        return {"frames": [{"ts": c.ts, "dir": c.direction, "frame": c.frame} for c in frames],
-                "done": session.capture.done and not session.capture.pending(), **session.capture.stats()}
+        return await session.read(self._loop.time, timeout, max)
 
     def _cmd_capture_stop(self, id: int) -> dict:
         session = self._captures.pop(int(id), None)
@@ -609,8 +598,8 @@ class NodeDaemon:
         behind); runs every third of the idle timeout while the tap is in place."""
         now = self._loop.time()
         for cid, session in list(self._captures.items()):
-            if now - session.last_read > CAPTURE_IDLE_TIMEOUT:
-                log.warning("capture %d unread for %.0f s: stopped", cid, now - session.last_read)
+            if session.idle_for(now) > CAPTURE_IDLE_TIMEOUT:
+                log.warning("capture %d unread for %.0f s: stopped", cid, session.idle_for(now))
                 self._cmd_capture_stop(cid)
         if self._tap is not None:
             self._loop.call_later(CAPTURE_IDLE_TIMEOUT / 3, self._expire_captures)
@@ -632,13 +621,6 @@ CONTROL_COMMANDS = (
 )
 
 CAPTURE_IDLE_TIMEOUT = 30.0  # seconds a capture may go unread before it is stopped
-
-
-@dataclass
-class _CaptureSession:
-    capture: Capture
-    ready: asyncio.Event
-    last_read: float
 
 
 def _write_atomic(path: str, text: str) -> None:

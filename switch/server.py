@@ -45,7 +45,7 @@ from switch import wire
 from switch.core import ETH_MAX_MTU, ETH_MIN_MTU, Message, Port, SwitchCore
 from switch.fdb import Fdb
 from switch.impair import DIRECTIONS, DelayLine, Impairment, format_settings, parse_params
-from vnet.capture import Capture, FilterError
+from vnet.capture import Capture, CaptureSession, FilterError
 from vnet.control import ControlError, ControlServer
 
 log = logging.getLogger(__name__)
@@ -150,7 +150,7 @@ class SwitchServer:
         self._next_tick = 0.0
         # the tools, by port name; the datapath's view of them, by peer id
         self._impairs: dict[str, dict[str, Impairment]] = {}
-        self._mirrors: dict[int, _Mirror] = {}
+        self._mirrors: dict[int, CaptureSession] = {}
         self._mirror_ids = 0
         self._mirror_expiry: asyncio.TimerHandle | None = None
         self._hooks_in: dict[bytes, _Hook] = {}
@@ -367,25 +367,17 @@ class SwitchServer:
             self._fail(exc)
 
     def _send(self, messages: list[Message]) -> None:
-        send = self._raw.send_multipart
-        flags = _NOBLOCK
+        transmit = self._transmit
         hooks_out = self._hooks_out
         for peer, parts in messages:
             if hooks_out and peer in hooks_out and parts[0] == wire.MSG_FRAMES:
                 self._egress(hooks_out[peer], parts[1])
-                continue
-            try:
-                send([peer, *parts], flags)
-            except zmq.Again:
-                self.core.send_failed(peer, parts, "hwm")
-            except zmq.ZMQError as exc:
-                if exc.errno != zmq.EHOSTUNREACH:
-                    log.warning("send to peer %s failed: %s", peer.hex(), exc)
-                self.core.send_failed(peer, parts, "unroutable")
+            else:
+                transmit(peer, parts)
 
     def _transmit(self, peer: bytes, parts: list[bytes]) -> bool:
-        """Send one message past the tools (``_send`` inlines the same), without blocking;
-        a refusal is counted, and answers False."""
+        """Send one message past the tools, without blocking; a refusal is counted, and
+        answers False."""
         try:
             self._raw.send_multipart([peer, *parts], _NOBLOCK)
             return True
@@ -507,7 +499,7 @@ class SwitchServer:
 
     def _rebuild_hooks(self) -> None:
         """The datapath's view of the tools, by peer id: only ports with something set."""
-        mirrors: dict[str, list[_Mirror]] = {}
+        mirrors: dict[str, list[CaptureSession]] = {}
         for m in self._mirrors.values():
             mirrors.setdefault(m.port, []).append(m)
         hooks_in: dict[bytes, _Hook] = {}
@@ -641,7 +633,7 @@ class SwitchServer:
             raise ControlError(str(exc)) from None
         self._mirror_ids += 1
         mid = self._mirror_ids
-        self._mirrors[mid] = _Mirror(port, capture, asyncio.Event(), self._now())
+        self._mirrors[mid] = CaptureSession(capture, self._now(), port=port)
         self._rebuild_hooks()
         if self._mirror_expiry is None:
             self._mirror_expiry = self._loop.call_later(MIRROR_IDLE_TIMEOUT / 3, self._expire_mirrors)
@@ -652,17 +644,7 @@ class SwitchServer:
         m = self._mirrors.get(int(id))
         if m is None:
             raise ControlError(f"no mirror {id} on this switch (it was stopped, or expired unread)")
-        m.last_read = self._now()
-        if not m.capture.pending() and not m.capture.done:
-            m.ready.clear()
-            try:
-                await asyncio.wait_for(m.ready.wait(), float(timeout))
-            except asyncio.TimeoutError:
-                pass
-        m.last_read = self._now()
-        frames = m.capture.take(int(max))
-        return {"frames": [{"ts": c.ts, "dir": c.direction, "frame": c.frame} for c in frames],
-                "done": m.capture.done and not m.capture.pending(), **m.capture.stats()}
+        return await m.read(self._now, timeout, max)
 
     def _c_mirror_stop(self, id: int) -> dict:
         m = self._mirrors.pop(int(id), None)
@@ -677,8 +659,8 @@ class SwitchServer:
         self._mirror_expiry = None
         now = self._now()
         for mid, m in list(self._mirrors.items()):
-            if now - m.last_read > MIRROR_IDLE_TIMEOUT:
-                log.warning("mirror %d of port %r unread for %.0f s: stopped", mid, m.port, now - m.last_read)
+            if m.idle_for(now) > MIRROR_IDLE_TIMEOUT:
+                log.warning("mirror %d of port %r unread for %.0f s: stopped", mid, m.port, m.idle_for(now))
                 self._c_mirror_stop(mid)
         if self._mirrors:
             self._mirror_expiry = self._loop.call_later(MIRROR_IDLE_TIMEOUT / 3, self._expire_mirrors)
@@ -690,28 +672,17 @@ class _Hook:
 
     __slots__ = ("port", "impair", "mirrors")
 
-    def __init__(self, port: Port, impair: Impairment | None, mirrors: list["_Mirror"]) -> None:
+    def __init__(self, port: Port, impair: Impairment | None, mirrors: list[CaptureSession]) -> None:
         self.port = port
         self.impair = impair
         self.mirrors = mirrors
 
 
-@dataclasses.dataclass
-class _Mirror:
-    port: str
-    capture: Capture
-    ready: asyncio.Event
-    last_read: float
-
-
-def _offer(mirrors: list[_Mirror], direction: str, frames: list) -> None:
+def _offer(mirrors: list[CaptureSession], direction: str, frames: list) -> None:
     ts = time.time()  # pcap timestamps are wall-clock
     frames = [bytes(f) for f in frames]  # the filters look at bytes, not views
     for m in mirrors:
-        offer = m.capture.offer
-        for frame in frames:
-            offer(ts, direction, frame)
-        m.ready.set()
+        m.offer(ts, direction, frames)
 
 
 async def serve(config: SwitchConfig, on_ready: Callable[[SwitchServer], None] | None = None) -> None:

@@ -21,6 +21,7 @@ addresses. ``port`` matches UDP and TCP. Frames are looked at through one 802.1Q
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import struct
 from collections import deque
@@ -270,3 +271,44 @@ class Capture:
     def stats(self) -> dict:
         return {"filter": self.expr, "seen": self.seen, "matched": self.matched, "dropped": self.dropped,
                 "pending": len(self._buf)}
+
+
+class CaptureSession:
+    """A ``Capture`` read from another process: the long poll behind the node's
+    ``capture_read`` and the switch's ``mirror_read``, the one piece here that waits.
+
+    ``offer`` feeds frames and wakes a waiting reader; ``read`` hands over what is buffered,
+    waiting up to ``timeout`` for the first frame; ``last_read`` lets the daemon stop a
+    session whose reader has gone. ``port`` names the switch port a mirror records.
+    """
+
+    def __init__(self, capture: Capture, now: float, port: str | None = None) -> None:
+        self.capture = capture
+        self.port = port
+        self.last_read = now
+        self._ready = asyncio.Event()
+
+    def offer(self, ts: float, direction: str, frames) -> None:
+        offer = self.capture.offer
+        for frame in frames:
+            offer(ts, direction, frame)
+        self._ready.set()
+
+    def idle_for(self, now: float) -> float:
+        return now - self.last_read
+
+    async def read(self, clock, timeout: float, limit: int) -> dict:
+        """The reply of a read: frames (ts, dir, frame), ``done`` (-c reached and drained),
+        and the capture's counters. ``clock()`` is the daemon's loop time."""
+        self.last_read = clock()
+        capture = self.capture
+        if not capture.pending() and not capture.done:
+            self._ready.clear()
+            try:
+                await asyncio.wait_for(self._ready.wait(), float(timeout))
+            except asyncio.TimeoutError:
+                pass
+        self.last_read = clock()
+        frames = capture.take(int(limit))
+        return {"frames": [{"ts": c.ts, "dir": c.direction, "frame": c.frame} for c in frames],
+                "done": capture.done and not capture.pending(), **capture.stats()}

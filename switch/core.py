@@ -19,7 +19,9 @@ MACs are learned on vlan 0 at once (they then age like any entry); its mtu is re
 the port; one silent for ``heartbeat_timeout`` is removed by ``tick`` and sent BYE; a BYE from
 the node removes its port at once. Removing a port flushes its FDB entries. A message from an
 unknown peer that is not HELLO is answered NOT_ATTACHED (so the node re-sends HELLO), except
-BYE, which needs no answer; both count ``unknown_peer``.
+BYE, which needs no answer; each counts ``not_attached``, and the frames of a FRAMES message
+count ``unknown_peer`` (so frames sent to a switch that restarted and forgot the node, or to
+one that is closing, are accounted for by frame).
 
 Forwarding (per frame of a FRAMES batch). Drops are counted on the ingress port and in the
 totals: ``runt`` (< 14 bytes, or < 18 with an 802.1Q tag), ``oversize`` (> mtu + 18, the
@@ -42,7 +44,9 @@ views of the input), so nothing is re-encoded. A payload whose records do not pa
 ``malformed`` and is dropped whole, as ``wire.unpack_frames`` would.
 
 Counters (ports' and totals', see ``PORT_COUNTERS``): rx_packets/rx_bytes count frames accepted
-from a port, tx_packets/tx_bytes frames ZeroMQ accepted for it; drops are by reason, in frames,
+from a port; the totals' ``forwarded`` counts the copies forwarding made (one per output port
+per frame: rx_packets less same_port, times the fan-out), each of which ends as a tx_packets or
+an egress drop (hwm, unroutable, port_down, an impairment's); tx_packets/tx_bytes frames ZeroMQ accepted for it; drops are by reason, in frames,
 except ``malformed`` (messages). ``hwm`` and ``unroutable`` are egress drops the server reports
 through ``send_failed`` (output queue full; peer gone); lost control messages count
 ``ctrl_lost`` in the totals. ``port_down`` counts frames from and to a port that is
@@ -102,7 +106,9 @@ PORT_COUNTERS = (
     "port_down",  # frames from or to this port while it was administratively down
 )
 SWITCH_COUNTERS = PORT_COUNTERS + (
-    "unknown_peer",  # non-HELLO messages from peers that are not attached
+    "forwarded",  # copies the forwarding made (one per output port per frame), before egress drops
+    "unknown_peer",  # frames from peers that are not attached (a restarted switch, a closing one)
+    "not_attached",  # non-HELLO messages from peers that are not attached (answered NOT_ATTACHED)
     "refused",  # HELLOs answered with REFUSE
     "ctrl_lost",  # non-FRAMES messages ZeroMQ could not send
     "attached",
@@ -222,10 +228,7 @@ class SwitchCore:
         if port is None:
             if kind == MSG_HELLO:
                 return self._hello(peer, parts, now)
-            self.totals.unknown_peer += 1
-            if kind == MSG_BYE:
-                return []
-            return [(peer, NOT_ATTACHED)]
+            return self.not_attached(peer, parts)
         port.last_seen = now
         n = len(parts)
         if kind == MSG_FRAMES and n == 2:
@@ -240,6 +243,19 @@ class SwitchCore:
         port.counters.malformed += 1
         self.totals.malformed += 1
         return []
+
+    def not_attached(self, peer: bytes, parts: list[bytes]) -> list[Message]:
+        """A message from a peer that is not attached: its frames count ``unknown_peer`` (by
+        frame), the message ``not_attached``; the answer is NOT_ATTACHED, except to a BYE."""
+        t = self.totals
+        t.not_attached += 1
+        kind = parts[0] if parts else b""
+        if kind == MSG_FRAMES and len(parts) == 2:
+            k, _ = _count_records(parts[1])
+            t.unknown_peer += k
+        if kind == MSG_BYE:
+            return []
+        return [(peer, NOT_ATTACHED)]
 
     def _hello(self, peer: bytes, parts: list[bytes], now: float) -> list[Message]:
         old = self._by_peer.get(peer)
@@ -480,6 +496,7 @@ class SwitchCore:
         out: list[Message] = []
         for p, q in outs.items():
             k = q[0]
+            t.forwarded += k
             if not p.admin_up:
                 p.counters.port_down += k
                 t.port_down += k
@@ -543,6 +560,7 @@ class SwitchCore:
         else:
             targets = [dst_port]
         out: list[Message] = []
+        t.forwarded += k * len(targets)
         for p in targets:
             oc = p.counters
             if not p.admin_up:

@@ -42,6 +42,7 @@ def node_control_endpoint(name: str) -> str:
 
 
 READY_PREFIX = "vnet-ready "
+FINAL_PREFIX = "vnet-final "
 
 
 def print_ready(info: dict) -> None:
@@ -53,6 +54,14 @@ def print_ready(info: dict) -> None:
     import json
 
     print(READY_PREFIX + json.dumps(info), flush=True)
+
+
+def print_final(info: dict) -> None:
+    """A daemon's last line on stdout, after a clean shutdown: ``vnet-final {json}`` with its
+    final counters (a switch's ``stats``), so whoever restarts it keeps the account whole."""
+    import json
+
+    print(FINAL_PREFIX + json.dumps(info), flush=True)
 
 
 def _pack(obj: Any) -> bytes:

@@ -26,7 +26,7 @@ from typing import Any, Iterable
 import zmq
 import zmq.asyncio
 
-from vnet.control import READY_PREFIX, AsyncControlClient
+from vnet.control import FINAL_PREFIX, READY_PREFIX, AsyncControlClient
 
 
 class LanError(RuntimeError):
@@ -446,6 +446,25 @@ class Lan:
         """SIGKILL the switch (a crash); ``start_switch()`` brings it back on the same ports."""
         proc, self._switch_proc = self._switch_proc, None
         return await _terminate(proc, signal.SIGKILL)
+
+    async def stop_switch(self) -> dict:
+        """SIGTERM the switch: it says BYE to every node, takes in the frames they still had
+        in flight (counted ``unknown_peer``) and exits. Returns its final ``stats``, the line
+        it printed last, so an account across a restart can add both switches' counters."""
+        proc, self._switch_proc = self._switch_proc, None
+        code = await _terminate(proc)
+        out = (await proc.proc.stdout.read()).decode(errors="replace")
+        for line in out.splitlines():
+            if line.startswith(FINAL_PREFIX):
+                return json.loads(line[len(FINAL_PREFIX):])
+        raise LanError(f"the switch exited with status {code} without its final counters:\n{proc.log_tail()}")
+
+    async def restart_switch(self) -> dict:
+        """Stop the switch cleanly and start a new one on the same endpoints; returns the old
+        switch's final ``stats``."""
+        final = await self.stop_switch()
+        await self.start_switch()
+        return final
 
     async def close(self) -> None:
         handles = [*self.nodes, *([self.switch] if self.switch else [])]

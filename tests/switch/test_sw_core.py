@@ -90,7 +90,23 @@ def test_unknown_peer_gets_not_attached(core):
     for parts in (frames(eth(BCAST, MAC["d"])), wire.HEARTBEAT, [b"?"], []):
         assert core.handle(b"stranger", parts, 1.0) == [(b"stranger", wire.NOT_ATTACHED)]
     assert core.handle(b"stranger", wire.BYE, 1.0) == []  # no answer to a goodbye
-    assert core.totals.unknown_peer == 5
+    assert core.totals.not_attached == 5
+    assert core.totals.unknown_peer == 1  # frames, not messages
+
+
+def test_unknown_peer_counts_frames_of_a_batch(core):
+    batch = frames(*(eth(MAC["a"], MAC["d"]) for _ in range(7)))
+    core.handle(b"stranger", batch, 1.0)
+    assert (core.totals.unknown_peer, core.totals.not_attached) == (7, 1)
+
+
+def test_forwarded_counts_copies(core):
+    core.handle(PEER["a"], frames(eth(BCAST, MAC["a"]), eth(BCAST, MAC["a"])), 1.0)  # 2 ports each
+    core.handle(PEER["b"], frames(eth(MAC["a"], MAC["b"])), 1.0)  # known: 1 copy
+    core.handle(PEER["a"], frames(eth(MAC["a"], MAC["a"])), 1.0)  # same port: none
+    t = core.totals
+    assert t.forwarded == 5 == t.tx_packets
+    assert t.rx_packets - t.same_port == 3
 
 
 def test_heartbeat_is_answered_and_refreshes(core):

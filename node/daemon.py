@@ -438,8 +438,11 @@ class NodeDaemon:
             "stack": self.stack.counters(),
             "link": {
                 "tx_batches": self.link.tx_batches,
+                "tx_frames": self.link.tx_frames,
                 "tx_again": self.link.tx_again,
                 "rx_batches": self.link.rx_batches,
+                "rx_frames": self.link.rx_frames,
+                "rx_not_attached": self.link.rx_not_attached,
                 "rx_malformed": self.link.rx_malformed,
                 "attaches": self.link.attaches,
                 "carrier_losses": self.link.carrier_losses,

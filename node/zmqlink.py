@@ -59,8 +59,10 @@ class ZmqLink:
     """A Link to the learning switch at ``endpoint``; owns its DEALER socket and tasks.
 
     ``hello`` is called at each (re)attachment and returns ``(name, macs, mtu)`` so the
-    switch always learns the device's current address. Counters: ``tx_batches``,
-    ``tx_again`` (sends refused by a full buffer), ``rx_batches``, ``rx_malformed``,
+    switch always learns the device's current address. Counters: ``tx_batches`` and
+    ``tx_frames`` (handed to the socket, bound for the switch), ``tx_again`` (sends refused by
+    a full buffer), ``rx_batches`` and ``rx_frames`` (from the switch, offered to the NIC),
+    ``rx_not_attached`` (frames that arrived while not attached: dropped), ``rx_malformed``,
     ``attaches``, ``carrier_losses`` (for any reason), ``cable_cuts`` (the switch took the
     port down), ``rx_holds`` (batches the NIC paused in), ``tx_no_carrier`` (frames in
     flight when carrier dropped, lost with the cable). ``carrier`` is what the NIC was told
@@ -117,8 +119,11 @@ class ZmqLink:
         self.port: int | None = None
         self.refused: str | None = None
         self.tx_batches = 0
+        self.tx_frames = 0
         self.tx_again = 0
         self.rx_batches = 0
+        self.rx_frames = 0
+        self.rx_not_attached = 0
         self.rx_malformed = 0
         self.attaches = 0
         self.carrier_losses = 0
@@ -165,7 +170,10 @@ class ZmqLink:
             # they are lost, and counted here (the driver counts what it refuses afterwards).
             self.tx_no_carrier += len(frames)
             return True
-        return self._send(wire.frames_msg(frames), count=True)
+        if self._send(wire.frames_msg(frames), count=True):
+            self.tx_frames += len(frames)
+            return True
+        return False
 
     def rx_resume(self) -> None:
         """The NIC lifted its PAUSE: offer the held frames again, then read on."""
@@ -319,7 +327,8 @@ class ZmqLink:
         # ZeroMQ frame objects, and for big batches the copy is a few ns per frame.
         kind = parts[0]
         if kind == wire.MSG_FRAMES:
-            if not self.attached or len(parts) != 2:
+            if len(parts) != 2:
+                self.rx_malformed += 1
                 return
             try:
                 batch = wire.unpack_frames(parts[1])
@@ -327,7 +336,11 @@ class ZmqLink:
                 self.rx_malformed += 1
                 log.warning("malformed batch from switch: %s", exc)
                 return
+            if not self.attached:
+                self.rx_not_attached += len(batch)
+                return
             self.rx_batches += 1
+            self.rx_frames += len(batch)
             if self._rx is not None and batch:
                 stopped = self._rx(batch)
                 if stopped is not None:

@@ -11,8 +11,15 @@ node costs a counted drop (``hwm``/``unroutable``) and never stalls the loop or 
 The same task calls ``core.tick`` every ``heartbeat_interval / 2`` for liveness and ageing
 (see ``_run`` for why it is not a separate timer task).
 
-``close()`` sends BYE to every port and closes the data socket with a short bounded linger
-(``BYE_LINGER_MS``) so those BYEs can leave; every other socket closes with linger 0.
+``close()`` is a clean shutdown that loses nothing uncounted: it says BYE to every port, then
+goes on reading for at most ``BYE_DRAIN_TIMEOUT`` until each node has answered (a node that
+reads the BYE drops carrier and says HELLO again; ZeroMQ keeps a connection's messages in
+order, so after that answer nothing of that node's is still in flight to this switch). What
+arrives meanwhile is counted, not forwarded: frames under ``unknown_peer``, the other messages
+under ``not_attached``. Frames already queued to a node left before its BYE, so they arrived
+before its answer. The data socket then closes with a short bounded linger
+(``BYE_LINGER_MS``); every other socket closes with linger 0. ``final_stats`` holds the
+counters as they were at the end (``vnet switch`` prints them as its last line).
 
 The tools (docs/tools.md) hook in per port, by the port's name: a mirror (``mirror_*``: the
 frames the switch receives from the port and sends to it, into a ``vnet.capture.Capture``),
@@ -59,7 +66,8 @@ _NOBLOCK = int(zmq.NOBLOCK)
 
 DRAIN_BUDGET = 256  # messages handled per wakeup before yielding to the other tasks
 COALESCE_BYTES = 256 * 1024  # a port's FRAMES gathered over a drain are sent at this size
-BYE_LINGER_MS = 200  # how long close() lets the final BYEs drain before dropping them
+BYE_LINGER_MS = 200  # how long close() lets the final messages leave before dropping them
+BYE_DRAIN_TIMEOUT = 2.0  # how long close() waits for every node to answer its BYE
 MIRROR_IDLE_TIMEOUT = 30.0  # seconds a mirror may go unread before it is stopped
 
 
@@ -138,6 +146,7 @@ class SwitchServer:
         )
         self.data_endpoint: str | None = None
         self.control_endpoint: str | None = None
+        self.final_stats: dict | None = None  # the counters after close()
         self._sock: zmq.asyncio.Socket | None = None
         self._raw: zmq.Socket | None = None
         self._control: ControlServer | None = None
@@ -209,8 +218,42 @@ class SwitchServer:
         self._release_handle = self._mirror_expiry = None
         self._flush_held(self._line.clear())
         if self._raw is not None:
-            self._send(self.core.shutdown())
+            await self._say_goodbye(self.core.shutdown())
+        self.final_stats = self._c_stats()
         await self._close_sockets()
+
+    async def _say_goodbye(self, byes: list[Message]) -> None:
+        """Send the BYEs and read until every node has answered one (see the module
+        docstring); a BYE its port's full queue refuses is retried, one to a vanished peer
+        is not waited for."""
+        raw = self._raw
+        loop = self._loop
+        unsent = dict(byes)
+        waiting = set(unsent)
+        deadline = loop.time() + BYE_DRAIN_TIMEOUT
+        while waiting and loop.time() < deadline:
+            for peer, parts in list(unsent.items()):
+                try:
+                    raw.send_multipart([peer, *parts], _NOBLOCK)
+                    del unsent[peer]
+                except zmq.Again:
+                    pass
+                except zmq.ZMQError:
+                    del unsent[peer]
+                    waiting.discard(peer)
+            while True:
+                try:
+                    msg = raw.recv_multipart(_NOBLOCK)
+                except zmq.Again:
+                    break
+                peer, parts = msg[0], msg[1:]
+                self.core.not_attached(peer, parts)
+                if peer not in unsent and parts and parts[0] != wire.MSG_FRAMES:
+                    waiting.discard(peer)
+            if waiting:
+                await self._sock.poll(timeout=20)
+        if waiting:
+            log.warning("%d node(s) did not answer the closing BYE within %g s", len(waiting), BYE_DRAIN_TIMEOUT)
 
     async def _close_sockets(self) -> None:
         if self._control is not None:
@@ -685,10 +728,12 @@ def _offer(mirrors: list[CaptureSession], direction: str, frames: list) -> None:
         m.offer(ts, direction, frames)
 
 
-async def serve(config: SwitchConfig, on_ready: Callable[[SwitchServer], None] | None = None) -> None:
+async def serve(config: SwitchConfig, on_ready: Callable[[SwitchServer], None] | None = None,
+                on_closed: Callable[[SwitchServer], None] | None = None) -> None:
     """Run a switch until SIGTERM or SIGINT, then close it cleanly.
 
-    ``on_ready(server)`` runs once the endpoints are bound (``vnet switch`` prints them).
+    ``on_ready(server)`` runs once the endpoints are bound (``vnet switch`` prints them), and
+    ``on_closed(server)`` after a clean close (``vnet switch`` prints ``final_stats``).
     """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -713,3 +758,5 @@ async def serve(config: SwitchConfig, on_ready: Callable[[SwitchServer], None] |
         await server.close()
         for sig in signals:
             loop.remove_signal_handler(sig)
+    if on_closed is not None and server.final_stats is not None:
+        on_closed(server)

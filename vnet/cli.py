@@ -788,7 +788,7 @@ def _print_tree(obj: Any, indent: int = 0) -> None:
 def run_switch(args: argparse.Namespace) -> int:
     _setup_logging(args.log_level)
     from switch.server import SwitchConfig, serve
-    from vnet.control import print_ready
+    from vnet.control import print_final, print_ready
 
     try:
         config = SwitchConfig(
@@ -801,8 +801,9 @@ def run_switch(args: argparse.Namespace) -> int:
         raise CliError(f"switch: {exc}") from None
     ready = lambda server: print_ready({"switch": True, "data": server.data_endpoint,  # noqa: E731
                                         "control": server.control_endpoint})
+    final = lambda server: print_final(server.final_stats)  # noqa: E731
     try:
-        asyncio.run(serve(config, on_ready=ready))
+        asyncio.run(serve(config, on_ready=ready, on_closed=final))
     except OSError as exc:  # an endpoint that cannot be bound: in use, bad address
         raise CliError(f"switch: {exc}") from None
     return 0

@@ -32,6 +32,7 @@ import zmq
 import zmq.asyncio
 
 from node import ethtool
+from vnet import auth
 from vnet.capture import Capture, CaptureSession, FilterError
 from node.netdevice import (
     ETH_P_ALL,
@@ -104,6 +105,8 @@ class NodeConfig:
     dhcp_server: str | None = None
     lease_file: str | None = None
     lease_time: float = 3600.0
+    curve_secret: str | None = None  # this node's key pair (.key_secret): CURVE to the switch
+    curve_server_key: str | None = None  # the LAN's public key (the switch's .key)
 
     def validate(self) -> None:
         """Raise ValueError naming the setting and what would be accepted."""
@@ -111,6 +114,14 @@ class NodeConfig:
             raise ValueError(f"node name {self.name!r}: use letters, digits, '-', '_' or '.'")
         if not self.switch.startswith(("tcp://", "ipc://", "inproc://")):
             raise ValueError(f"switch endpoint {self.switch!r}: expected tcp://HOST:PORT")
+        if self.control is not None and not auth.is_loopback_or_local(self.control):
+            raise ValueError(f"control endpoint {self.control!r}: a node's control socket is for its own host or "
+                             f"container; use ipc://PATH (the default) or tcp://127.0.0.1:PORT")
+        if (self.curve_secret is None) != (self.curve_server_key is None):
+            raise ValueError("CURVE needs both curve_secret (this node's .key_secret) and curve_server_key "
+                             "(the switch's .key); `vnet keygen DIR NODE...` writes both")
+        if self.curve_secret is not None:
+            self.curve()
         for cidr in self.addresses:
             try:
                 iface = ipaddress.IPv4Interface(cidr)
@@ -131,6 +142,12 @@ class NodeConfig:
                 raise ValueError(f"dhcp pool {self.dhcp_server!r}: need FIRST-LAST inside {net}, FIRST <= LAST")
         if self.lease_time < 10:
             raise ValueError(f"lease time {self.lease_time:g} s: must be at least 10 s")
+
+    def curve(self) -> auth.CurveClient | None:
+        """The CURVE client keys, read from their files (KeyFileError saying what is wrong)."""
+        if self.curve_secret is None:
+            return None
+        return auth.CurveClient.from_files(self.curve_secret, self.curve_server_key)
 
     def dhcp_pool(self) -> tuple[ipaddress.IPv4Address, ipaddress.IPv4Address]:
         """The DHCP server's pool, from "FIRST-LAST"."""
@@ -180,6 +197,7 @@ class NodeDaemon:
             heartbeat_interval=cfg.heartbeat_interval,
             heartbeat_timeout=cfg.heartbeat_timeout,
             on_refused=lambda reason: self.refused.set(),
+            curve=cfg.curve(),
         )
         self.ns = DeviceNamespace()
         mac = parse_mac(cfg.mac) if cfg.mac else None
@@ -448,6 +466,8 @@ class NodeDaemon:
                 "carrier_losses": self.link.carrier_losses,
                 "tx_no_carrier": self.link.tx_no_carrier,
                 "cable_cuts": self.link.cable_cuts,
+                "auth_failures": self.link.auth_failures,
+                "reconnects": self.link.reconnects,
             },
             "udp_queue_drops": self.udp_queue_drops,
             "captures": len(self._captures),

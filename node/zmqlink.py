@@ -6,7 +6,10 @@ Batches of frames cross as one FRAMES message each (switch/wire.py). Liveness ru
 ways: the link sends a HEARTBEAT every interval and drops carrier when the switch has said
 nothing for the timeout, when it says BYE, or when it answers NOT_ATTACHED (it restarted
 and forgot us); then it says HELLO again with a capped, jittered backoff until the switch
-welcomes it, and carrier comes back up. ``send()`` never blocks: with the socket's
+welcomes it, and carrier comes back up. A switch silent for the timeout also gets a new
+connection (and again each timeout while it stays silent): a TCP connection whose far end
+vanished without a word (an address that changed, a cable cut in between) would otherwise
+swallow the HELLOs until the kernel gives up on it, many minutes later. ``send()`` never blocks: with the socket's
 IMMEDIATE option nothing queues for a switch that is not there, and a full send buffer
 answers False (backpressure) so the TX ring fills; ``notify_writable(cb)`` calls ``cb`` once
 the socket takes messages again, so the TX DMA engine retries at once instead of polling.
@@ -25,6 +28,14 @@ cut at the switch, ``vnet switch port NODE down``) takes carrier down while the 
 attached, so heartbeats go on and nothing times out; CARRIER up (or a WELCOME whose
 ``carrier`` is true) brings it back.
 
+With CURVE (``curve``: the node's key pair and the LAN's public key, vnet/auth.py) the link is
+encrypted and the switch checks the node's key before the first message crosses. A socket
+monitor watches the handshakes: one the switch denies counts ``auth_failures`` and is logged
+(rate-limited); carrier never comes up, so the NIC sends nothing (frames offered count as
+carrier errors), and the link connects again after ``backoff_max`` (ZeroMQ itself gives up
+on a refused handshake), so a key added to the switch's allowed list later is picked up
+without a restart.
+
 A REFUSE (a protocol version mismatch, say) is final: carrier stays down, the reason is
 logged, kept in ``refused`` and passed to ``on_refused`` so the daemon can stop with it.
 """
@@ -41,6 +52,8 @@ import zmq.asyncio
 
 from node.link import CarrierCallback, Frame, RxCallback
 from switch import wire
+from vnet.auth import CurveClient
+from vnet.ratelimit import RateLimit
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +98,7 @@ class ZmqLink:
         on_refused: Callable[[str], None] | None = None,
         protocol_version: int = wire.PROTOCOL_VERSION,
         rng: random.Random | None = None,
+        curve: CurveClient | None = None,
     ) -> None:
         if heartbeat_interval <= 0 or heartbeat_timeout <= heartbeat_interval:
             raise ValueError(
@@ -102,6 +116,9 @@ class ZmqLink:
         self._on_refused = on_refused
         self._version = protocol_version
         self._rng = rng or random.Random()
+        self._curve = curve
+        self._monitor: zmq.asyncio.Socket | None = None
+        self._ratelimit = RateLimit()
         self._sock: zmq.asyncio.Socket | None = None
         self._raw: zmq.Socket | None = None  # a plain shadow of _sock: no futures per message
         self._fd: int | None = None
@@ -130,6 +147,9 @@ class ZmqLink:
         self.tx_no_carrier = 0
         self.cable_cuts = 0
         self.rx_holds = 0
+        self.auth_failures = 0  # CURVE handshakes the switch denied (or that failed)
+        self.reconnects = 0  # new connections made after silence or a refused handshake
+        self._last_reconnect = 0.0
         self._last_heard = 0.0
         self._next_hello = 0.0
         self._backoff = 0.0
@@ -147,6 +167,12 @@ class ZmqLink:
         sock.setsockopt(zmq.RCVHWM, self._rcvhwm)
         sock.setsockopt(zmq.RECONNECT_IVL, 100)
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, int(self._backoff_max * 1000))
+        monitor = None
+        if self._curve is not None:
+            self._curve.apply(sock)
+            monitor = sock.get_monitor_socket(
+                zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
         sock.connect(self.endpoint)
         self._sock = sock
         self._raw = zmq.Socket.shadow(sock.underlying)
@@ -158,11 +184,16 @@ class ZmqLink:
         self._writable_cb = None
         loop = asyncio.get_running_loop()
         self._loop = loop
+        self._last_heard = self._last_reconnect = loop.time()
         self._fd = self._raw.getsockopt(zmq.FD)
         loop.add_reader(self._fd, self._drain)
         self._tasks = [
             loop.create_task(self._keepalive(), name=f"link keepalive {self.endpoint}"),
         ]
+        self._monitor = monitor
+        if monitor is not None:
+            self._tasks.append(loop.create_task(self._watch_handshakes(monitor),
+                                                name=f"link handshakes {self.endpoint}"))
 
     def send(self, frames: Sequence[Frame]) -> bool:
         if self._sock is None or not self.attached:
@@ -204,6 +235,10 @@ class ZmqLink:
         for task in self._tasks:
             task.cancel()
         self._tasks = []
+        if self._monitor is not None:
+            sock.disable_monitor()
+            self._monitor.close(linger=0)
+            self._monitor = None
         if sock is not None:
             if self.attached:
                 try:
@@ -269,8 +304,13 @@ class ZmqLink:
         while True:
             now = loop.time()
             if self.refused is None:
+                silent = now - self._last_heard > self.heartbeat_timeout
+                if silent and now - self._last_reconnect > self.heartbeat_timeout:
+                    # The connection may be dead without TCP knowing (the node's or the
+                    # switch's address changed, a cable cut in between): start a new one.
+                    self._reconnect(now)
                 if self.attached:
-                    if now - self._last_heard > self.heartbeat_timeout:
+                    if silent:
                         log.warning("switch %s silent for %.1f s: carrier down", self.endpoint, now - self._last_heard)
                         self._set_attached(False)
                     elif now >= next_beat:
@@ -279,6 +319,35 @@ class ZmqLink:
                 if not self.attached and now >= self._next_hello:
                     self._say_hello(now)
             await asyncio.sleep(tick)
+
+    def _reconnect(self, now: float) -> None:
+        """Drop the connection to the switch and make a new one (counted ``reconnects``)."""
+        self._last_reconnect = now
+        if self._sock is None:
+            return
+        self.reconnects += 1
+        try:
+            self._sock.disconnect(self.endpoint)
+        except zmq.ZMQError:
+            pass  # not connected (a refused handshake may have ended it)
+        self._sock.connect(self.endpoint)
+
+    async def _watch_handshakes(self, monitor: zmq.asyncio.Socket) -> None:
+        """Count and log the CURVE handshakes that fail (the monitor is closed by close())."""
+        from zmq.utils.monitor import parse_monitor_message
+
+        while True:
+            event = parse_monitor_message(await monitor.recv_multipart())
+            self.auth_failures += 1
+            why = ("the switch does not allow this node's key" if event["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH
+                   else "the handshake failed (is the switch's public key right, and is CURVE on there?)")
+            self._ratelimit.log(log, logging.ERROR, "CURVE with switch %s: %s (status %s)",
+                                self.endpoint, why, event["value"])
+            # ZeroMQ does not retry a connection whose handshake the server refused: try
+            # again after the capped backoff (the key may be allowed by then)
+            await asyncio.sleep(self._backoff_max)
+            if self._sock is not None:
+                self._reconnect(self._loop.time())
 
     def _drain(self) -> None:
         """Read what the socket holds (up to RX_BUDGET messages), unless the NIC has paused."""

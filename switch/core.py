@@ -38,6 +38,24 @@ and counted ``port_down`` on that port (checked once per batch and per output po
 frame). The state belongs to the port's name: a node that attaches while its name is down
 gets WELCOME with ``carrier`` false and then CARRIER 0. Up again sends CARRIER 1.
 
+Port security (``max_macs``, ``violation``; ``set_port_security`` changes them at run time).
+With ``max_macs`` n > 0 a port may hold at most n FDB entries, counted across VLANs until they
+age out or are flushed (Cisco's maximum secure addresses, the bridge's max_learned). A frame whose
+(vlan, src) is not already learned on its ingress port, when that port already holds n entries,
+is a violation: it is neither learned nor forwarded and counts ``port_security``. An address
+learned on another port counts as new (moving it would grow this port), while refreshing one of
+the port's own addresses never violates; ``bad_src`` frames are dropped before learning and never
+count. The MACs a HELLO declares are learned up to the limit and the rest are ignored (logged, not
+counted: a HELLO is not a frame). ``violation`` "drop" (the default) only drops. "shutdown" also
+sets the port administratively down exactly as ``set_admin(name, False)`` does (CARRIER 0, logged
+once as a warning, ``psec_shutdowns`` in the totals): the rest of the batch counts ``port_down``,
+as does everything after it until ``set_admin(name, True)``, after which the limit applies again
+to the entries the port still holds. The FDB's eviction under flooding (see switch/fdb.py) keeps
+a flooder from pushing out the other ports' addresses even without a limit; the limit also stops
+the flooder's frames themselves. Lowering the limit removes nothing: the port learns no new
+address until it holds fewer. The check runs only where a frame's source differs from the
+previous one (the learn path), inside ``Fdb.learn``, and not at all with ``max_macs`` 0.
+
 Batching is the performance lever: one FRAMES message in produces at most one FRAMES message
 per output port. Records are forwarded as they arrived (length prefix and frame, as zero-copy
 views of the input), so nothing is re-encoded. A payload whose records do not parse counts one
@@ -50,8 +68,9 @@ an egress drop (hwm, unroutable, port_down, an impairment's); tx_packets/tx_byte
 except ``malformed`` (messages). ``hwm`` and ``unroutable`` are egress drops the server reports
 through ``send_failed`` (output queue full; peer gone); lost control messages count
 ``ctrl_lost`` in the totals. ``port_down`` counts frames from and to a port that is
-administratively down. The server's egress impairments (switch/impair.py) report what they
-dropped or added through ``tx_uncount``, so tx counts what was actually sent.
+administratively down, ``port_security`` frames over a port's address limit. The server's
+egress impairments (switch/impair.py) report what they dropped or added through
+``tx_uncount``, so tx counts what was actually sent.
 """
 
 from __future__ import annotations
@@ -61,7 +80,7 @@ from collections import defaultdict
 from typing import NamedTuple
 
 from switch import wire
-from switch.fdb import Fdb, FdbEntry
+from switch.fdb import Fdb, FdbEntry, Learn
 from switch.wire import (
     BYE,
     HEARTBEAT,
@@ -86,7 +105,9 @@ _FLOOD = object()  # a run's destination: every port but the ingress one
 _UNIFORM_MIN_FRAMES = 8
 _UNIFORM_MIN_BYTES = _UNIFORM_MIN_FRAMES * (ETH_HLEN + 2)
 # what the switch did with a frame, cached per header in SwitchCore._frames
-_FWD, _FLOODED, _SAME_PORT, _BAD_SRC = (object() for _ in range(4))
+_FWD, _FLOODED, _SAME_PORT, _BAD_SRC, _PSEC = (object() for _ in range(5))
+_REFUSED = Learn.REFUSED
+VIOLATIONS = ("drop", "shutdown")  # what port security does to a frame over the limit
 
 Message = tuple[bytes, list[bytes]]
 
@@ -104,6 +125,7 @@ PORT_COUNTERS = (
     "unroutable",  # frames for this port ZeroMQ could not route (peer gone)
     "hwm",  # frames for this port dropped because its output queue was full
     "port_down",  # frames from or to this port while it was administratively down
+    "port_security",  # frames from a new source while this port held max_macs FDB entries
 )
 SWITCH_COUNTERS = PORT_COUNTERS + (
     "forwarded",  # copies the forwarding made (one per output port per frame), before egress drops
@@ -116,6 +138,7 @@ SWITCH_COUNTERS = PORT_COUNTERS + (
     "byes",  # ports removed by their BYE
     "timeouts",  # ports removed for silence
     "replaced",  # ports replaced by a HELLO with the same name
+    "psec_shutdowns",  # ports set administratively down by a port security violation
 )
 
 
@@ -202,9 +225,14 @@ class SwitchCore:
         heartbeat_interval: float = 1.0,
         heartbeat_timeout: float = 3.0,
         fdb: Fdb | None = None,
+        max_macs: int = 0,
+        violation: str = "drop",
     ) -> None:
         if isinstance(mtu, bool) or not isinstance(mtu, int) or not ETH_MIN_MTU <= mtu <= ETH_MAX_MTU:
             raise ValueError(f"mtu must be an integer from {ETH_MIN_MTU} to {ETH_MAX_MTU}, got {mtu!r}")
+        _check_port_security(max_macs, violation)
+        self.max_macs = max_macs  # FDB entries a port may hold; 0 = unlimited
+        self.violation = violation
         self.mtu = mtu
         self.max_frame = mtu + ETH_HLEN + VLAN_HLEN
         self.heartbeat_interval = heartbeat_interval
@@ -280,10 +308,15 @@ class SwitchCore:
         self._ports.append(port)
         self.totals.attached += 1
         # The node declares its addresses: learn the usable ones so the first frames to it
-        # need not flood. They age like any learned entry.
+        # need not flood. They age like any learned entry, and count toward max_macs.
+        refused = 0
         for mac in macs:
             if not mac[0] & 1 and mac != ZERO_MAC:
-                self.fdb.learn(mac, 0, port, now)
+                if self.fdb.learn(mac, 0, port, now, self.max_macs) is _REFUSED:
+                    refused += 1
+        if refused:
+            log.warning("port %d %r declared %d macs over its port security limit of %d: not learned",
+                        port.port_id, name, refused, self.max_macs)
         log.info("port %d %r attached (mtu %d, %d macs)", port.port_id, name, mtu, len(macs))
         welcome = wire.welcome(port.port_id, self.heartbeat_interval, self.heartbeat_timeout, self.mtu,
                                carrier=port.admin_up)
@@ -334,18 +367,23 @@ class SwitchCore:
         # learn happens in between, so decisions are cached per header for the batch and the
         # cache is dropped at every learn. Consecutive records with the same destination form
         # a run, forwarded as one slice of the payload; a batch that is one run for one port
-        # is forwarded as it came.
+        # is forwarded as it came. A port security violation is cached like any decision: the
+        # port cannot shrink below its limit during the batch, so the frame's fate holds until
+        # the next learn. A shutdown ends the batch at the violating frame (``stop``).
         fdb = self.fdb
         learn = fdb.learn
         lookup = fdb.lookup
         max_frame = self.max_frame
+        max_macs = self.max_macs
+        shutdown = self.violation == "shutdown"
+        stop = end
         view = memoryview(payload)
         outs: dict = {}  # port -> [frames, piece, piece, ...] in batch order
         others = None  # the flood list, made on first use
         decisions: dict = {}  # header -> (kind, destination) since the last learn
         run_dest = None
         run_start = run_k = 0
-        rx_packets = rx_bytes = flooded = runt = oversize = bad_src = same_port = 0
+        rx_packets = rx_bytes = flooded = runt = oversize = bad_src = same_port = psec = 0
         last_src = None
         src_vlan = -1
         last_hdr = None
@@ -392,21 +430,25 @@ class SwitchCore:
                                 vlan = 0
                             if vlan >= 0:
                                 if src != last_src or vlan != src_vlan:
-                                    learn(src, vlan, port, now)
-                                    last_src = src
-                                    src_vlan = vlan
-                                    decisions.clear()  # a learn may have moved a destination
-                                dst = hdr[:6]
-                                dst_port = None if dst[0] & 1 else lookup(dst, vlan, now)
-                                if dst_port is None:
-                                    kind = _FLOODED
-                                    dest = _FLOOD
-                                elif dst_port is port:
-                                    kind = _SAME_PORT
-                                    dest = None
-                                else:
-                                    kind = _FWD
-                                    dest = dst_port
+                                    if learn(src, vlan, port, now, max_macs) is _REFUSED:
+                                        kind = _PSEC  # over the port's limit: not learned
+                                        dest = None
+                                    else:
+                                        last_src = src
+                                        src_vlan = vlan
+                                        decisions.clear()  # a learn may have moved a destination
+                                if kind is None:
+                                    dst = hdr[:6]
+                                    dst_port = None if dst[0] & 1 else lookup(dst, vlan, now)
+                                    if dst_port is None:
+                                        kind = _FLOODED
+                                        dest = _FLOOD
+                                    elif dst_port is port:
+                                        kind = _SAME_PORT
+                                        dest = None
+                                    else:
+                                        kind = _FWD
+                                        dest = dst_port
                         if kind is None:  # a tagged runt
                             runt += 1
                             dest = None
@@ -431,6 +473,11 @@ class SwitchCore:
                     same_port += 1
                 elif kind is _BAD_SRC:
                     bad_src += 1
+                elif kind is _PSEC:
+                    psec += 1
+                    if shutdown:
+                        stop = rec_start  # the port goes down here: the rest count port_down
+                        break
             if dest is not run_dest:
                 if run_dest is not None:
                     # close the run: its records go out as one slice, in batch order
@@ -457,10 +504,10 @@ class SwitchCore:
                 run_k = 0
             run_k += 1
         if run_dest is not None:
-            if run_start == 0 and run_dest is not _FLOOD and not outs:
+            if run_start == 0 and run_dest is not _FLOOD and not outs and stop == end:
                 outs[run_dest] = [run_k, payload]  # the whole batch for one port, as it came
             else:
-                piece = view[run_start:end]
+                piece = view[run_start:stop]
                 if run_dest is _FLOOD:
                     if others is None:
                         others = [p for p in self._ports if p is not port]
@@ -493,6 +540,9 @@ class SwitchCore:
             t.bad_src += bad_src
             c.same_port += same_port
             t.same_port += same_port
+        if psec:
+            c.port_security += psec
+            t.port_security += psec
         out: list[Message] = []
         for p, q in outs.items():
             k = q[0]
@@ -509,6 +559,8 @@ class SwitchCore:
             oc.tx_bytes += nbytes
             t.tx_bytes += nbytes
             out.append((p.peer, [MSG_FRAMES, data]))
+        if stop != end:
+            out += self._psec_shutdown(port, len(bounds) - 2 - bounds.index(stop))
         return out
 
     def _uniform_frames(self, port: Port, payload: bytes, end: int, now: float) -> list[Message] | None:
@@ -541,12 +593,21 @@ class SwitchCore:
             c.bad_src += k
             t.bad_src += k
             return []
+        if self.fdb.learn(src, 0, port, now, self.max_macs) is _REFUSED:
+            # one source for all k frames: all are over the limit, or with a shutdown the
+            # first is and the rest arrive on a port that is down
+            if self.violation == "shutdown":
+                c.port_security += 1
+                t.port_security += 1
+                return self._psec_shutdown(port, k - 1)
+            c.port_security += k
+            t.port_security += k
+            return []
         c.rx_packets += k
         t.rx_packets += k
         nbytes = k * n
         c.rx_bytes += nbytes
         t.rx_bytes += nbytes
-        self.fdb.learn(src, 0, port, now)
         dst = payload[2:8]
         dst_port = None if dst[0] & 1 else self.fdb.lookup(dst, 0, now)
         if dst_port is None:
@@ -628,6 +689,33 @@ class SwitchCore:
             log.info("port %d %r administratively %s", port.port_id, name, "up" if up else "down")
             out.append((port.peer, wire.carrier(up)))
         return {"name": name, "admin": "up" if up else "down", "attached": port is not None}, out
+
+    # -- port security -------------------------------------------------------------------
+
+    def set_port_security(self, max_macs: int | None = None, violation: str | None = None) -> dict:
+        """Change the per-port address limit (0 = unlimited) and/or what a violation does
+        ("drop" or "shutdown"); None keeps a setting. Return the settings now in force."""
+        new_max = self.max_macs if max_macs is None else max_macs
+        new_violation = self.violation if violation is None else violation
+        _check_port_security(new_max, new_violation)  # both checked before either changes
+        self.max_macs = new_max
+        self.violation = new_violation
+        return self.port_security()
+
+    def port_security(self) -> dict:
+        return {"max_macs": self.max_macs, "violation": self.violation}
+
+    def _psec_shutdown(self, port: Port, rest: int) -> list[Message]:
+        """A violation on ``port`` with violation "shutdown": down it as set_admin does; the
+        ``rest`` frames of the batch after the violating one count ``port_down``."""
+        c = port.counters
+        t = self.totals
+        c.port_down += rest
+        t.port_down += rest
+        t.psec_shutdowns += 1
+        log.warning("port %d %r shut down by port security: a new source over its limit of %d macs",
+                    port.port_id, port.name, self.max_macs)
+        return self.set_admin(port.name, False)[1]
 
     # -- time --------------------------------------------------------------------------
 
@@ -712,6 +800,7 @@ class SwitchCore:
             "totals": self.totals.as_dict(),
             "per_port": {p.name: p.counters.as_dict() for p in self._ports},
             "fdb": self.fdb.counters(),
+            "port_security": self.port_security(),
         }
 
     def flush(self, name: str | None = None) -> int:
@@ -719,6 +808,13 @@ class SwitchCore:
         if name is None:
             return self.fdb.flush()
         return self.fdb.flush(self.port_by_name(name))
+
+
+def _check_port_security(max_macs: int, violation: str) -> None:
+    if isinstance(max_macs, bool) or not isinstance(max_macs, int) or max_macs < 0:
+        raise ValueError(f"max_macs must be an integer >= 0 (0 = unlimited), got {max_macs!r}")
+    if violation not in VIOLATIONS:
+        raise ValueError(f'violation must be "drop" or "shutdown", got {violation!r}')
 
 
 def _count_records(payload: bytes) -> tuple[int, int]:

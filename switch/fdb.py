@@ -13,6 +13,13 @@ only recycles its own entries and cannot push the other ports' addresses out; ti
 learning port. The alternative (refuse to learn when full) would let the flooder freeze the
 table and make every new legitimate host flood forever.
 
+Per-port limit (port security). ``learn(..., limit=n)`` refuses, changing nothing, an address
+that would give the port more than ``n`` entries: a new one, a move from another port, or one
+whose entry on another port has aged out; a refresh (or the relearning of the port's own aged
+entry) never grows the port and always passes. Entries count across VLANs and until they are
+removed (ageing by ``expire``, a flush), not merely until they stop answering ``lookup``. The
+check is made where the entry is looked up anyway, so a limit costs the refresh path nothing.
+
 Each port keeps its entries in least-recently-seen order (a refresh moves an entry to the
 end), so eviction takes the first one and ``expire`` stops at the first live entry of each
 port instead of scanning the whole table.
@@ -34,6 +41,7 @@ class Learn(enum.IntEnum):
     REFRESHED = 0  # known on the same port: its timer restarted
     LEARNED = 1  # a new entry (possibly after evicting another when full)
     MOVED = 2  # known on another port: now on this one (counted in ``moves``)
+    REFUSED = 3  # the port already holds ``limit`` entries (port security): nothing changed
 
 
 class FdbEntry:
@@ -82,27 +90,37 @@ class Fdb:
     def __len__(self) -> int:
         return len(self._table)
 
-    def learn(self, mac: bytes, vlan: int, port: Hashable, now: float) -> Learn:
-        """Record that ``mac`` was seen as a source on ``port``."""
+    def learn(self, mac: bytes, vlan: int, port: Hashable, now: float, limit: int = 0) -> Learn:
+        """Record that ``mac`` was seen as a source on ``port``; with ``limit`` (0 = none),
+        REFUSED when that would give the port more than ``limit`` entries."""
         key = (vlan, mac)
         entry = self._table.get(key)
-        if entry is not None:
+        if entry is not None and entry.port == port:
             ageing = self.ageing_time
-            if ageing and now - entry.updated >= ageing:
-                self._remove(entry)  # dead already; relearning it is not a move
-                self.aged += 1
-            elif entry.port == port:
+            if not ageing or now - entry.updated < ageing:
                 entry.updated = now
                 self._by_port[port].move_to_end(key)
                 return Learn.REFRESHED
-            else:
-                self._by_port[entry.port].pop(key)
-                self._drop_port_if_empty(entry.port)
-                entry.port = port
-                entry.updated = now
-                self._port_entries(port)[key] = entry
-                self.moves += 1
-                return Learn.MOVED
+            self._remove(entry)  # dead already: relearned below, the port's size unchanged
+            self.aged += 1
+        else:
+            if limit:
+                mine = self._by_port.get(port)
+                if mine is not None and len(mine) >= limit:
+                    return Learn.REFUSED
+            if entry is not None:
+                ageing = self.ageing_time
+                if ageing and now - entry.updated >= ageing:
+                    self._remove(entry)  # dead already; relearning it is not a move
+                    self.aged += 1
+                else:
+                    self._by_port[entry.port].pop(key)
+                    self._drop_port_if_empty(entry.port)
+                    entry.port = port
+                    entry.updated = now
+                    self._port_entries(port)[key] = entry
+                    self.moves += 1
+                    return Learn.MOVED
         if len(self._table) >= self.max_entries:
             self._evict_for(port)
         entry = FdbEntry(mac, vlan, port, now)

@@ -52,6 +52,7 @@ from switch import wire
 from switch.core import ETH_MAX_MTU, ETH_MIN_MTU, Message, Port, SwitchCore
 from switch.fdb import Fdb
 from switch.impair import DIRECTIONS, DelayLine, Impairment, format_settings, parse_params
+from vnet import auth
 from vnet.capture import Capture, CaptureSession, FilterError
 from vnet.control import ControlError, ControlServer
 
@@ -83,6 +84,10 @@ class SwitchConfig:
     fdb_max: int = 8192
     mtu: int = 1500
     port_hwm: int = 1000
+    max_macs: int = 0  # port security: MACs a port may hold (0 = unlimited)
+    violation: str = "drop"  # what a port-security violation does: "drop", or "shutdown" the port
+    curve_secret: str | None = None  # the LAN key pair (.key_secret): CURVE on data and control
+    curve_allowed: str | None = None  # a directory of allowed public keys (.key), or one file
 
     def __post_init__(self) -> None:
         self.validate()
@@ -102,6 +107,21 @@ class SwitchConfig:
         _check_int("fdb_max", self.fdb_max, 1, 1 << 24)
         _check_int("mtu", self.mtu, ETH_MIN_MTU, ETH_MAX_MTU)
         _check_int("port_hwm", self.port_hwm, 1, 1 << 24)
+        _check_int("max_macs", self.max_macs, 0, 1 << 24)
+        if self.violation not in ("drop", "shutdown"):
+            raise ValueError(f'violation must be "drop" or "shutdown", got {self.violation!r}')
+        if (self.curve_secret is None) != (self.curve_allowed is None):
+            raise ValueError("CURVE needs both curve_secret (the LAN's .key_secret) and curve_allowed "
+                             "(the directory of allowed node keys); `vnet keygen DIR NODE...` writes both")
+        if self.curve_secret is not None:
+            auth.load_secret(self.curve_secret)
+            auth.AllowedKeys(self.curve_allowed)
+        elif self.control is not None and not auth.is_loopback_or_local(self.control):
+            raise ValueError(
+                f"control endpoint {self.control} would let other hosts drive the switch without "
+                f"authentication: bind it to a loopback address (tcp://127.0.0.1:{wire.DEFAULT_CONTROL_PORT}) "
+                f"or ipc://, or turn CURVE on (curve_secret and curve_allowed)"
+            )
 
 
 def _check_endpoint(field: str, value: Any) -> None:
@@ -143,6 +163,8 @@ class SwitchServer:
             heartbeat_interval=cfg.heartbeat_interval,
             heartbeat_timeout=cfg.heartbeat_timeout,
             fdb=Fdb(ageing_time=cfg.ageing_time, max_entries=cfg.fdb_max),
+            max_macs=cfg.max_macs,
+            violation=cfg.violation,
         )
         self.data_endpoint: str | None = None
         self.control_endpoint: str | None = None
@@ -150,6 +172,7 @@ class SwitchServer:
         self._sock: zmq.asyncio.Socket | None = None
         self._raw: zmq.Socket | None = None
         self._control: ControlServer | None = None
+        self._zap: auth.ZapHandler | None = None
         self._tasks: list[asyncio.Task] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
@@ -178,8 +201,16 @@ class SwitchServer:
             raise RuntimeError("SwitchServer cannot start again after close(); make a new one")
         self._loop = asyncio.get_running_loop()
         cfg = self.config
+        keys = None
+        if cfg.curve_secret is not None:
+            keys = auth.load_secret(cfg.curve_secret)
+            # the handler first: a CURVE socket with no ZAP handler lets every key in
+            self._zap = auth.ZapHandler(self._ctx, auth.AllowedKeys(cfg.curve_allowed, frozenset({keys.public})))
+            self._zap.start()
         sock = self._ctx.socket(zmq.ROUTER)
         try:
+            if keys is not None:
+                auth.curve_server(sock, keys)
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # unroutable sends raise, and are counted
             sock.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a reconnecting identity takes over its pipe
@@ -193,7 +224,7 @@ class SwitchServer:
         self.data_endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         if cfg.control is not None:
             try:
-                self._control = ControlServer(self._ctx, cfg.control, self._handlers())
+                self._control = ControlServer(self._ctx, cfg.control, self._handlers(), curve=keys)
             except zmq.ZMQError as exc:
                 await self._close_sockets()
                 raise OSError(f"cannot bind the switch control endpoint {cfg.control}: {exc}") from None
@@ -264,6 +295,9 @@ class SwitchServer:
             self._sock.close(linger=BYE_LINGER_MS)
             self._sock = None
             self._raw = None
+        if self._zap is not None:
+            await self._zap.close()
+            self._zap = None
         if self._own_ctx:
             ctx = self._ctx
             # destroy, not term: it closes every socket the context still has (e.g. one a
@@ -586,6 +620,7 @@ class SwitchServer:
             "flush": self._c_flush,
             "set_ageing": self._c_set_ageing,
             "port_set": self._c_port_set,
+            "port_security": self._c_port_security,
             "impair": self._c_impair,
             "mirror_start": self._c_mirror_start,
             "mirror_read": self._c_mirror_read,
@@ -619,6 +654,8 @@ class SwitchServer:
         stats = self.core.stats()
         stats["impair"] = {name: {d: dict(imp.counters) for d, imp in imps.items()}
                            for name, imps in self._impairs.items()}
+        if self._zap is not None:
+            stats["auth"] = self._zap.counters()
         return stats
 
     def _c_flush(self, port: str | None = None) -> int:
@@ -635,6 +672,10 @@ class SwitchServer:
         if messages:
             self._send_soon(messages)
         return row
+
+    def _c_port_security(self, max_macs: int | None = None, violation: str | None = None) -> dict:
+        """Show, or change, the MAC limit per port and what a violation does."""
+        return self.core.set_port_security(max_macs=max_macs, violation=violation)
 
     def _c_impair(self, port: str, dir: str | None = None, clear: bool = False, **params: Any) -> dict:
         """Change the named impairments of ``port`` in ``dir`` ("in", "out", "both"; the

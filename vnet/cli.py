@@ -19,7 +19,7 @@ import logging
 import os
 import socket
 import sys
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from switch.wire import DEFAULT_CONTROL_PORT, DEFAULT_DATA_PORT
 from vnet.control import AsyncControlClient, ControlClient, ControlError, node_control_endpoint, runtime_dir
@@ -77,6 +77,29 @@ def switch_endpoint(args: argparse.Namespace) -> str:
         or os.environ.get("VNET_SWITCH_CONTROL")
         or f"tcp://127.0.0.1:{DEFAULT_CONTROL_PORT}"
     )
+
+
+def curve_client(args: argparse.Namespace) -> Any:
+    """The CURVE keys for talking to a switch with CURVE on (--curve-secret and
+    --curve-server-key, or $VNET_CURVE_SECRET and $VNET_CURVE_SERVER_KEY), or None."""
+    from vnet.auth import CurveClient
+
+    secret = getattr(args, "curve_secret", None) or os.environ.get("VNET_CURVE_SECRET")
+    server = getattr(args, "curve_server_key", None) or os.environ.get("VNET_CURVE_SERVER_KEY")
+    if not secret and not server:
+        return None
+    if not secret or not server:
+        raise CliError("CURVE needs both --curve-secret (your .key_secret) and --curve-server-key "
+                       "(the switch's .key), or $VNET_CURVE_SECRET and $VNET_CURVE_SERVER_KEY")
+    try:
+        return CurveClient.from_files(secret, server)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+
+
+def switch_client(args: argparse.Namespace, timeout: float) -> ControlClient:
+    """A client of the switch's control endpoint, with CURVE when keys are given."""
+    return ControlClient(switch_endpoint(args), timeout=timeout, curve=curve_client(args))
 
 
 def node_call(args: argparse.Namespace, cmd: str, wait: float | None = None, **params: Any) -> Any:
@@ -487,10 +510,10 @@ def frame_summary(frame: bytes) -> str:
         return f"{len(frame)} bytes, undissectable ({exc.__class__.__name__})"
 
 
-def run_capture(args: argparse.Namespace, endpoint: str, what: str, start: str, read: str, stop: str,
-                **start_args: Any) -> int:
+def run_capture(args: argparse.Namespace, connect: Callable[[], ControlClient], what: str, start: str, read: str,
+                stop: str, **start_args: Any) -> int:
     """The capture loop ``vnet capture`` and ``vnet switch mirror`` share: start a capture on
-    ``endpoint`` (``start`` command), fetch frames with ``read`` until -c N, Ctrl-C or
+    the daemon ``connect()`` reaches (``start`` command), fetch frames with ``read`` until -c N, Ctrl-C or
     SIGTERM, then ``stop``; write a pcap with -w, else a line per frame (JSON with --json)."""
     import signal
     import time
@@ -513,7 +536,7 @@ def run_capture(args: argparse.Namespace, endpoint: str, what: str, start: str, 
 
     signal.signal(signal.SIGTERM, on_sigterm)
     got = 0
-    with ControlClient(endpoint, timeout=args.timeout) as client:
+    with connect() as client:
         started = client.call(start, filter=" ".join(args.filter), count=args.count, **start_args)
         cid = started["id"]
         if not args.json:
@@ -555,7 +578,7 @@ def cmd_capture(args: argparse.Namespace) -> int:
     directions; a pcap file with -w, else a line per frame. Stops at -c N or Ctrl-C/SIGTERM."""
     if args.iface != "vnet0":
         raise CliError(f"capture: no device {args.iface!r} (vnet nodes have vnet0)")
-    return run_capture(args, node_endpoint(args), f"capture on {args.iface}",
+    return run_capture(args, lambda: ControlClient(node_endpoint(args), timeout=args.timeout), f"capture on {args.iface}",
                        "capture_start", "capture_read", "capture_stop")
 
 
@@ -596,7 +619,7 @@ def cmd_health(args: argparse.Namespace) -> int:
     role = "switch" if args.switch or os.environ.get("VNET_ROLE") == "switch" else "node"
     try:
         if role == "switch":
-            with ControlClient(switch_endpoint(args), timeout=min(args.timeout, 2.0)) as client:
+            with switch_client(args, timeout=min(args.timeout, 2.0)) as client:
                 pong = client.call("ping")
             print(f"healthy: switch answers, {pong.get('ports')} ports")
             return 0
@@ -652,11 +675,15 @@ def cmd_call(args: argparse.Namespace) -> int:
         sock = zmq.Context.instance().socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         try:
-            sock.connect(node_endpoint(args))
+            if args.switch:
+                curve = curve_client(args)
+                if curve is not None:
+                    curve.apply(sock)
+            sock.connect(switch_endpoint(args) if args.switch else node_endpoint(args))
             sock.send_multipart([b"", request])
             wait = args.wait if args.wait is not None else args.timeout
             if not sock.poll(int(wait * 1000)):
-                raise CliError(f"no answer from the node within {wait:g} s")
+                raise CliError(f"no answer from the {'switch' if args.switch else 'node'} within {wait:g} s")
             sys.stdout.buffer.write(sock.recv_multipart()[-1])
             sys.stdout.buffer.flush()
         finally:
@@ -670,7 +697,11 @@ def cmd_call(args: argparse.Namespace) -> int:
         raise CliError(f"call: arguments must be a JSON object: {exc}") from None
     if not isinstance(params, dict):
         raise CliError("call: arguments must be a JSON object")
-    result = node_call(args, args.cmd, wait=args.wait, **params)
+    if args.switch:
+        with switch_client(args, timeout=args.timeout) as client:
+            result = client.call(args.cmd, wait=args.wait, **params)
+    else:
+        result = node_call(args, args.cmd, wait=args.wait, **params)
     print(json.dumps(_tag(result), indent=2))
     return 0
 
@@ -697,8 +728,10 @@ def cmd_switch(args: argparse.Namespace) -> int:
             params["seconds"] = float(args.arg)
         except ValueError:
             raise CliError(f"switch set-ageing: {args.arg!r} is not a number of seconds") from None
-    cmd = {"set-ageing": "set_ageing"}.get(args.switch_cmd, args.switch_cmd)
-    with ControlClient(switch_endpoint(args), timeout=args.timeout) as client:
+    if args.switch_cmd == "port-security":
+        params = {k: v for k, v in (("max_macs", args.set_max_macs), ("violation", args.set_violation)) if v is not None}
+    cmd = {"set-ageing": "set_ageing", "port-security": "port_security"}.get(args.switch_cmd, args.switch_cmd)
+    with switch_client(args, timeout=args.timeout) as client:
         result = client.call(cmd, **params)
     if args.json:
         _emit_json(result)
@@ -710,14 +743,19 @@ def cmd_switch(args: argparse.Namespace) -> int:
         for p in result:
             c = p.get("counters", {})
             down = c.get("port_down", 0)
+            psec = c.get("port_security", 0)
             print(f"port {p['port_id']}: {p['name']} state {p.get('admin', 'up').upper()} "
                   f"macs {','.join(p['macs'])} mtu {p['mtu']} rx {c.get('rx_packets', 0)} tx {c.get('tx_packets', 0)}"
                   f"{f' port_down {down}' if down else ''}"
+                  f"{f' port_security {psec}' if psec else ''}"
                   f"{'  impaired' if p.get('impaired') else ''}{'  mirrored' if p.get('mirrors') else ''}")
     elif cmd == "stats":
         _print_tree(result)
     elif cmd == "flush":
         print(f"flushed {result} entries")
+    elif cmd == "port_security":
+        limit = result["max_macs"] or "unlimited"
+        print(f"max-macs {limit} violation {result['violation']}")
     else:
         print(result)
     return 0
@@ -725,7 +763,7 @@ def cmd_switch(args: argparse.Namespace) -> int:
 
 def _switch_port(args: argparse.Namespace) -> int:
     """``vnet switch port NODE down|up``: cut or restore a node's cable at the switch."""
-    with ControlClient(switch_endpoint(args), timeout=args.timeout) as client:
+    with switch_client(args, timeout=args.timeout) as client:
         result = client.call("port_set", port=args.port, up=args.state == "up")
     if args.json:
         _emit_json(result)
@@ -743,7 +781,7 @@ def _switch_impair(args: argparse.Namespace) -> int:
     setting, show the current ones and the counters. Values are parsed by the switch
     (switch/impair.py), which answers a clear error for a bad one."""
     params = {name: getattr(args, name) for name in IMPAIR_OPTIONS if getattr(args, name) is not None}
-    with ControlClient(switch_endpoint(args), timeout=args.timeout) as client:
+    with switch_client(args, timeout=args.timeout) as client:
         if params or args.clear:
             result = client.call("impair", port=args.port, dir=args.dir, clear=args.clear, **params)
         else:
@@ -765,7 +803,7 @@ def _switch_mirror(args: argparse.Namespace) -> int:
     both directions ("in": from the node, "out": to it), as ``vnet capture`` shows a node's."""
     if not args.port:
         raise CliError("usage: vnet switch mirror PORT [-w FILE.pcap] [-c N] [FILTER]")
-    return run_capture(args, switch_endpoint(args), f"mirror of switch port {args.port}",
+    return run_capture(args, lambda: switch_client(args, timeout=args.timeout), f"mirror of switch port {args.port}",
                        "mirror_start", "mirror_read", "mirror_stop", port=args.port)
 
 def _print_tree(obj: Any, indent: int = 0) -> None:
@@ -795,7 +833,9 @@ def run_switch(args: argparse.Namespace) -> int:
             bind=args.bind, control=args.switch_control or f"tcp://127.0.0.1:{DEFAULT_CONTROL_PORT}",
             ageing_time=args.ageing, heartbeat_interval=args.heartbeat_interval,
             heartbeat_timeout=args.heartbeat_timeout, mtu=args.mtu, fdb_max=args.fdb_max,
-            port_hwm=args.port_hwm,
+            port_hwm=args.port_hwm, max_macs=args.max_macs, violation=args.violation,
+            curve_secret=getattr(args, "curve_secret", None) or os.environ.get("VNET_CURVE_SECRET"),
+            curve_allowed=args.curve_allowed or os.environ.get("VNET_CURVE_ALLOWED"),
         )
     except ValueError as exc:
         raise CliError(f"switch: {exc}") from None
@@ -825,12 +865,33 @@ def run_node(args: argparse.Namespace) -> int:
         tx_ring_size=args.tx_ring, rx_ring_size=args.rx_ring,
         heartbeat_interval=args.heartbeat_interval, heartbeat_timeout=args.heartbeat_timeout,
         dhcp=args.dhcp, dhcp_server=args.dhcp_server, lease_file=args.lease_file, lease_time=args.lease_time,
+        curve_secret=getattr(args, "curve_secret", None) or os.environ.get("VNET_CURVE_SECRET"),
+        curve_server_key=getattr(args, "curve_server_key", None) or os.environ.get("VNET_CURVE_SERVER_KEY"),
     )
     try:
         config.validate()
     except ValueError as exc:
         raise CliError(f"node: {exc}") from None
     return asyncio.run(serve(config))
+
+
+# -- vnet keygen ------------------------------------------------------------------------------
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    """``vnet keygen DIR NODE...``: the LAN's CURVE keys (vnet/auth.py has the layout)."""
+    from vnet.auth import keygen
+
+    try:
+        written = keygen(args.dir, args.nodes)
+    except (ValueError, OSError) as exc:
+        raise CliError(f"keygen: {exc}") from None
+    for path in written:
+        print(path)
+    d = args.dir
+    print(f"# switch: --curve-secret {d}/switch.key_secret --curve-allowed {d}/allowed", file=sys.stderr)
+    print(f"# node:   --curve-secret {d}/NODE.key_secret --curve-server-key {d}/switch.key", file=sys.stderr)
+    return 0
 
 
 # -- vnet lan ---------------------------------------------------------------------------------
@@ -888,6 +949,11 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
     common.add_argument("--timeout", type=float, default=argparse.SUPPRESS,
                         help="seconds to wait for the control endpoint (default 5)")
+    common.add_argument("--curve-secret", dest="curve_secret", metavar="FILE", default=argparse.SUPPRESS,
+                        help="CURVE: this side's key pair, a .key_secret file from `vnet keygen` "
+                             "(default $VNET_CURVE_SECRET)")
+    common.add_argument("--curve-server-key", dest="curve_server_key", metavar="FILE", default=argparse.SUPPRESS,
+                        help="CURVE: the switch's public key, its .key file (default $VNET_CURVE_SERVER_KEY)")
 
     p = argparse.ArgumentParser(prog="vnet", parents=[common],
                                 description="A virtual Ethernet LAN for containers and processes.")
@@ -964,6 +1030,8 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("params", nargs="?", metavar="JSON", help='arguments, e.g. \'{"dst": "10.0.0.2"}\'')
     call.add_argument("--stdio", action="store_true", help="relay a msgpack request from stdin (for programs)")
     call.add_argument("--wait", type=float, default=None, help="seconds to wait for the answer")
+    call.add_argument("--switch", action="store_true", help="ask the switch (its control endpoint) instead of a node")
+    call.add_argument("--switch-control", dest="switch_control", default=None, help="the switch's control endpoint")
     call.set_defaults(func=cmd_call)
 
     sw = sub.add_parser("switch", parents=[common],
@@ -979,10 +1047,17 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--mtu", type=int, default=1500)
     sw.add_argument("--fdb-max", type=int, default=8192, help="daemon: FDB size bound")
     sw.add_argument("--port-hwm", type=int, default=1000, help="daemon: per-port output queue, in messages")
+    sw.add_argument("--max-macs", dest="max_macs", type=int, default=0,
+                    help="daemon: port security, MAC addresses a port may hold (0 = unlimited)")
+    sw.add_argument("--violation", choices=["drop", "shutdown"], default="drop",
+                    help="daemon: a frame from one MAC too many is dropped, or also shuts the port down")
+    sw.add_argument("--curve-allowed", dest="curve_allowed", metavar="DIR", default=None,
+                    help="daemon: CURVE on, allowing the public keys (.key files) in DIR; with --curve-secret "
+                         "(default $VNET_CURVE_ALLOWED)")
     sw.add_argument("--log-level", default="info")
     sw.set_defaults(func=cmd_switch)
     swsub = sw.add_subparsers(dest="switch_cmd", parser_class=_IntermixedParser,
-                              metavar="fdb|ports|stats|flush [PORT]|set-ageing SECONDS|port|impair|mirror")
+                              metavar="fdb|ports|stats|flush [PORT]|set-ageing SECONDS|port|port-security|impair|mirror")
 
     def switch_cmd(name: str, text: str) -> argparse.ArgumentParser:
         sp = swsub.add_parser(name, parents=[common], help=text, description=text)
@@ -998,6 +1073,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = switch_cmd("port", "cut (down) or restore (up) a node's cable at the switch: its carrier follows")
     sp.add_argument("port", metavar="NODE")
     sp.add_argument("state", choices=["down", "up"])
+    sp = switch_cmd("port-security", "show or set the MAC limit per port and what a violation does")
+    sp.add_argument("--max-macs", dest="set_max_macs", type=int, default=None, metavar="N", help="0 = unlimited")
+    sp.add_argument("--violation", dest="set_violation", choices=["drop", "shutdown"], default=None)
     sp = switch_cmd("impair", "impair a port (loss, delay, rate, ...) like netem; without settings, show them")
     sp.add_argument("port", metavar="PORT")
     sp.add_argument("--dir", choices=["in", "out", "both"], default="both",
@@ -1038,6 +1116,12 @@ def build_parser() -> argparse.ArgumentParser:
     nd.add_argument("--lease-time", type=float, default=3600.0, help="DHCP server: lease time in seconds")
     nd.add_argument("--log-level", default="info")
     nd.set_defaults(func=run_node)
+
+    kg = sub.add_parser("keygen", parents=[common], help="make CURVE keys for a LAN: the switch's pair, one per node, "
+                                                      "and the allowed list")
+    kg.add_argument("dir", metavar="DIR", help="where to write them (existing keys are kept)")
+    kg.add_argument("nodes", nargs="*", metavar="NODE", help="node names (one key pair each)")
+    kg.set_defaults(func=cmd_keygen)
 
     lan = sub.add_parser("lan", parents=[common], help="an embedded LAN on this machine: up, or demo")
     lsub = lan.add_subparsers(dest="lan_cmd", metavar="up|demo", required=True)

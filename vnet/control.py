@@ -20,6 +20,8 @@ import msgpack
 import zmq
 import zmq.asyncio
 
+from vnet.auth import CurveClient, CurveKeys, curve_server
+
 log = logging.getLogger(__name__)
 
 Handler = Callable[..., Any | Awaitable[Any]]
@@ -74,14 +76,19 @@ class ControlServer:
     A handler may be sync or async. ``ControlError``, ``ValueError``, ``TypeError`` and
     ``KeyError`` raised by a handler become error replies (the client's mistake); anything else
     is logged and answered as an internal error. ``requests`` and ``bad_requests`` count.
-    The server owns its socket: ``close()`` cancels in-flight requests and closes it.
+    The server owns its socket: ``close()`` cancels in-flight requests and closes it. With
+    ``curve`` (the LAN key pair) it is a CURVE server: only keys the context's ZAP handler
+    allows get through (vnet/auth.py).
     """
 
-    def __init__(self, ctx: zmq.asyncio.Context, endpoint: str, handlers: Mapping[str, Handler]) -> None:
+    def __init__(self, ctx: zmq.asyncio.Context, endpoint: str, handlers: Mapping[str, Handler],
+                 curve: "CurveKeys | None" = None) -> None:
         self.endpoint = endpoint
         self._handlers = dict(handlers)
         self._sock = ctx.socket(zmq.ROUTER)
         self._sock.setsockopt(zmq.LINGER, 0)
+        if curve is not None:
+            curve_server(self._sock, curve)
         if endpoint.startswith("ipc://"):
             path = endpoint[len("ipc://"):]
             if os.path.exists(path):
@@ -178,11 +185,15 @@ def decode_reply(raw: bytes) -> Any:
 class ControlClient:
     """Blocking client for one control endpoint (the CLI's). Owns one DEALER socket."""
 
-    def __init__(self, endpoint: str, timeout: float = 5.0, ctx: zmq.Context | None = None) -> None:
+    def __init__(self, endpoint: str, timeout: float = 5.0, ctx: zmq.Context | None = None,
+                 curve: "CurveClient | None" = None) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
         self._sock = (ctx or zmq.Context.instance()).socket(zmq.DEALER)
         self._sock.setsockopt(zmq.LINGER, 0)
+        self.curve = curve
+        if curve is not None:
+            curve.apply(self._sock)
         self._sock.connect(endpoint)
 
     def call(self, cmd: str, wait: float | None = None, **args: Any) -> Any:
@@ -190,7 +201,8 @@ class ControlClient:
         self._sock.send_multipart([b"", _pack({"cmd": cmd, "args": args})])
         wait = self.timeout if wait is None else wait
         if not self._sock.poll(int(wait * 1000)):
-            raise TimeoutError(f"no answer from {self.endpoint} within {wait:g} s (is it running?)")
+            hint = "is it running, and is this key allowed?" if self.curve else "is it running?"
+            raise TimeoutError(f"no answer from {self.endpoint} within {wait:g} s ({hint})")
         parts = self._sock.recv_multipart()
         return decode_reply(parts[-1])
 
@@ -210,11 +222,14 @@ class AsyncControlClient:
     Requests may run concurrently: each carries a sequence number in its envelope.
     """
 
-    def __init__(self, ctx: zmq.asyncio.Context, endpoint: str, timeout: float = 5.0) -> None:
+    def __init__(self, ctx: zmq.asyncio.Context, endpoint: str, timeout: float = 5.0,
+                 curve: "CurveClient | None" = None) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
         self._sock = ctx.socket(zmq.DEALER)
         self._sock.setsockopt(zmq.LINGER, 0)
+        if curve is not None:
+            curve.apply(self._sock)
         self._sock.connect(endpoint)
         self._seq = 0
         self._waiting: dict[bytes, asyncio.Future] = {}

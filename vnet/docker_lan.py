@@ -5,8 +5,9 @@ a LAN a user is running), waits until every container is healthy (polling Docker
 deadline), and hands out the same ``NodeHandle``/``SwitchHandle`` objects as ``vnet.lan.Lan``,
 so one test body runs against both. A node in a container is reached with
 ``docker exec -i CONTAINER vnet call --stdio`` (its control socket never leaves the
-container); the switch's control endpoint listens on the project's own Docker network, which
-this host reaches directly. ``close()`` runs ``compose down -v`` and then removes anything
+container), and so is the switch (``vnet call --stdio --switch`` in the switch's container:
+its control endpoint listens on the container's loopback only, or, with CURVE on, takes only
+allowed keys). ``close()`` runs ``compose down -v`` and then removes anything
 still labelled with the project, so nothing is left behind.
 """
 
@@ -23,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
-import zmq.asyncio
 
 from vnet.control import ControlError, decode_reply
 from vnet.lan import LanError, NodeHandle, SwitchHandle, poll_until
@@ -52,17 +52,20 @@ def docker_available() -> str | None:
 
 
 class DockerExecClient:
-    """Control requests to the node in ``container``, relayed by ``vnet call --stdio``."""
+    """Control requests to the node in ``container`` (or its switch, with ``switch=True``),
+    relayed by ``vnet call --stdio``."""
 
-    def __init__(self, container: str, timeout: float = 10.0) -> None:
+    def __init__(self, container: str, timeout: float = 10.0, switch: bool = False) -> None:
         self.container = container
         self.timeout = timeout
+        self.switch = switch
 
     async def call(self, cmd: str, wait: float | None = None, **args: Any) -> Any:
         wait = self.timeout if wait is None else wait
         request = msgpack.packb({"cmd": cmd, "args": args}, use_bin_type=True)
         proc = await asyncio.create_subprocess_exec(
             "docker", "exec", "-i", self.container, "vnet", "call", "--stdio", "--wait", str(wait),
+            *(("--switch",) if self.switch else ()),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )
         try:
@@ -123,17 +126,19 @@ class DockerLan:
     """
 
     def __init__(self, compose_file: str | os.PathLike = "docker-compose.yml", *, project: str | None = None,
-                 scale: int = 0, start_timeout: float = 180.0, env: dict[str, str] | None = None) -> None:
+                 scale: int = 0, start_timeout: float = 180.0, env: dict[str, str] | None = None,
+                 overrides: tuple[str | os.PathLike, ...] = ()) -> None:
         self.compose_file = str(Path(compose_file).resolve())
-        if not os.path.exists(self.compose_file):
-            raise LanError(f"no compose file at {self.compose_file}")
+        self.overrides = [str(Path(f).resolve()) for f in overrides]
+        for f in (self.compose_file, *self.overrides):
+            if not os.path.exists(f):
+                raise LanError(f"no compose file at {f}")
         self.project = project or f"vnettest{uuid.uuid4().hex[:8]}"
         self.scale = scale
         self.start_timeout = start_timeout
         self._env = dict(os.environ, **(env or {}))
         self._env.setdefault("VNET_DOCKER_SUBNET", free_docker_subnet())
         self._compose = compose_command()
-        self._ctx: zmq.asyncio.Context | None = None
         self.nodes: list[NodeHandle] = []
         self.switch: SwitchHandle | None = None
 
@@ -145,11 +150,12 @@ class DockerLan:
         await self.close()
 
     def compose(self, *args: str, timeout: float = 600) -> "asyncio.Future[str]":
-        """Run ``docker compose -p PROJECT -f FILE ARGS...`` (v2 or v1), returning its output."""
-        return _run(*self._compose, "-p", self.project, "-f", self.compose_file, *args, env=self._env, timeout=timeout)
+        """Run ``docker compose -p PROJECT -f FILE [-f OVERRIDE...] ARGS...`` (v2 or v1),
+        returning its output."""
+        files = [a for f in (self.compose_file, *self.overrides) for a in ("-f", f)]
+        return _run(*self._compose, "-p", self.project, *files, *args, env=self._env, timeout=timeout)
 
     async def start(self) -> None:
-        self._ctx = zmq.asyncio.Context()
         try:
             await self.compose("up", "-d", "--no-build", "--scale", f"node={self.scale}")
             await self.refresh()
@@ -172,7 +178,8 @@ class DockerLan:
             raise LanError(f"{self.project} has no switch container")
         if self.switch is None:
             ip = switch[0]["ip"]
-            self.switch = SwitchHandle(self._ctx, f"tcp://{ip}:5541", f"tcp://{ip}:5540")
+            self.switch = SwitchHandle(DockerExecClient(switch[0]["name"], switch=True),
+                                       "tcp://127.0.0.1:5541 in " + switch[0]["name"], f"tcp://{ip}:5540")
         old = {n.name: n for n in self.nodes}
         nodes = []
         for c in containers:
@@ -198,6 +205,42 @@ class DockerLan:
         handle = self.node(name)
         await _run("docker", "kill", handle.container)
         self.nodes.remove(handle)
+
+    async def disconnect_node(self, name: str) -> None:
+        """``docker network disconnect`` a node's container from the project's network: its
+        cable to the switch is pulled while the daemon runs on (``docker exec``, and so its
+        handle, still reaches it). ``connect_node`` plugs it back in as it was."""
+        handle = self.node(name)
+        ours = set((await _run("docker", "network", "ls", "--format", "{{.Name}}", "--filter",
+                               f"label={PROJECT_LABEL}={self.project}")).split())
+        info = json.loads(await _run("docker", "inspect", handle.container))[0]
+        short_id = info["Id"][:12]
+        plugs = []
+        for net, cfg in (info["NetworkSettings"]["Networks"] or {}).items():
+            if net not in ours:
+                continue
+            static = (cfg.get("IPAMConfig") or {}).get("IPv4Address")  # compose's ipv4_address
+            aliases = [a for a in cfg.get("Aliases") or [] if a != short_id]  # docker adds the id itself
+            plugs.append((net, static, aliases))
+        if not plugs:
+            raise LanError(f"{handle.container} is on none of {self.project}'s networks ({', '.join(sorted(ours))})")
+        for net, _, _ in plugs:
+            await _run("docker", "network", "disconnect", net, handle.container)
+        handle.unplugged = plugs
+
+    async def connect_node(self, name: str) -> None:
+        """``docker network connect`` a node disconnected by ``disconnect_node`` back to the
+        project's network, with its aliases, and its address if compose gave it a static one
+        (otherwise Docker's IPAM picks one, as for a new cable). The node re-attaches to the
+        switch by itself; wait for that with ``NodeHandle.wait_ready``."""
+        handle = self.node(name)
+        plugs = getattr(handle, "unplugged", None)
+        if not plugs:
+            raise LanError(f"{name} was not disconnected with disconnect_node")
+        for net, static, aliases in plugs:
+            args = [*(("--ip", static) if static else ()), *(a for alias in aliases for a in ("--alias", alias))]
+            await _run("docker", "network", "connect", *args, net, handle.container)
+        handle.unplugged = None
 
     async def restart_switch(self) -> None:
         await self.compose("restart", "switch")
@@ -254,9 +297,6 @@ class DockerLan:
                 await _run("docker", "network", "rm", *left["networks"])
             if left["volumes"]:
                 await _run("docker", "volume", "rm", "-f", *left["volumes"])
-            if self._ctx is not None:
-                self._ctx.term()
-                self._ctx = None
 
 
 async def build_image(root: str | os.PathLike) -> str:

@@ -26,6 +26,7 @@ from typing import Any, Iterable
 import zmq
 import zmq.asyncio
 
+from vnet.auth import CurveClient, keygen
 from vnet.control import FINAL_PREFIX, READY_PREFIX, AsyncControlClient
 
 
@@ -221,10 +222,10 @@ class SwitchHandle:
 
     name = "switch"
 
-    def __init__(self, ctx: zmq.asyncio.Context, control: str, data: str) -> None:
+    def __init__(self, client: Any, control: str, data: str) -> None:
         self.control = control
         self.data = data
-        self._client = AsyncControlClient(ctx, control, timeout=10.0)
+        self._client = client  # anything with async call(cmd, wait, **args) and close()
 
     async def call(self, cmd: str, wait: float | None = None, **args: Any) -> Any:
         return await self._client.call(cmd, wait=wait, **args)
@@ -321,6 +322,8 @@ class Lan:
 
     ``switch_bind``/``switch_control`` default to random loopback ports; ``runtime_dir`` (where
     node control sockets live) defaults to a private temporary directory removed on close.
+    With ``curve=True`` the LAN runs with CURVE: keys are made in ``runtime_dir/keys`` (the
+    switch's pair and one per node, allowed) and the switch handle uses the LAN's own pair.
     """
 
     def __init__(
@@ -337,6 +340,8 @@ class Lan:
         mtu: int = 1500,
         start_timeout: float = 60.0,
         node_args: Iterable[str] = (),
+        switch_args: Iterable[str] = (),
+        curve: bool = False,
     ) -> None:
         try:
             self.subnet = ipaddress.IPv4Network(subnet)
@@ -356,6 +361,9 @@ class Lan:
         self.mtu = mtu
         self.start_timeout = start_timeout
         self.node_args = list(node_args)
+        self.switch_args = list(switch_args)
+        self.curve = curve
+        self.keys_dir = os.path.join(self.runtime_dir, "keys")
         self._ctx: zmq.asyncio.Context | None = None
         self._switch_proc: _Proc | None = None
         self._node_procs: dict[str, _Proc] = {}
@@ -384,25 +392,36 @@ class Lan:
 
     async def start_switch(self) -> SwitchHandle:
         """Start (or restart, after ``kill_switch``) the switch on the same endpoints."""
+        curve_args: list[str] = []
+        client = None
+        if self.curve:
+            keygen(self.keys_dir, [])
+            lan_pair = os.path.join(self.keys_dir, "switch.key_secret")
+            curve_args = ["--curve-secret", lan_pair, "--curve-allowed", os.path.join(self.keys_dir, "allowed")]
+            client = CurveClient.from_files(lan_pair, os.path.join(self.keys_dir, "switch.key"))
         args = [
-            "switch",
+            "switch", *curve_args,
             "--bind", self.switch.data if self.switch else self.switch_bind,
             "--switch-control", self.switch.control if self.switch else self.switch_control_bind,
             "--ageing", str(self.ageing_time),
             "--heartbeat-interval", str(self.heartbeat_interval),
             "--heartbeat-timeout", str(self.heartbeat_timeout),
             "--mtu", str(self.mtu),
+            *self.switch_args,
         ]
         proc, info = await self._spawn("switch", args)
         self._switch_proc = proc
         if self.switch is None:
-            self.switch = SwitchHandle(self._ctx, info["control"], info["data"])
+            control = AsyncControlClient(self._ctx, info["control"], timeout=10.0, curve=client)
+            self.switch = SwitchHandle(control, info["control"], info["data"])
         return self.switch
 
     async def add_node(self, name: str | None = None, wait: bool = True, extra_args: Iterable[str] = (),
-                       dhcp: bool = False) -> NodeHandle:
+                       dhcp: bool = False, allowed: bool = True) -> NodeHandle:
         """Start one more node and return its handle: ``nodeI`` at the next host address, or,
-        with ``dhcp=True``, with no static address, asking the LAN's DHCP server for one."""
+        with ``dhcp=True``, with no static address, asking the LAN's DHCP server for one.
+        On a CURVE LAN the node gets a key pair, which the switch allows unless ``allowed`` is
+        False (an intruder: a well-formed key the switch does not know)."""
         index = self._next_index
         self._next_index += 1
         name = name or f"node{index}"
@@ -411,8 +430,14 @@ class Lan:
         handle = NodeHandle(AsyncControlClient(self._ctx, control, timeout=10.0), name, ip)
         self.nodes.append(handle)
         addressing = ["--dhcp"] if dhcp else ["--address", f"{ip}/{self.subnet.prefixlen}"]
+        curve_args: list[str] = []
+        if self.curve:
+            keys = self.keys_dir if allowed else os.path.join(self.runtime_dir, "keys-not-allowed")
+            keygen(keys, [name])
+            curve_args = ["--curve-secret", os.path.join(keys, f"{name}.key_secret"),
+                          "--curve-server-key", os.path.join(self.keys_dir, "switch.key")]
         args = [
-            "node", "--name", name, "--switch", self.switch.data, *addressing,
+            "node", "--name", name, "--switch", self.switch.data, *addressing, *curve_args,
             "--control", control, "--mtu", str(self.mtu),
             "--heartbeat-interval", str(self.heartbeat_interval),
             "--heartbeat-timeout", str(self.heartbeat_timeout),
@@ -441,6 +466,41 @@ class Lan:
         self.nodes.remove(handle)
         await handle.close()
         return await _terminate(proc, sig)
+
+    async def pause_node(self, name: str, timeout: float = 5.0) -> None:
+        """SIGSTOP a node's process: cut a node off the network, as a frozen host or a pulled
+        cable looks to the switch. It sends nothing (no frames, no heartbeats) and reads
+        nothing, so frames for it pile up in the switch's queue for its port; the switch
+        notices only the silence (``heartbeat_timeout``). It does not answer control requests
+        either: ``resume_node`` it before asking it anything, or closing the LAN. Returns once
+        the process is stopped (Linux: its /proc state says so)."""
+        proc = self._node_procs[name].proc
+        proc.send_signal(signal.SIGSTOP)
+        stat = f"/proc/{proc.pid}/stat"
+
+        async def stopped() -> bool:
+            if not os.path.exists(stat):
+                return True  # no /proc (not Linux): trust the signal
+            with open(stat) as fh:
+                return fh.read().rsplit(")", 1)[1].split()[0] in ("T", "t")
+
+        await poll_until(stopped, f"{name} (pid {proc.pid}) stopped by SIGSTOP", timeout=timeout, every=0.005)
+
+    async def resume_node(self, name: str, timeout: float = 5.0) -> None:
+        """SIGCONT a node paused by ``pause_node``: it runs on from where it stopped and, if
+        the switch timed it out meanwhile, re-attaches by itself (NOT_ATTACHED, or its own
+        heartbeat timeout, then HELLO). Returns once the process runs again."""
+        proc = self._node_procs[name].proc
+        proc.send_signal(signal.SIGCONT)
+        stat = f"/proc/{proc.pid}/stat"
+
+        async def running() -> bool:
+            if not os.path.exists(stat):
+                return True
+            with open(stat) as fh:
+                return fh.read().rsplit(")", 1)[1].split()[0] not in ("T", "t")
+
+        await poll_until(running, f"{name} (pid {proc.pid}) running again after SIGCONT", timeout=timeout, every=0.005)
 
     async def kill_switch(self) -> int:
         """SIGKILL the switch (a crash); ``start_switch()`` brings it back on the same ports."""

@@ -29,7 +29,7 @@ PHASE_BATCHES = 25  # per node and phase
 BATCH = 24  # frames per inject
 UNKNOWN_MAC = "02:00:5e:00:99:99"  # nobody has it: flooded as unknown unicast
 
-INGRESS_DROPS = ("runt", "oversize", "bad_src", "port_down", "unknown_peer")
+INGRESS_DROPS = ("runt", "oversize", "bad_src", "port_down", "port_security", "unknown_peer")
 EGRESS_DROPS = ("hwm", "unroutable")
 
 

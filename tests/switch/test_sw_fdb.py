@@ -141,3 +141,45 @@ def test_entries_and_counters():
     c = fdb.counters()
     assert c == {"entries": 2, "max_entries": 100, "ageing_time": 10.0, "learned": 2, "moves": 0,
                  "evictions": 0, "aged": 0, "flushed": 0}
+
+
+def test_learn_limit_refuses_new_addresses_and_moves_but_not_refreshes():
+    fdb = Fdb(ageing_time=10)
+    assert fdb.learn(A, 0, "p1", 0.0, limit=2) is Learn.LEARNED
+    assert fdb.learn(A, 5, "p1", 0.0, limit=2) is Learn.LEARNED  # the VLANs count together
+    before = fdb.counters()
+    assert fdb.learn(B, 0, "p1", 1.0, limit=2) is Learn.REFUSED
+    assert fdb.counters() == before and fdb.lookup(B, 0, 1.0) is None  # nothing changed
+    assert fdb.learn(A, 0, "p1", 2.0, limit=2) is Learn.REFRESHED  # never refused
+    assert fdb.learn(A, 0, "p1", 2.0, limit=1) is Learn.REFRESHED  # even over a lowered limit
+    fdb.learn(C, 0, "p2", 3.0)
+    assert fdb.learn(C, 0, "p1", 4.0, limit=2) is Learn.REFUSED  # a move would grow p1
+    assert fdb.lookup(C, 0, 4.0) == "p2" and fdb.moves == 0
+    assert fdb.learn(C, 0, "p1", 4.0, limit=3) is Learn.MOVED
+    assert fdb.port_count("p1") == 3 and fdb.port_count("p2") == 0
+    assert fdb.learn(B, 0, "p1", 5.0, limit=0) is Learn.LEARNED  # 0: no limit
+
+
+def test_learn_limit_with_aged_entries():
+    fdb = Fdb(ageing_time=10)
+    fdb.learn(A, 0, "p1", 0.0)
+    fdb.learn(B, 0, "p2", 0.0)
+    # p1's own dead entry is relearned in place: the port does not grow
+    assert fdb.learn(A, 0, "p1", 20.0, limit=1) is Learn.LEARNED
+    assert fdb.port_count("p1") == 1 and fdb.aged == 1
+    # another port's dead entry would grow p1: refused and left for expire()
+    assert fdb.learn(B, 0, "p1", 20.0, limit=1) is Learn.REFUSED
+    assert fdb.port_count("p2") == 1 and fdb.aged == 1
+    assert fdb.learn(B, 0, "p1", 20.0, limit=2) is Learn.LEARNED
+    assert fdb.port_count("p2") == 0 and fdb.moves == 0 and fdb.aged == 2
+
+
+def test_learn_limit_in_a_full_table_still_evicts_from_the_biggest_port():
+    fdb = Fdb(ageing_time=0, max_entries=3)
+    fdb.learn(A, 0, "p1", 0.0)
+    fdb.learn(B, 0, "p1", 1.0)
+    fdb.learn(C, 0, "p2", 2.0)
+    assert fdb.learn(bytes(5) + b"\x04", 0, "p2", 3.0, limit=2) is Learn.LEARNED
+    assert fdb.evictions == 1 and fdb.lookup(A, 0, 3.0) is None
+    assert fdb.learn(bytes(5) + b"\x05", 0, "p2", 4.0, limit=2) is Learn.REFUSED
+    assert fdb.evictions == 1 and len(fdb) == 3

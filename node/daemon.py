@@ -77,7 +77,7 @@ from node.stack import (
     UdpDatagram,
 )
 from node.stack.ether import mac_str, parse_mac
-from node.vnic import vnic_probe, vnic_remove
+from node.vnic import VNIC_RING_MAX, vnic_probe, vnic_remove
 from node.zmqlink import ZmqLink
 from switch.wire import DEFAULT_DATA_PORT
 from vnet.control import ControlError, ControlServer, node_control_endpoint, print_ready, runtime_dir
@@ -130,7 +130,16 @@ class NodeConfig:
             if iface.network.prefixlen > 30 or iface.ip in (iface.network.network_address, iface.network.broadcast_address):
                 raise ValueError(f"address {cidr!r}: not a usable host address in {iface.network}")
         if self.mac is not None:
-            parse_mac(self.mac)
+            mac = parse_mac(self.mac)
+            if mac[0] & 1 or mac == bytes(6):
+                raise ValueError(f"mac {self.mac}: a NIC's address must be unicast and not all zeros "
+                                 f"(clear the low bit of the first byte, e.g. 02:00:00:00:00:01)")
+        if not 0 < self.heartbeat_interval < self.heartbeat_timeout:
+            raise ValueError(f"heartbeat: need 0 < interval < timeout (typically 3 intervals), got interval "
+                             f"{self.heartbeat_interval:g} s and timeout {self.heartbeat_timeout:g} s")
+        for ring, size in (("tx ring", self.tx_ring_size), ("rx ring", self.rx_ring_size)):
+            if not 1 <= size <= VNIC_RING_MAX:
+                raise ValueError(f"{ring} size {size}: must be between 1 and {VNIC_RING_MAX} descriptors")
         if not 68 <= self.mtu <= 9000:
             raise ValueError(f"mtu {self.mtu}: must be between 68 and 9000")
         if self.dhcp_server is not None:
@@ -164,7 +173,8 @@ class NodeDaemon:
     def __init__(self, config: NodeConfig) -> None:
         config.validate()
         self.config = config
-        self._ctx: zmq.asyncio.Context | None = None
+        self._ctx: zmq.asyncio.Context | None = None  # the control socket's
+        self._link_ctx: zmq.asyncio.Context | None = None  # the link's
         self._loop: asyncio.AbstractEventLoop | None = None
         self.link: ZmqLink | None = None
         self.ns: DeviceNamespace | None = None
@@ -190,8 +200,12 @@ class NodeDaemon:
         cfg = self.config
         self._loop = asyncio.get_running_loop()
         self._ctx = zmq.asyncio.Context()
+        # The link has a context (an I/O thread) of its own: ZeroMQ resolves the switch's
+        # host name on it, and a name server that does not answer (a container cut off its
+        # network) would otherwise stall the control socket with it.
+        self._link_ctx = zmq.asyncio.Context()
         self.link = ZmqLink(
-            self._ctx,
+            self._link_ctx,
             cfg.switch,
             self._hello,
             heartbeat_interval=cfg.heartbeat_interval,
@@ -244,8 +258,9 @@ class NodeDaemon:
             await self.control.close()
         if self.link is not None:
             self.link.close()
-        if self._ctx is not None:
-            self._ctx.term()
+        for ctx in (self._ctx, self._link_ctx):
+            if ctx is not None:
+                ctx.term()
 
     def _hello(self) -> tuple[str, list[bytes], int]:
         return self.config.name, [bytes(self.dev.dev_addr)], self.dev.mtu

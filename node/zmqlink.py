@@ -398,12 +398,14 @@ class ZmqLink:
         if kind == wire.MSG_FRAMES:
             if len(parts) != 2:
                 self.rx_malformed += 1
+                self._ratelimit.log(log, logging.WARNING, "FRAMES from switch %s in %d parts, not 2",
+                                    self.endpoint, len(parts))
                 return
             try:
                 batch = wire.unpack_frames(parts[1])
             except wire.WireError as exc:
                 self.rx_malformed += 1
-                log.warning("malformed batch from switch: %s", exc)
+                self._ratelimit.log(log, logging.WARNING, "malformed batch from switch %s: %s", self.endpoint, exc)
                 return
             if not self.attached:
                 self.rx_not_attached += len(batch)
@@ -431,13 +433,15 @@ class ZmqLink:
             self._refuse(parts)
         else:
             self.rx_malformed += 1
+            self._ratelimit.log(log, logging.WARNING, "unknown message kind %r from switch %s", kind[:16],
+                                self.endpoint)
 
     def _welcome(self, parts) -> None:
         try:
             info = wire.decode_map(parts[1] if len(parts) > 1 else b"", "WELCOME")
         except wire.WireError as exc:
             self.rx_malformed += 1
-            log.warning("%s", exc)
+            self._ratelimit.log(log, logging.WARNING, "from switch %s: %s", self.endpoint, exc)
             return
         self.port = info.get("port")
         self.port_up = bool(info.get("carrier", True))
@@ -450,7 +454,7 @@ class ZmqLink:
             up = wire.parse_carrier(parts)
         except wire.WireError as exc:
             self.rx_malformed += 1
-            log.warning("from switch %s: %s", self.endpoint, exc)
+            self._ratelimit.log(log, logging.WARNING, "from switch %s: %s", self.endpoint, exc)
             return
         if up != self.port_up:
             log.warning("switch %s set this port administratively %s: carrier %s", self.endpoint,

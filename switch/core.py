@@ -81,6 +81,7 @@ from typing import NamedTuple
 
 from switch import wire
 from switch.fdb import Fdb, FdbEntry, Learn
+from vnet.ratelimit import RateLimit
 from switch.wire import (
     BYE,
     HEARTBEAT,
@@ -245,6 +246,7 @@ class SwitchCore:
         self._next_id = 1
         self._admin_down: set[str] = set()  # names of ports set down (kept across re-attaching)
         self.generation = 0  # changes whenever a port attaches or detaches
+        self._offence_log = RateLimit()  # bad input is counted always, logged at most 10 per 5 s
 
     # -- input -------------------------------------------------------------------------
 
@@ -270,7 +272,15 @@ class SwitchCore:
             return []
         port.counters.malformed += 1
         self.totals.malformed += 1
+        self._offence(port, now, malformed=1)
         return []
+
+    def _offence(self, port: Port, now: float, **dropped: int) -> None:
+        """Log (rate-limited, as net_ratelimit) what a port's bad input cost; it is counted
+        by the caller."""
+        what = ", ".join(f"{k} {name}" for name, k in dropped.items() if k)
+        self._offence_log.log(log, logging.WARNING, "port %d %r: dropped %s", port.port_id, port.name, what,
+                              now=now)
 
     def not_attached(self, peer: bytes, parts: list[bytes]) -> list[Message]:
         """A message from a peer that is not attached: its frames count ``unknown_peer`` (by
@@ -293,7 +303,7 @@ class SwitchCore:
             name, macs, mtu = _parse_hello(parts)
         except WireError as exc:
             self.totals.refused += 1
-            log.warning("refused a node: %s", exc)
+            self._offence_log.log(log, logging.WARNING, "refused a node: %s", exc, now=now)
             return [(peer, wire.refuse(str(exc)))]
         same_name = self._by_name.get(name)
         if same_name is not None:
@@ -360,6 +370,7 @@ class SwitchCore:
         if off < 0:
             port.counters.malformed += 1
             self.totals.malformed += 1
+            self._offence(port, now, malformed=1)
             return []
 
         # Pass 2: forward. Per frame: slices, a byte test, dict lookups; counters in locals.
@@ -531,6 +542,8 @@ class SwitchCore:
         if flooded:
             c.flooded += flooded
             t.flooded += flooded
+        if runt or oversize or bad_src or psec:
+            self._offence(port, now, runt=runt, oversize=oversize, bad_src=bad_src, port_security=psec)
         if runt or oversize or bad_src or same_port:
             c.runt += runt
             t.runt += runt
@@ -592,8 +605,10 @@ class SwitchCore:
         if src[0] & 1 or src == ZERO_MAC:
             c.bad_src += k
             t.bad_src += k
+            self._offence(port, now, bad_src=k)
             return []
         if self.fdb.learn(src, 0, port, now, self.max_macs) is _REFUSED:
+            self._offence(port, now, port_security=k)
             # one source for all k frames: all are over the limit, or with a shutdown the
             # first is and the rest arrive on a port that is down
             if self.violation == "shutdown":

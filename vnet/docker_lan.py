@@ -228,17 +228,22 @@ class DockerLan:
             await _run("docker", "network", "disconnect", net, handle.container)
         handle.unplugged = plugs
 
-    async def connect_node(self, name: str) -> None:
+    async def connect_node(self, name: str, ip: str | None = None) -> None:
         """``docker network connect`` a node disconnected by ``disconnect_node`` back to the
         project's network, with its aliases, and its address if compose gave it a static one
-        (otherwise Docker's IPAM picks one, as for a new cable). The node re-attaches to the
-        switch by itself; wait for that with ``NodeHandle.wait_ready``."""
+        (otherwise Docker's IPAM picks one, as for a new cable). ``ip`` plugs it in with that
+        address instead (``--ip``: a free one in the project's subnet), as a host that comes
+        back with another address. The node re-attaches to the switch by itself; wait for
+        that with ``NodeHandle.wait_ready``."""
         handle = self.node(name)
         plugs = getattr(handle, "unplugged", None)
         if not plugs:
             raise LanError(f"{name} was not disconnected with disconnect_node")
+        if ip is not None and len(plugs) != 1:
+            raise LanError(f"{name} was on {len(plugs)} of {self.project}'s networks: ip= needs exactly one")
         for net, static, aliases in plugs:
-            args = [*(("--ip", static) if static else ()), *(a for alias in aliases for a in ("--alias", alias))]
+            address = ip or static
+            args = [*(("--ip", address) if address else ()), *(a for alias in aliases for a in ("--alias", alias))]
             await _run("docker", "network", "connect", *args, net, handle.container)
         handle.unplugged = None
 

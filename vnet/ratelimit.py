@@ -31,8 +31,10 @@ class RateLimit:
         self._passed = 0
         self.suppressed = 0  # held back since the last one that passed
 
-    def allow(self) -> bool:
-        now = self._clock()
+    def allow(self, now: float | None = None) -> bool:
+        """``now`` overrides the clock (a sans-I/O caller passes its own time)."""
+        if now is None:
+            now = self._clock()
         if now - self._start >= self.interval:
             self._start = now
             self._passed = 0
@@ -42,9 +44,9 @@ class RateLimit:
         self.suppressed += 1
         return False
 
-    def log(self, logger: logging.Logger, level: int, msg: str, *args: Any) -> bool:
+    def log(self, logger: logging.Logger, level: int, msg: str, *args: Any, now: float | None = None) -> bool:
         """Log ``msg % args`` if allowed, noting how many were held back before it."""
-        if not self.allow():
+        if not self.allow(now):
             return False
         if self.suppressed:
             msg += " (%d similar messages suppressed)"

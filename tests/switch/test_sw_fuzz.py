@@ -90,3 +90,24 @@ def test_random_message_sequences_never_raise(seq):
         core.tick(now)
     core.shutdown()
     assert core.ports == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_wire_decoders_raise_only_wire_errors(data):
+    for decode in (wire.unpack_frames, lambda d: wire.decode_map(d, "HELLO"),
+                   lambda d: wire.parse_carrier([wire.MSG_CARRIER, d])):
+        try:
+            decode(data)
+        except wire.WireError:
+            pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(frame_st, max_size=30))
+def test_frames_from_a_stranger_are_counted_by_frame(batch):
+    core = fresh_core()
+    out = core.handle(b"stranger", wire.frames_msg(batch), 1.0)
+    assert out == [(b"stranger", wire.NOT_ATTACHED)]
+    t = core.totals
+    assert (t.unknown_peer, t.not_attached, t.rx_packets, t.tx_packets) == (len(batch), 1, 0, 0)

@@ -48,6 +48,7 @@ TARGETS = {
     "switch_vs_relay": 0.5,  # the switch alone >= 50% of the raw relay at the same batch
     "ping_vs_floor": 1.5,  # ping p50 <= 1.5x the relay floor
     "node_rss_mb": 40.0,  # a node's resident memory <= 40 MB
+    "slow_consumer": 0.8,  # a flow beside a stalled receiver keeps >= 80% of its speed
 }
 
 
@@ -156,9 +157,9 @@ def section_transport(cfg: Config) -> list[dict]:
 # --- 2. the switch alone -----------------------------------------------------------------------
 
 
-def start_switch(cfg: Config) -> tuple[Worker, dict]:
+def start_switch(cfg: Config, *extra: str) -> tuple[Worker, dict]:
     cmd = [sys.executable, "-m", "vnet.cli", "switch", "--bind", "tcp://127.0.0.1:0",
-           "--switch-control", "tcp://127.0.0.1:0", "--log-level", "warning"]
+           "--switch-control", "tcp://127.0.0.1:0", "--log-level", "warning", *extra]
     sw = Worker("switch", {}, cfg.log_dir, cmd=cmd)
     try:
         info = sw.ready(prefix="vnet-ready ")
@@ -175,13 +176,14 @@ def switch_stats(control: str) -> dict:
         return client.call("stats")
 
 
-def switch_once(cfg: Config, ports: int, size: int, batch: int) -> dict:
+def switch_once(cfg: Config, ports: int, size: int, batch: int, stall: int = 0, *switch_args: str) -> dict:
+    """``ports`` / 2 flows through the switch; the last ``stall`` receivers never read."""
     pairs = ports // 2
     sw = recv = send = None
     try:
-        sw, info = start_switch(cfg)
+        sw, info = start_switch(cfg, *switch_args)
         args = {"endpoint": info["data"], "pairs": pairs, "size": size, "batch": batch,
-                "duration": cfg.duration, "msg_bytes": (size + 2) * batch}
+                "duration": cfg.duration, "msg_bytes": (size + 2) * batch, "stall": stall}
         recv = Worker("swrecv", args, cfg.log_dir)
         recv.ready()
         send = Worker("swsend", args, cfg.log_dir)
@@ -213,6 +215,21 @@ def section_switch(cfg: Config) -> list[dict]:
             _say(cfg, f"  switch {ports:>2} ports {size:>4} B {row['fps']:>12,.0f} frames/s, "
                       f"drops {sum(row['drops'].values())}, uncounted {row['uncounted']}")
     return rows
+
+
+def section_slowport(cfg: Config) -> dict:
+    """A slow consumer: two flows of 60 B frames through the switch, then the same with one
+    receiver that never reads. Its port's queue (``--port-hwm 64`` messages here, so it fills
+    within the run) overflows and the switch drops for it (``hwm``); the other flow should
+    keep its speed."""
+    hwm = ("--port-hwm", "64")
+    both = _repeat(cfg, lambda: switch_once(cfg, 4, 60, DATAPATH_BATCH, 0, *hwm))
+    stalled = _repeat(cfg, lambda: switch_once(cfg, 4, 60, DATAPATH_BATCH, 1, *hwm))
+    row = {"flow_fps_both_reading": both["fps"] / 2, "flow_fps_one_stalled": stalled["fps"],
+           "stalled_hwm_drops": stalled["drops"]["hwm"], "both_uncounted": both["uncounted"]}
+    _say(cfg, f"  one flow: {row['flow_fps_both_reading']:,.0f} frames/s beside a reader, "
+              f"{row['flow_fps_one_stalled']:,.0f} beside a stalled one ({row['stalled_hwm_drops']:,} hwm drops)")
+    return row
 
 
 # --- 3. end to end -----------------------------------------------------------------------------
@@ -572,6 +589,12 @@ def ratios_and_targets(res: dict) -> tuple[dict, list[dict]]:
     if accounts:
         worst = max((abs(u) for runs in accounts for u in runs), default=0)
         target("uncounted loss (switch, e2e)", "0", worst, worst == 0)
+    slow = res.get("slowport")
+    if slow and slow["flow_fps_both_reading"]:
+        r = slow["flow_fps_one_stalled"] / slow["flow_fps_both_reading"]
+        ratios["slow_consumer_flow_vs_normal"] = r
+        target("flow beside a stalled receiver", ">= 0.8x", r, r >= TARGETS["slow_consumer"],
+               f"the stalled port's {slow['stalled_hwm_drops']:,} frames dropped and counted as hwm")
     sc = res.get("scale")
     if sc and sc.get("rss_mb"):
         target(f"node RSS ({sc['nodes']} nodes)", "<= 40 MB", sc["rss_mb"]["max"],
@@ -606,6 +629,11 @@ def render(res: dict) -> str:
             out.append(f"   {r['ports']:>5} {r['size']:>4} B {_f(r['fps']):>12} {r['gbps']:7.3f} {r['sent']:>10} "
                        f"{r['received']:>10} {sum(r['drops'].values()):>7} {r['uncounted']:>9}  "
                        f"{min(r['fps_runs']):,}..{max(r['fps_runs']):,}")
+    if res.get("slowport"):
+        s = res["slowport"]
+        out.append("\n2b. slow consumer: two flows of 60 B through the switch (--port-hwm 64); one receiver stops reading")
+        out.append(f"   one flow beside a reader {_f(s['flow_fps_both_reading'])} frames/s, beside a stalled one "
+                   f"{_f(s['flow_fps_one_stalled'])}; the stalled port's drops: {s['stalled_hwm_drops']:,} hwm")
     if res.get("e2e"):
         out.append("\n3. end to end: node A (qdisc, TX ring) -> switch -> node B (RX ring, NAPI, handler)")
         out.append(f"   {'frame':>6} {'frames/s':>12} {'Gbit/s':>7} {'sent':>10} {'delivered':>10} {'drops':>7} "
@@ -671,6 +699,7 @@ def render(res: dict) -> str:
 SECTIONS = {
     "transport": section_transport,
     "switch": section_switch,
+    "slowport": section_slowport,
     "e2e": section_e2e,
     "latency": section_latency,
     "vde": section_vde,

@@ -67,10 +67,11 @@ def relay(args: dict) -> None:
         send(parts, copy=copy)
 
 
-def _dealer(ctx: zmq.Context, endpoint: str, identity: bytes | None = None) -> zmq.Socket:
+def _dealer(ctx: zmq.Context, endpoint: str, identity: bytes | None = None, rcvhwm: int = 1000) -> zmq.Socket:
     s = ctx.socket(zmq.DEALER)
     if identity is not None:
         s.setsockopt(zmq.IDENTITY, identity)
+    s.setsockopt(zmq.RCVHWM, rcvhwm)
     s.setsockopt(zmq.LINGER, 2000)
     s.connect(endpoint)
     return s
@@ -179,8 +180,8 @@ def ping_a(args: dict) -> None:
 # --- the switch alone: raw DEALERs speaking switch/wire.py -------------------------------------
 
 
-def _attach(ctx: zmq.Context, endpoint: str, name: str, macs: list[bytes]) -> zmq.Socket:
-    s = _dealer(ctx, endpoint)
+def _attach(ctx: zmq.Context, endpoint: str, name: str, macs: list[bytes], rcvhwm: int = 1000) -> zmq.Socket:
+    s = _dealer(ctx, endpoint, rcvhwm=rcvhwm)
     s.send_multipart(wire.hello(name, macs, 1500))
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -283,12 +284,15 @@ def swsend(args: dict) -> None:
 def swrecv(args: dict) -> None:
     ctx = zmq.Context()
     pairs = args["pairs"]
-    socks = [_attach(ctx, args["endpoint"], f"brecv{i}", [mac(200 + i)]) for i in range(pairs)]
+    n_live = pairs - args.get("stall", 0)  # the others never read (slow consumers, small queues)
+    socks = [_attach(ctx, args["endpoint"], f"brecv{i}", [mac(200 + i)], 1000 if i < n_live else 1)
+             for i in range(pairs)]
+    live = socks[:n_live]
     rec = args["size"] + 2
     copy = args.get("msg_bytes", 0) < ZERO_COPY_BYTES
     reader = stdin_lines()
     poller = zmq.Poller()
-    for s in socks:
+    for s in live:
         poller.register(s, zmq.POLLIN)
     poller.register(reader.fd, zmq.POLLIN)
     emit(READY, {})

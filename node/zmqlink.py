@@ -9,10 +9,11 @@ and forgot us); then it says HELLO again with a capped, jittered backoff until t
 welcomes it, and carrier comes back up. A switch silent for the timeout also gets a new
 connection (and again each timeout while it stays silent): a TCP connection whose far end
 vanished without a word (an address that changed, a cable cut in between) would otherwise
-swallow the HELLOs until the kernel gives up on it, many minutes later. ``send()`` never blocks: with the socket's
-IMMEDIATE option nothing queues for a switch that is not there, and a full send buffer
-answers False (backpressure) so the TX ring fills; ``notify_writable(cb)`` calls ``cb`` once
-the socket takes messages again, so the TX DMA engine retries at once instead of polling.
+swallow the HELLOs until the kernel gives up on it, many minutes later. ``send()`` never
+blocks: with the socket's IMMEDIATE option nothing queues for a switch that is not there,
+and a full send buffer answers False (backpressure) so the TX ring fills;
+``notify_writable(cb)`` calls ``cb`` once the socket takes messages again, so the TX DMA
+engine retries at once instead of polling.
 
 Receiving is driven by the socket's file descriptor (``loop.add_reader``), not by a task
 awaiting futures: each wakeup reads up to ``RX_BUDGET`` messages without blocking and hands

@@ -62,10 +62,11 @@ views of the input), so nothing is re-encoded. A payload whose records do not pa
 ``malformed`` and is dropped whole, as ``wire.unpack_frames`` would.
 
 Counters (ports' and totals', see ``PORT_COUNTERS``): rx_packets/rx_bytes count frames accepted
-from a port; the totals' ``forwarded`` counts the copies forwarding made (one per output port
-per frame: rx_packets less same_port, times the fan-out), each of which ends as a tx_packets or
-an egress drop (hwm, unroutable, port_down, an impairment's); tx_packets/tx_bytes frames ZeroMQ accepted for it; drops are by reason, in frames,
-except ``malformed`` (messages). ``hwm`` and ``unroutable`` are egress drops the server reports
+from a port, tx_packets/tx_bytes frames ZeroMQ accepted for it; the totals' ``forwarded``
+counts the copies forwarding made (one per output port per frame), each of which ends as a
+tx_packets or an egress drop (hwm, unroutable, port_down, an impairment's). Drops are by
+reason, in frames, except ``malformed`` (messages); each is also logged, rate-limited as the
+kernel's ``net_ratelimit`` (vnet/ratelimit.py). ``hwm`` and ``unroutable`` are egress drops the server reports
 through ``send_failed`` (output queue full; peer gone); lost control messages count
 ``ctrl_lost`` in the totals. ``port_down`` counts frames from and to a port that is
 administratively down, ``port_security`` frames over a port's address limit. The server's
@@ -81,7 +82,6 @@ from typing import NamedTuple
 
 from switch import wire
 from switch.fdb import Fdb, FdbEntry, Learn
-from vnet.ratelimit import RateLimit
 from switch.wire import (
     BYE,
     HEARTBEAT,
@@ -93,6 +93,7 @@ from switch.wire import (
     PROTOCOL_VERSION,
     WireError,
 )
+from vnet.ratelimit import RateLimit
 
 log = logging.getLogger(__name__)
 

@@ -49,7 +49,7 @@ import zmq
 import zmq.asyncio
 
 from switch import wire
-from switch.core import ETH_MAX_MTU, ETH_MIN_MTU, Message, Port, SwitchCore
+from switch.core import ETH_MAX_MTU, ETH_MIN_MTU, VIOLATIONS, Message, Port, SwitchCore
 from switch.fdb import Fdb
 from switch.impair import DIRECTIONS, DelayLine, Impairment, format_settings, parse_params
 from vnet import auth
@@ -108,7 +108,7 @@ class SwitchConfig:
         _check_int("mtu", self.mtu, ETH_MIN_MTU, ETH_MAX_MTU)
         _check_int("port_hwm", self.port_hwm, 1, 1 << 24)
         _check_int("max_macs", self.max_macs, 0, 1 << 24)
-        if self.violation not in ("drop", "shutdown"):
+        if self.violation not in VIOLATIONS:
             raise ValueError(f'violation must be "drop" or "shutdown", got {self.violation!r}')
         if (self.curve_secret is None) != (self.curve_allowed is None):
             raise ValueError("CURVE needs both curve_secret (the LAN's .key_secret) and curve_allowed "

@@ -513,8 +513,9 @@ def frame_summary(frame: bytes) -> str:
 def run_capture(args: argparse.Namespace, connect: Callable[[], ControlClient], what: str, start: str, read: str,
                 stop: str, **start_args: Any) -> int:
     """The capture loop ``vnet capture`` and ``vnet switch mirror`` share: start a capture on
-    the daemon ``connect()`` reaches (``start`` command), fetch frames with ``read`` until -c N, Ctrl-C or
-    SIGTERM, then ``stop``; write a pcap with -w, else a line per frame (JSON with --json)."""
+    the daemon ``connect()`` reaches (``start`` command), fetch frames with ``read`` until -c
+    N, Ctrl-C or SIGTERM, then ``stop``; write a pcap with -w, else a line per frame (JSON
+    with --json)."""
     import signal
     import time
 
@@ -904,8 +905,9 @@ def cmd_lan(args: argparse.Namespace) -> int:
         raise CliError("lan: --nodes must be at least 1")
     try:
         if args.lan_cmd == "up":
-            return asyncio.run(lanmod.lan_up(args.nodes, args.subnet))
-        return asyncio.run(lanmod.lan_demo(args.nodes, args.subnet, as_json=args.json, count=args.count))
+            return asyncio.run(lanmod.lan_up(args.nodes, args.subnet, curve=args.curve))
+        return asyncio.run(lanmod.lan_demo(args.nodes, args.subnet, as_json=args.json, count=args.count,
+                                           curve=args.curve))
     except ValueError as exc:
         raise CliError(f"lan: {exc}") from None
 
@@ -924,7 +926,15 @@ def _setup_logging(level: str) -> None:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
 
 
-class _IntermixedParser(argparse.ArgumentParser):
+class _Parser(argparse.ArgumentParser):
+    """No abbreviated long options: ``--curve`` (vnet lan) must not pass for ``--curve-secret``."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
+class _IntermixedParser(_Parser):
     """A subcommand parser that lets options and positionals mix, as tcpdump's command line
     does (``vnet switch mirror node2 -w f.pcap icmp``): plain argparse stops taking
     positionals at the first option."""
@@ -955,9 +965,9 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--curve-server-key", dest="curve_server_key", metavar="FILE", default=argparse.SUPPRESS,
                         help="CURVE: the switch's public key, its .key file (default $VNET_CURVE_SERVER_KEY)")
 
-    p = argparse.ArgumentParser(prog="vnet", parents=[common],
+    p = _Parser(prog="vnet", parents=[common],
                                 description="A virtual Ethernet LAN for containers and processes.")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
 
     ip = sub.add_parser("ip", parents=[common], help="links, addresses and neighbours (like iproute2)")
     ip.add_argument("-s", "-stats", "--stats", dest="stats", action="store_true", help="show statistics")
@@ -993,7 +1003,7 @@ def build_parser() -> argparse.ArgumentParser:
     arping.set_defaults(func=cmd_arping)
 
     udp = sub.add_parser("udp", parents=[common], help="send or receive UDP datagrams")
-    usub = udp.add_subparsers(dest="udp_cmd", metavar="send|listen", required=True)
+    usub = udp.add_subparsers(dest="udp_cmd", metavar="send|listen", required=True, parser_class=_Parser)
     us = usub.add_parser("send", parents=[common], help="send one datagram")
     us.add_argument("target", metavar="IP:PORT")
     us.add_argument("data", metavar="DATA")
@@ -1124,11 +1134,12 @@ def build_parser() -> argparse.ArgumentParser:
     kg.set_defaults(func=cmd_keygen)
 
     lan = sub.add_parser("lan", parents=[common], help="an embedded LAN on this machine: up, or demo")
-    lsub = lan.add_subparsers(dest="lan_cmd", metavar="up|demo", required=True)
+    lsub = lan.add_subparsers(dest="lan_cmd", metavar="up|demo", required=True, parser_class=_Parser)
     for name, text in (("up", "run a LAN until Ctrl-C"), ("demo", "every node pings every other, then exit")):
         lp = lsub.add_parser(name, parents=[common], help=text)
         lp.add_argument("--nodes", type=int, default=3)
         lp.add_argument("--subnet", default="10.0.0.0/24")
+        lp.add_argument("--curve", action="store_true", help="CURVE on every link (keys made in the runtime directory)")
         if name == "demo":
             lp.add_argument("--count", type=int, default=3, help="pings per pair (default 3)")
     lan.set_defaults(func=cmd_lan)

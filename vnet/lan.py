@@ -606,13 +606,13 @@ async def _terminate(p: _Proc, sig: int = signal.SIGTERM, grace: float = 5.0) ->
 # -- the `vnet lan` commands ------------------------------------------------------------------
 
 
-async def lan_up(nodes: int, subnet: str) -> int:
+async def lan_up(nodes: int, subnet: str, curve: bool = False) -> int:
     """``vnet lan up``: a LAN on the default switch ports and runtime directory, until signalled."""
     from switch.wire import DEFAULT_CONTROL_PORT, DEFAULT_DATA_PORT
     from vnet.control import runtime_dir
 
     lan = Lan(nodes, subnet, switch_bind=f"tcp://127.0.0.1:{DEFAULT_DATA_PORT}",
-              switch_control=f"tcp://127.0.0.1:{DEFAULT_CONTROL_PORT}", runtime_dir=runtime_dir())
+              switch_control=f"tcp://127.0.0.1:{DEFAULT_CONTROL_PORT}", runtime_dir=runtime_dir(), curve=curve)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -626,6 +626,10 @@ async def lan_up(nodes: int, subnet: str) -> int:
         print(f"vnet LAN up: switch {lan.switch.data} (control {lan.switch.control}), subnet {lan.subnet}")
         for n in lan.nodes:
             print(f"  {n.name:<8} {n.ip:<15} {n.mac}   vnet --node {n.name} ping <ip>")
+        if curve:
+            keys = lan.keys_dir
+            print(f"CURVE on, keys in {keys}; ask the switch with VNET_CURVE_SECRET={keys}/switch.key_secret "
+                  f"VNET_CURVE_SERVER_KEY={keys}/switch.key vnet switch fdb")
         print("Ctrl-C (or SIGTERM) stops the LAN.", flush=True)
         await stop.wait()
         print("stopping the LAN", flush=True)
@@ -636,9 +640,9 @@ async def lan_up(nodes: int, subnet: str) -> int:
             loop.remove_signal_handler(sig)
 
 
-async def lan_demo(nodes: int, subnet: str, as_json: bool = False, count: int = 3) -> int:
+async def lan_demo(nodes: int, subnet: str, as_json: bool = False, count: int = 3, curve: bool = False) -> int:
     """``vnet lan demo``: every node pings every other; exit 0 only if every pair answered."""
-    async with Lan(nodes, subnet) as lan:
+    async with Lan(nodes, subnet, curve=curve) as lan:
         pairs = []
         for a in lan.nodes:
             for b in lan.nodes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import subprocess
@@ -51,7 +52,6 @@ async def test_curve_lan_works_and_an_unknown_key_cannot_attach(vnet_lan):
     shutil.copyfile(os.path.join(lan.runtime_dir, "keys-not-allowed", "intruder.key"),
                     os.path.join(lan.keys_dir, "allowed", "intruder.key"))
     await intruder.wait_ready(15)
-    intruder.ip = (await intruder.addresses())[0]["address"] if intruder.ip is None else intruder.ip
     assert (await intruder.ping(a.ip, count=2)).ok
 
 
@@ -132,3 +132,11 @@ def test_keygen_writes_a_lan_and_keeps_existing_keys(tmp_path):
     r = _vnet("keygen", d, "node3")
     assert r.returncode == 0 and r.stdout.split() == [f"{d}/node3.key", f"{d}/node3.key_secret", f"{d}/allowed/node3.key"]
     assert open(os.path.join(d, "switch.key_secret")).read() == before
+
+
+def test_lan_demo_with_curve():
+    r = subprocess.run([sys.executable, "-m", "vnet.cli", "lan", "demo", "--nodes", "2", "--count", "1", "--curve",
+                        "--json"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["ok"] and len(doc["pairs"]) == 2

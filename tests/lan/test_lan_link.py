@@ -114,3 +114,24 @@ async def test_carrier_follows_the_switch_through_a_restart():
         link.close()
         await server.close()
         ctx.term()
+
+
+def test_hello_backoff_doubles_from_100_ms_capped_with_jitter():
+    """Re-attaching after the switch went away: HELLO again at 0.1, 0.2, 0.4, ... s, never
+    more than ``backoff_max``, each times a jitter factor from [0.5, 1.5), so a restarted switch
+    is not stampeded by every node at once (the link's arithmetic; no socket, no clock)."""
+    import random
+
+    rng = random.Random(7)
+    link = ZmqLink(None, "tcp://127.0.0.1:1", lambda: ("n", [bytes(6)], 1500), backoff_max=1.0,
+                   rng=random.Random(7))
+    link._send = lambda msg, count=False: True  # the DEALER is not what is under test
+    waits = []
+    for _ in range(7):
+        link._say_hello(100.0)
+        waits.append(round(link._next_hello - 100.0, 9))
+    jitter = [0.5 + rng.random() for _ in range(7)]
+    assert waits == [round(b * j, 9) for b, j in zip([0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0], jitter)]
+    link._set_attached(True)  # a WELCOME resets the backoff
+    link._say_hello(200.0)
+    assert 0.05 <= link._next_hello - 200.0 < 0.15

@@ -40,7 +40,8 @@ def payload_st(mac: bytes):
 
 def message_st(mac: bytes):
     maps = st.dictionaries(st.sampled_from(["port", "carrier", "reason", "x", "mtu"]),
-                           st.one_of(st.integers(), st.booleans(), st.text(max_size=5), st.binary(max_size=5)),
+                           st.one_of(st.integers(-(2**63), 2**64 - 1), st.booleans(), st.text(max_size=5),
+                                     st.binary(max_size=5)),
                            max_size=4).map(lambda d: msgpack.packb(d, use_bin_type=True))
     part = st.one_of(payload_st(mac), maps, st.binary(max_size=20))
     return st.one_of(

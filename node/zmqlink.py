@@ -33,9 +33,9 @@ With CURVE (``curve``: the node's key pair and the LAN's public key, vnet/auth.p
 encrypted and the switch checks the node's key before the first message crosses. A socket
 monitor watches the handshakes: one the switch denies counts ``auth_failures`` and is logged
 (rate-limited); carrier never comes up, so the NIC sends nothing (frames offered count as
-carrier errors), and the link connects again after ``backoff_max`` (ZeroMQ itself gives up
-on a refused handshake), so a key added to the switch's allowed list later is picked up
-without a restart.
+carrier errors). ZeroMQ itself gives up on a refused handshake, but the switch then stays
+silent, so the keepalive makes a new connection each ``heartbeat_timeout`` (see above): a
+key added to the switch's allowed list later is picked up without a restart.
 
 A REFUSE (a protocol version mismatch, say) is final: carrier stays down, the reason is
 logged, kept in ``refused`` and passed to ``on_refused`` so the daemon can stop with it.
@@ -149,7 +149,7 @@ class ZmqLink:
         self.cable_cuts = 0
         self.rx_holds = 0
         self.auth_failures = 0  # CURVE handshakes the switch denied (or that failed)
-        self.reconnects = 0  # new connections made after silence or a refused handshake
+        self.reconnects = 0  # new connections made while the switch was silent
         self._last_reconnect = 0.0
         self._last_heard = 0.0
         self._next_hello = 0.0
@@ -324,8 +324,6 @@ class ZmqLink:
     def _reconnect(self, now: float) -> None:
         """Drop the connection to the switch and make a new one (counted ``reconnects``)."""
         self._last_reconnect = now
-        if self._sock is None:
-            return
         self.reconnects += 1
         try:
             self._sock.disconnect(self.endpoint)
@@ -344,11 +342,6 @@ class ZmqLink:
                    else "the handshake failed (is the switch's public key right, and is CURVE on there?)")
             self._ratelimit.log(log, logging.ERROR, "CURVE with switch %s: %s (status %s)",
                                 self.endpoint, why, event["value"])
-            # ZeroMQ does not retry a connection whose handshake the server refused: try
-            # again after the capped backoff (the key may be allowed by then)
-            await asyncio.sleep(self._backoff_max)
-            if self._sock is not None:
-                self._reconnect(self._loop.time())
 
     def _drain(self) -> None:
         """Read what the socket holds (up to RX_BUDGET messages), unless the NIC has paused."""

@@ -30,14 +30,14 @@ import zmq
 import zmq.asyncio
 
 from bench.common import ETH_P_BENCH, READY, RESULT, emit, make_frame, stdin_lines
-from node.ethtool import ethtool_get_stats
-from node.netdevice import (
+from vnet.node.ethtool import ethtool_get_stats
+from vnet.node.netdevice import (
     NET_XMIT_SUCCESS, DeviceNamespace, dev_add_pack, dev_get_stats, dev_open, dev_queue_xmit,
     qdisc_get_stats,
 )
-from node.skbuff import skb_clone, skb_from_frame, skb_mac_header
-from node.vnic import vnic_probe, vnic_remove
-from node.zmqlink import ZmqLink
+from vnet.node.skbuff import skb_clone, skb_from_frame, skb_mac_header
+from vnet.node.vnic import vnic_probe, vnic_remove
+from vnet.node.zmqlink import ZmqLink
 
 
 def node_main(args: dict) -> None:

@@ -23,11 +23,11 @@ import json
 import time
 
 from bench.common import ETH_P_BENCH, mac, make_frame, records
-from node.loop import ManualLoop
-from node.netdevice import NET_XMIT_SUCCESS, DeviceNamespace, dev_add_pack, dev_open, dev_queue_xmit
-from node.skbuff import skb_from_frame
-from node.vnic import vnic_probe
-from switch import wire
+from vnet.node.loop import ManualLoop
+from vnet.node.netdevice import NET_XMIT_SUCCESS, DeviceNamespace, dev_add_pack, dev_open, dev_queue_xmit
+from vnet.node.skbuff import skb_from_frame
+from vnet.node.vnic import vnic_probe
+from vnet.proto import wire
 
 
 class _Link:
@@ -103,7 +103,7 @@ def rx_cost(size: int, frames: int, batch: int) -> float:
 
 def switch_cost(size: int, frames: int, batch: int, mixed: bool = False) -> float:
     """One flow (every frame alike), or ``mixed``: frames alternating between two ports."""
-    from switch.core import SwitchCore
+    from vnet.switch.core import SwitchCore
 
     core = SwitchCore()
     core.handle(b"a", wire.hello("a", [mac(1)], 1500), 0.0)

@@ -170,7 +170,7 @@ def start_switch(cfg: Config, *extra: str) -> tuple[Worker, dict]:
 
 
 def switch_stats(control: str) -> dict:
-    from vnet.control import ControlClient
+    from vnet.proto.control import ControlClient
 
     with ControlClient(control, timeout=10.0) as client:
         return client.call("stats")

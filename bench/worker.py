@@ -21,7 +21,7 @@ import time
 import zmq
 
 from bench.common import READY, RESULT, Sampler, emit, make_frame, mac, records, stdin_lines
-from switch import wire
+from vnet.proto import wire
 
 ZERO_COPY_BYTES = 65536  # messages at least this big are received without a copy
 

@@ -1,19 +1,25 @@
 #!/usr/bin/env bash
 # compose/build.sh: build everything docker-compose.yml needs, on any host, registry or not.
 #
-#   bash compose/build.sh            # then: docker-compose up -d   (or: docker compose up -d)
+#   vnet compose build               # the same, from anywhere vnet is installed
+#   bash compose/build.sh            # then: docker compose up -d   (or: docker-compose up -d)
+#
+# It runs from the folder that holds docker-compose.yml and this compose/ folder: a source
+# checkout of vnet, or a folder written by `vnet compose DIR`. It needs vnet installed for
+# $PYTHON on this host: the image gets the same vnet version, from a wheel of it.
 #
 # 1. The base image. $VNET_BASE_IMAGE (default python:3.11-slim) when it is present or can be
 #    pulled. Otherwise (no registry) a Debian bookworm base with python3 is made with
 #    debootstrap and imported as $VNET_LOCAL_BASE (default vnet-base:bookworm); an existing
 #    one is reused. Needs root (or sudo) and a Debian mirror ($VNET_DEBIAN_MIRROR); installs
 #    debootstrap with apt-get when missing.
-# 2. The wheelhouse compose/wheelhouse/: wheels of vnet's dependencies and build backend for
-#    the base image's Python and platform (asked of the image itself), fetched by pip on this
-#    host. The image installs from it with `pip install --no-index`, since pip inside a
-#    container may not reach the index.
-# 3. The image $VNET_IMAGE (default vnet:latest) from compose/Dockerfile, vnet built from this
-#    source tree.
+# 2. The wheelhouse compose/wheelhouse/: a wheel of the host's vnet (`python -m
+#    vnet.compose.wheel`) and wheels of its dependencies for the base image's Python and
+#    platform (asked of the image itself), fetched by pip on this host. The image installs
+#    from it with `pip install --no-index`, since pip inside a container may not reach the
+#    index.
+# 3. The image $VNET_IMAGE (default vnet:latest) from compose/Dockerfile, with compose/ as
+#    the build context.
 #
 # Everything it makes carries the label com.vnet.project=vnet:
 #   docker image ls --filter label=com.vnet.project=vnet
@@ -28,7 +34,7 @@
 #   VNET_DEBIAN_SUITE   Debian suite for it                   (bookworm: Python 3.11)
 #   VNET_DEBIAN_MIRROR  Debian mirror                         (http://deb.debian.org/debian)
 #   VNET_FORCE_LOCAL_BASE=1   use the debootstrap base even if the preferred one is available
-#   PYTHON              the host's Python, whose pip fetches the wheels (python3)
+#   PYTHON              the host's Python with vnet installed; its pip fetches the wheels (python3)
 set -euo pipefail
 
 LABEL_KEY=com.vnet.project
@@ -133,20 +139,10 @@ PLATFORMS=(--platform "manylinux2014_$ARCH")
 glibc_minor=${GLIBC#*.}; glibc_minor=${glibc_minor%%.*}
 for ((m = 17; m <= glibc_minor; m++)); do PLATFORMS+=(--platform "manylinux_2_${m}_$ARCH"); done
 
-# vnet's dependencies and build backend, from pyproject.toml
-mapfile -t REQS < <("$PYTHON" - "$ROOT/pyproject.toml" <<'EOF'
-import sys
-try:
-    import tomllib
-except ImportError:  # Python < 3.11 on the host: the known list
-    print("pyzmq>=25\nmsgpack>=1.0\nscapy>=2.5\nsetuptools>=68\nwheel")
-    raise SystemExit
-with open(sys.argv[1], "rb") as f:
-    data = tomllib.load(f)
-for req in data["project"]["dependencies"] + data["build-system"]["requires"] + ["wheel"]:
-    print(req)
-EOF
-)
+"$PYTHON" -c 'import vnet.compose.wheel' 2>/dev/null \
+    || die "$PYTHON cannot import vnet: install it first (pip install vnet, or pip install -e . in a checkout), or set PYTHON"
+# vnet's own dependencies, from its installed metadata
+mapfile -t REQS < <("$PYTHON" -m vnet.compose.wheel --requirements)
 say "wheelhouse $WHEELHOUSE: ${REQS[*]}"
 tmp_wh=$(mktemp -d "$ROOT/compose/.wheelhouse.XXXXXX")
 chmod 0755 "$tmp_wh"
@@ -156,6 +152,7 @@ run "$PYTHON" -m pip download --quiet --disable-pip-version-check --only-binary=
     --python-version "$PYVER" --implementation cp --abi "$PYABI" "${PLATFORMS[@]}" \
     -d "$tmp_wh" "${REQS[@]}" \
     || die "pip could not fetch the wheels (is the package index reachable from this host?)"
+run "$PYTHON" -m vnet.compose.wheel "$tmp_wh" >/dev/null || die "could not make a wheel of this host's vnet"
 rm -rf "$WHEELHOUSE"
 mv "$tmp_wh" "$WHEELHOUSE"
 trap - EXIT
@@ -169,8 +166,8 @@ build_args=(--file "$ROOT/compose/Dockerfile" --build-arg "BASE_IMAGE=$BASE" --b
             --label "$LABEL")
 # The build stage gets a tag of its own so that it stays as the next build's layer cache while
 # the older, untagged leftovers of earlier builds are pruned (they carry the label too).
-run docker build --target build --tag "$VNET_BUILD_CACHE" "${build_args[@]}" "$ROOT"
-run docker build --tag "$VNET_IMAGE" "${build_args[@]}" "$ROOT"
+run docker build --target build --tag "$VNET_BUILD_CACHE" "${build_args[@]}" "$ROOT/compose"
+run docker build --tag "$VNET_IMAGE" "${build_args[@]}" "$ROOT/compose"
 say "removing untagged vnet images left by earlier builds"
 docker image prune --force --filter "label=$LABEL" | tail -n 1 | sed 's/^/    /' >&2
 
@@ -186,5 +183,5 @@ EOF
 fi
 cat >&2 <<EOF
 
-Start the LAN:   docker-compose up -d      (Compose v2: docker compose up -d)
+Start the LAN:   docker compose up -d      (Compose v1: docker-compose up -d)
 EOF

@@ -31,10 +31,10 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
-from node import ethtool
-from vnet import auth
-from vnet.capture import Capture, CaptureSession, FilterError
-from node.netdevice import (
+from vnet.node import ethtool
+from vnet.proto import auth
+from vnet.proto.capture import Capture, CaptureSession, FilterError
+from vnet.node.netdevice import (
     ETH_P_ALL,
     ETH_P_ARP,
     ETH_P_IP,
@@ -62,8 +62,8 @@ from node.netdevice import (
     qdisc_get_stats,
     register_netdevice_notifier,
 )
-from node.skbuff import PACKET_OUTGOING, skb_from_frame, skb_mac_header
-from node.stack import (
+from vnet.node.skbuff import PACKET_OUTGOING, skb_from_frame, skb_mac_header
+from vnet.node.stack import (
     AddressConflict,
     AddressReady,
     ArpReply,
@@ -76,11 +76,11 @@ from node.stack import (
     StackError,
     UdpDatagram,
 )
-from node.stack.ether import mac_str, parse_mac
-from node.vnic import VNIC_RING_MAX, vnic_probe, vnic_remove
-from node.zmqlink import ZmqLink
-from switch.wire import DEFAULT_DATA_PORT
-from vnet.control import ControlError, ControlServer, node_control_endpoint, print_ready, runtime_dir
+from vnet.node.stack.ether import mac_str, parse_mac
+from vnet.node.vnic import VNIC_RING_MAX, vnic_probe, vnic_remove
+from vnet.node.zmqlink import ZmqLink
+from vnet.proto.wire import DEFAULT_DATA_PORT
+from vnet.proto.control import ControlError, ControlServer, node_control_endpoint, print_ready, runtime_dir
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ through ``Link``: ``send`` a batch of frames, and be called back with batches th
 with carrier changes. Two links exist:
 
 - ``wire_pair``: two NICs back to back over an in-memory cable driven by the loop, for tests;
-- ``node.zmqlink.ZmqLink``: a ZeroMQ DEALER to the learning switch, for the node daemon.
+- ``vnet.node.zmqlink.ZmqLink``: a ZeroMQ DEALER to the learning switch, for the node daemon.
 
 Frames cross a link as ``bytes`` or ``memoryview`` objects holding a whole Ethernet frame
 (destination MAC first, no FCS). A batch is a list of them, in order.

@@ -34,7 +34,10 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
 
+from vnet.proto.ether import mac_str as format_mac
+
 from .qdisc import PfifoQdisc, QdiscStats
+
 # if_ether.h and if_packet.h constants, re-exported as <linux/netdevice.h> pulls them in.
 from .skbuff import (  # noqa: F401
     ETH_ALEN, ETH_DATA_LEN, ETH_FRAME_LEN, ETH_HLEN, ETH_MIN_MTU, ETH_P_802_2, ETH_P_802_3,
@@ -269,10 +272,6 @@ class NetDevice:
         return (f"<NetDevice {self.name} ifindex={self.ifindex} "
                 f"addr={format_mac(self.dev_addr)} flags={dev_get_flags(self):#x} "
                 f"state={self.operstate}>")
-
-
-def format_mac(addr: bytes) -> str:
-    return ":".join(f"{b:02x}" for b in addr)
 
 
 def netdev_priv(dev: NetDevice) -> Any:

@@ -25,33 +25,12 @@ from typing import Any, Optional, Union
 
 BytesLike = Union[bytes, bytearray, memoryview]
 
-# if_ether.h
-ETH_ALEN = 6
-ETH_HLEN = 14
-ETH_ZLEN = 60  # minimum frame on real Ethernet (without FCS); this model does not pad
-ETH_DATA_LEN = 1500
-ETH_FRAME_LEN = 1514
-ETH_MIN_MTU = 68
-VLAN_HLEN = 4
-VLAN_ETH_HLEN = ETH_HLEN + VLAN_HLEN
-
-ETH_P_802_3_MIN = 0x0600  # below this the type field is an 802.3 length
-ETH_P_802_3 = 0x0001  # Novell raw 802.3 (payload starts with 0xFFFF)
-ETH_P_ALL = 0x0003  # every protocol: the tap (packet capture) type
-ETH_P_802_2 = 0x0004  # 802.2 LLC
-ETH_P_IP = 0x0800
-ETH_P_ARP = 0x0806
-ETH_P_8021Q = 0x8100
-ETH_P_IPV6 = 0x86DD
-ETH_P_8021AD = 0x88A8
-
-# if_packet.h: skb->pkt_type
-PACKET_HOST = 0  # to us
-PACKET_BROADCAST = 1  # to all
-PACKET_MULTICAST = 2  # to a group
-PACKET_OTHERHOST = 3  # to someone else (seen only in promiscuous mode)
-PACKET_OUTGOING = 4  # sent by us (what ETH_P_ALL taps see on transmit)
-PACKET_LOOPBACK = 5
+from vnet.proto.ether import (  # noqa: F401  (the kernel's names, re-exported for the driver)
+    ETH_ALEN, ETH_DATA_LEN, ETH_FRAME_LEN, ETH_HLEN, ETH_MIN_MTU, ETH_P_802_2, ETH_P_802_3,
+    ETH_P_802_3_MIN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_ALL, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, ETH_ZLEN,
+    PACKET_BROADCAST, PACKET_HOST, PACKET_LOOPBACK, PACKET_MULTICAST, PACKET_OTHERHOST, PACKET_OUTGOING,
+    VLAN_ETH_HLEN, VLAN_HLEN,
+)
 
 # Headroom netdev_alloc_skb() reserves, so the stack can push headers without a copy
 # (NET_SKB_PAD = max(32, L1_CACHE_BYTES) = 64 on x86-64).

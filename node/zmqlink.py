@@ -51,10 +51,10 @@ from typing import Callable, Sequence
 import zmq
 import zmq.asyncio
 
-from node.link import CarrierCallback, Frame, RxCallback
-from switch import wire
-from vnet.auth import CurveClient
-from vnet.ratelimit import RateLimit
+from vnet.node.link import CarrierCallback, Frame, RxCallback
+from vnet.proto import wire
+from vnet.proto.auth import CurveClient
+from vnet.proto.ratelimit import RateLimit
 
 log = logging.getLogger(__name__)
 

@@ -80,9 +80,9 @@ import logging
 from collections import defaultdict
 from typing import NamedTuple
 
-from switch import wire
-from switch.fdb import Fdb, FdbEntry, Learn
-from switch.wire import (
+from vnet.proto import wire
+from vnet.switch.fdb import Fdb, FdbEntry, Learn
+from vnet.proto.wire import (
     BYE,
     HEARTBEAT,
     MSG_BYE,
@@ -93,15 +93,13 @@ from switch.wire import (
     PROTOCOL_VERSION,
     WireError,
 )
-from vnet.ratelimit import RateLimit
+from vnet.proto.ether import ETH_HLEN, ETH_MIN_MTU, VLAN_HLEN, ZERO_MAC
+from vnet.proto.ether import mac_str as format_mac
+from vnet.proto.ratelimit import RateLimit
 
 log = logging.getLogger(__name__)
 
-ETH_HLEN = 14
-VLAN_HLEN = 4
-ETH_MIN_MTU = 68
 ETH_MAX_MTU = wire.MAX_FRAME - ETH_HLEN - VLAN_HLEN  # the wire's 16-bit length bounds a frame
-ZERO_MAC = bytes(6)
 _FLOOD = object()  # a run's destination: every port but the ingress one
 # batches this big or bigger may take the one-flow fast path (SwitchCore._uniform_frames)
 _UNIFORM_MIN_FRAMES = 8
@@ -189,10 +187,6 @@ class Tick(NamedTuple):
     messages: list[Message]  # BYE to each timed-out port
     removed: list[Port]  # ports removed for silence
     aged: list[FdbEntry]  # FDB entries that aged out
-
-
-def format_mac(mac: bytes) -> str:
-    return mac.hex(":")
 
 
 def _parse_hello(parts: list[bytes]) -> tuple[str, list[bytes], int]:

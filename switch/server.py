@@ -22,7 +22,7 @@ before its answer. The data socket then closes with a short bounded linger
 counters as they were at the end (``vnet switch`` prints them as its last line).
 
 The tools (docs/tools.md) hook in per port, by the port's name: a mirror (``mirror_*``: the
-frames the switch receives from the port and sends to it, into a ``vnet.capture.Capture``),
+frames the switch receives from the port and sends to it, into a ``vnet.proto.capture.Capture``),
 an admin state (``port_set``, in the core) and impairments per direction (``impair``:
 ``switch.impair.Impairment``). Frames an impairment delays wait in ``_line`` (a
 ``DelayLine``: a heap by delivery time) and are released by a loop timer, by the same
@@ -48,13 +48,13 @@ from typing import Any, Callable
 import zmq
 import zmq.asyncio
 
-from switch import wire
-from switch.core import ETH_MAX_MTU, ETH_MIN_MTU, VIOLATIONS, Message, Port, SwitchCore
-from switch.fdb import Fdb
-from switch.impair import DIRECTIONS, DelayLine, Impairment, format_settings, parse_params
-from vnet import auth
-from vnet.capture import Capture, CaptureSession, FilterError
-from vnet.control import ControlError, ControlServer
+from vnet.proto import wire
+from vnet.switch.core import ETH_MAX_MTU, ETH_MIN_MTU, VIOLATIONS, Message, Port, SwitchCore
+from vnet.switch.fdb import Fdb
+from vnet.switch.impair import DIRECTIONS, DelayLine, Impairment, format_settings, parse_params
+from vnet.proto import auth
+from vnet.proto.capture import Capture, CaptureSession, FilterError
+from vnet.proto.control import ControlError, ControlServer
 
 log = logging.getLogger(__name__)
 

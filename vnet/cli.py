@@ -21,8 +21,8 @@ import socket
 import sys
 from typing import Any, Callable, Sequence
 
-from switch.wire import DEFAULT_CONTROL_PORT, DEFAULT_DATA_PORT
-from vnet.control import AsyncControlClient, ControlClient, ControlError, node_control_endpoint, runtime_dir
+from vnet.proto.wire import DEFAULT_CONTROL_PORT, DEFAULT_DATA_PORT
+from vnet.proto.control import AsyncControlClient, ControlClient, ControlError, node_control_endpoint, runtime_dir
 
 
 class CliError(Exception):
@@ -82,7 +82,7 @@ def switch_endpoint(args: argparse.Namespace) -> str:
 def curve_client(args: argparse.Namespace) -> Any:
     """The CURVE keys for talking to a switch with CURVE on (--curve-secret and
     --curve-server-key, or $VNET_CURVE_SECRET and $VNET_CURVE_SERVER_KEY), or None."""
-    from vnet.auth import CurveClient
+    from vnet.proto.auth import CurveClient
 
     secret = getattr(args, "curve_secret", None) or os.environ.get("VNET_CURVE_SECRET")
     server = getattr(args, "curve_server_key", None) or os.environ.get("VNET_CURVE_SERVER_KEY")
@@ -310,7 +310,7 @@ def cmd_ping(args: argparse.Namespace) -> int:
 async def _ping(args: argparse.Namespace) -> int:
     import zmq.asyncio
 
-    from node.stack import PingStats
+    from vnet.node.stack import PingStats
 
     ctx = zmq.asyncio.Context()
     client = AsyncControlClient(ctx, node_endpoint(args), timeout=args.timeout)
@@ -826,8 +826,8 @@ def _print_tree(obj: Any, indent: int = 0) -> None:
 
 def run_switch(args: argparse.Namespace) -> int:
     _setup_logging(args.log_level)
-    from switch.server import SwitchConfig, serve
-    from vnet.control import print_final, print_ready
+    from vnet.switch.server import SwitchConfig, serve
+    from vnet.proto.control import print_final, print_ready
 
     try:
         config = SwitchConfig(
@@ -855,7 +855,7 @@ def run_switch(args: argparse.Namespace) -> int:
 
 def run_node(args: argparse.Namespace) -> int:
     _setup_logging(args.log_level)
-    from node.daemon import NodeConfig, serve
+    from vnet.node.daemon import NodeConfig, serve
 
     name = args.name or os.environ.get("VNET_NODE") or socket.gethostname()
     addresses = args.address or [a for a in os.environ.get("VNET_ADDRESS", "").split(",") if a]
@@ -881,7 +881,7 @@ def run_node(args: argparse.Namespace) -> int:
 
 def cmd_keygen(args: argparse.Namespace) -> int:
     """``vnet keygen DIR NODE...``: the LAN's CURVE keys (vnet/auth.py has the layout)."""
-    from vnet.auth import keygen
+    from vnet.proto.auth import keygen
 
     try:
         written = keygen(args.dir, args.nodes)

@@ -25,7 +25,7 @@ from typing import Any
 
 import msgpack
 
-from vnet.control import ControlError, decode_reply
+from vnet.proto.control import ControlError, decode_reply
 from vnet.lan import LanError, NodeHandle, SwitchHandle, poll_until
 
 PROJECT_LABEL = "com.docker.compose.project"

@@ -26,8 +26,8 @@ from typing import Any, Iterable
 import zmq
 import zmq.asyncio
 
-from vnet.auth import CurveClient, keygen
-from vnet.control import FINAL_PREFIX, READY_PREFIX, AsyncControlClient
+from vnet.proto.auth import CurveClient, keygen
+from vnet.proto.control import FINAL_PREFIX, READY_PREFIX, AsyncControlClient
 
 
 class LanError(RuntimeError):
@@ -313,8 +313,12 @@ class _Proc:
 
 
 def vnet_command() -> list[str]:
-    """How to run the ``vnet`` command: this interpreter, so a venv or checkout just works."""
-    return [sys.executable, "-m", "vnet.cli"]
+    """How to run the ``vnet`` command: this interpreter, so a venv or checkout just works.
+
+    ``-P`` (safe path) keeps the working directory off ``sys.path``: a user's project with
+    packages of its own (``node/``, ``vnet/``, ...) cannot shadow vnet's modules.
+    """
+    return [sys.executable, "-P", "-m", "vnet.cli"]
 
 
 class Lan:
@@ -608,8 +612,8 @@ async def _terminate(p: _Proc, sig: int = signal.SIGTERM, grace: float = 5.0) ->
 
 async def lan_up(nodes: int, subnet: str, curve: bool = False) -> int:
     """``vnet lan up``: a LAN on the default switch ports and runtime directory, until signalled."""
-    from switch.wire import DEFAULT_CONTROL_PORT, DEFAULT_DATA_PORT
-    from vnet.control import runtime_dir
+    from vnet.proto.wire import DEFAULT_CONTROL_PORT, DEFAULT_DATA_PORT
+    from vnet.proto.control import runtime_dir
 
     lan = Lan(nodes, subnet, switch_bind=f"tcp://127.0.0.1:{DEFAULT_DATA_PORT}",
               switch_control=f"tcp://127.0.0.1:{DEFAULT_CONTROL_PORT}", runtime_dir=runtime_dir(), curve=curve)

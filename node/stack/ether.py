@@ -12,31 +12,13 @@ import struct
 
 from .common import Counters, StackError
 
-ETH_ALEN = 6
-ETH_HLEN = 14
-ETH_ZLEN = 60
+from vnet.proto.ether import (  # noqa: F401  (re-exported for the stack's layers)
+    BROADCAST_MAC, ETH_ALEN, ETH_HLEN, ETH_P_8021Q, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, ETH_ZLEN,
+    PACKET_BROADCAST, PACKET_HOST, PACKET_MULTICAST, PACKET_OTHERHOST, ZERO_MAC, mac_str,
+)
+
 ETH_FMT = "!6s6sH"
 ETH_HDR = struct.Struct(ETH_FMT)
-
-ETH_P_IP = 0x0800
-ETH_P_ARP = 0x0806
-ETH_P_8021Q = 0x8100
-ETH_P_IPV6 = 0x86DD
-
-BROADCAST_MAC = b"\xff" * 6
-ZERO_MAC = bytes(6)
-
-# skb->pkt_type, as the Ethernet layer classifies a received frame by its destination.
-PACKET_HOST = 0
-PACKET_BROADCAST = 1
-PACKET_MULTICAST = 2
-PACKET_OTHERHOST = 3
-
-
-def mac_str(mac: bytes) -> str:
-    """b"\\x02\\0\\0\\0\\0\\x01" -> "02:00:00:00:00:01"."""
-    return mac.hex(":")
-
 
 def parse_mac(text: str | bytes) -> bytes:
     """"02:00:00:00:00:01" (or "-" separated, or 6 raw bytes) -> 6 bytes; StackError if not."""

@@ -13,8 +13,8 @@ import shutil
 
 import pytest
 
-from vnet.auth import keygen
-from vnet.control import ControlError
+from vnet.proto.auth import keygen
+from vnet.proto.control import ControlError
 from vnet.lan import poll_until
 
 pytestmark = pytest.mark.docker

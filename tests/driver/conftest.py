@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import pytest
 
-from node.link import wire_pair
-from node.loop import ManualLoop
-from node.netdevice import (
+from vnet.node.link import wire_pair
+from vnet.node.loop import ManualLoop
+from vnet.node.netdevice import (
     DeviceNamespace, dev_add_pack, dev_open, dev_queue_xmit,
 )
-from node.skbuff import alloc_skb, skb_mac_header, skb_put_data
-from node.vnic import vnic_probe
+from vnet.node.skbuff import alloc_skb, skb_mac_header, skb_put_data
+from vnet.node.vnic import vnic_probe
 
 ETH_P_TEST = 0x88B5  # IEEE 802 local experimental ethertype
 BCAST = b"\xff" * 6

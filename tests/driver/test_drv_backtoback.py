@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from node.ethtool import ethtool_get_stats
-from node.netdevice import (
+from vnet.node.ethtool import ethtool_get_stats
+from vnet.node.netdevice import (
     NET_XMIT_SUCCESS, NETDEV_CHANGE, dev_add_pack, dev_get_stats, qdisc_get_stats,
     register_netdevice_notifier,
 )
-from node.skbuff import ETH_P_ALL, PACKET_HOST, PACKET_OUTGOING
-from node.vnic import vnic_remove
+from vnet.node.skbuff import ETH_P_ALL, PACKET_HOST, PACKET_OUTGOING
+from vnet.node.vnic import vnic_remove
 
 N = 10_000
 

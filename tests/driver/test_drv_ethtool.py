@@ -6,12 +6,12 @@ import errno
 
 import pytest
 
-from node.ethtool import (
+from vnet.node.ethtool import (
     EthtoolCoalesce, EthtoolRingparam, ethtool_get_coalesce, ethtool_get_drvinfo,
     ethtool_get_link, ethtool_get_ringparam, ethtool_get_stats, ethtool_get_strings,
     ethtool_set_coalesce, ethtool_set_ringparam,
 )
-from node.netdevice import (
+from vnet.node.netdevice import (
     NetdevError, alloc_etherdev, dev_close, dev_get_stats, netif_queue_stopped,
     qdisc_get_stats,
 )

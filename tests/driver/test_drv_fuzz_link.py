@@ -16,8 +16,8 @@ from __future__ import annotations
 import msgpack
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from node.zmqlink import ZmqLink
-from switch import wire
+from vnet.node.zmqlink import ZmqLink
+from vnet.proto import wire
 
 KINDS = [wire.MSG_FRAMES, wire.MSG_HEARTBEAT, wire.MSG_WELCOME, wire.MSG_BYE, wire.MSG_NOT_ATTACHED,
          wire.MSG_CARRIER, wire.MSG_REFUSE, wire.MSG_HELLO, b"", b"Z", b"FF"]

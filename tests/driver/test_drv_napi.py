@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from node.napi import (
+from vnet.node.napi import (
     NAPI_POLL_WEIGHT, NAPI_STATE_SCHED, NETDEV_BUDGET, NapiContractError, NapiError, NapiStruct,
     napi_complete_done, napi_disable, napi_enable, napi_schedule, netif_napi_add,
     netif_napi_del,

@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from node.link import wire_pair
-from node.netdevice import (
+from vnet.node.link import wire_pair
+from vnet.node.netdevice import (
     ARPHRD_ETHER, IFF_ALLMULTI, IFF_BROADCAST, IFF_LOWER_UP, IFF_MULTICAST, IFF_PROMISC,
     IFF_RUNNING, IFF_UP, NET_ADDR_PERM, NET_ADDR_RANDOM, NET_ADDR_SET, NETDEV_CHANGE,
     NETDEV_CHANGEADDR, NETDEV_CHANGEMTU, NETDEV_DOWN, NETDEV_GOING_DOWN, NETDEV_REGISTER,
@@ -19,7 +19,7 @@ from node.netdevice import (
     register_netdev, register_netdevice_notifier, unregister_netdev,
     unregister_netdevice_notifier,
 )
-from node.vnic import vnic_probe, vnic_remove
+from vnet.node.vnic import vnic_probe, vnic_remove
 
 
 def test_alloc_etherdev_defaults(loop):
@@ -301,7 +301,7 @@ def test_lowerlayerdown_for_a_stacked_device(loop):
     upper.iflink = lower.ifindex
     register_netdev(ns, upper)
     dev_open(upper)
-    from node.netdevice import netif_carrier_off
+    from vnet.node.netdevice import netif_carrier_off
     netif_carrier_off(upper)
     assert upper.operstate == "LOWERLAYERDOWN"
 
@@ -316,8 +316,8 @@ def test_dev_get_stats_is_a_fresh_snapshot(bench):
 
 
 def test_open_needs_a_loop_and_a_driverless_device_drops_tx(loop, drv):
-    from node.netdevice import NET_XMIT_DROP, dev_queue_xmit, netif_carrier_on
-    from node.skbuff import alloc_skb, skb_put_data
+    from vnet.node.netdevice import NET_XMIT_DROP, dev_queue_xmit, netif_carrier_on
+    from vnet.node.skbuff import alloc_skb, skb_put_data
 
     ns = DeviceNamespace()
     dev = alloc_etherdev(name="dummy%d")
@@ -335,7 +335,7 @@ def test_open_needs_a_loop_and_a_driverless_device_drops_tx(loop, drv):
 
 
 def test_txqueuelen_alias_resizes_the_qdisc(loop):
-    from node.netdevice import qdisc_get_stats
+    from vnet.node.netdevice import qdisc_get_stats
 
     dev = vnic_probe(DeviceNamespace(), loop, wire_pair(loop)[0])
     dev.txqueuelen = 50

@@ -6,16 +6,16 @@ import logging
 
 import pytest
 
-from node.ethtool import ethtool_get_stats, ethtool_set_coalesce
-from node.netdevice import (
+from vnet.node.ethtool import ethtool_get_stats, ethtool_set_coalesce
+from vnet.node.netdevice import (
     NetdevError, dev_add_pack, dev_close, dev_get_stats, dev_mc_add, dev_mc_del,
     dev_remove_pack, dev_set_allmulti, dev_set_promiscuity,
 )
-from node.skbuff import (
+from vnet.node.skbuff import (
     ETH_P_ALL, ETH_P_ARP, PACKET_BROADCAST, PACKET_HOST, PACKET_MULTICAST, PACKET_OTHERHOST,
     skb_mac_header,
 )
-from node.vnic import vnic_poll
+from vnet.node.vnic import vnic_poll
 
 GROUP = b"\x01\x00\x5e\x00\x00\xfb"
 GROUP2 = b"\x01\x00\x5e\x00\x00\xfc"

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.netdevice import alloc_etherdev
-from node.skbuff import (
+from vnet.node.netdevice import alloc_etherdev
+from vnet.node.skbuff import (
     ETH_HLEN, ETH_P_802_2, ETH_P_802_3, ETH_P_ARP, ETH_P_IP, NET_SKB_PAD, PACKET_BROADCAST,
     PACKET_HOST, PACKET_MULTICAST, PACKET_OTHERHOST, SkbOverPanic, SkbUnderPanic, alloc_skb,
     dev_alloc_skb, eth_type_trans, skb_clone, skb_copy, skb_data, skb_from_frame,

@@ -6,14 +6,14 @@ import errno
 
 import pytest
 
-from node.ethtool import ethtool_get_stats
-from node.netdevice import (
+from vnet.node.ethtool import ethtool_get_stats
+from vnet.node.netdevice import (
     NET_XMIT_DROP, NET_XMIT_SUCCESS, NETDEV_TX_OK, NetdevError, dev_add_pack, dev_close,
     dev_change_tx_queue_len, dev_get_stats, dev_open, netif_queue_stopped, qdisc_get_stats,
 )
-from node.skbuff import ETH_P_8021Q, ETH_P_ALL, PACKET_OUTGOING, alloc_skb, skb_mac_header, \
+from vnet.node.skbuff import ETH_P_8021Q, ETH_P_ALL, PACKET_OUTGOING, alloc_skb, skb_mac_header, \
     skb_put_data
-from node.vnic import vnic_start_xmit
+from vnet.node.vnic import vnic_start_xmit
 
 
 def seqs(frames, drv):

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from vnet.capture import Capture, FilterError, compile_filter
+from vnet.proto.capture import Capture, FilterError, compile_filter
 from tests.lan.helpers import frame, poll_until
 
 

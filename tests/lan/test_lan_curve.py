@@ -12,8 +12,8 @@ import sys
 import zmq.asyncio
 
 from tests.lan.helpers import frame, poll_until, pytest
-from vnet.auth import CurveClient, keygen
-from vnet.control import AsyncControlClient, ControlError
+from vnet.proto.auth import CurveClient, keygen
+from vnet.proto.control import AsyncControlClient, ControlError
 
 
 async def _link(node) -> dict:

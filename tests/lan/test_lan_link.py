@@ -6,8 +6,8 @@ import asyncio
 
 import zmq.asyncio
 
-from node.zmqlink import ZmqLink
-from switch.server import SwitchConfig, SwitchServer
+from vnet.node.zmqlink import ZmqLink
+from vnet.switch.server import SwitchConfig, SwitchServer
 from tests.lan.helpers import frame, poll_until
 
 MAC_A = bytes.fromhex("020000000001")

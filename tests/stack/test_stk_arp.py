@@ -6,17 +6,17 @@ import random
 
 import pytest
 
-from node.stack import parse_ip as ip, parse_mac as mac  # wire-form addresses
-from node.stack import (
+from vnet.node.stack import parse_ip as ip, parse_mac as mac  # wire-form addresses
+from vnet.node.stack import (
     ArpReply, EchoReply, HostStack, NeighFailed, NeighResolved, NeighStateError, Nud,
     StackError,
 )
-from node.stack.arp import (
+from vnet.node.stack.arp import (
     ARP_HDR, ARPOP_REPLY, ARPOP_REQUEST, NUD_TRANSITIONS, arp_frame,
 )
-from node.stack.ether import BROADCAST_MAC, ETH_P_ARP, ZERO_MAC
-from node.stack.ipv4 import parse_ip
-from node.stack.testing import Hub, mac_of, make_lan
+from vnet.node.stack.ether import BROADCAST_MAC, ETH_P_ARP, ZERO_MAC
+from vnet.node.stack.ipv4 import parse_ip
+from vnet.node.stack.testing import Hub, mac_of, make_lan
 
 A, B, C = "10.0.0.1", "10.0.0.2", "10.0.0.3"
 

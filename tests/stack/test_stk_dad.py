@@ -6,12 +6,12 @@ import random
 
 import pytest
 
-from node.stack import parse_ip as ip, parse_mac as mac  # wire-form addresses
-from node.stack import AddressConflict, AddressReady, HostStack, StackError
-from node.stack.arp import ARP_HDR, ARPOP_REPLY, ARPOP_REQUEST, arp_frame
-from node.stack.ether import BROADCAST_MAC, ETH_P_ARP, ZERO_MAC
-from node.stack.ipv4 import ZERO_IP, parse_ip
-from node.stack.testing import Hub, mac_of, make_lan
+from vnet.node.stack import parse_ip as ip, parse_mac as mac  # wire-form addresses
+from vnet.node.stack import AddressConflict, AddressReady, HostStack, StackError
+from vnet.node.stack.arp import ARP_HDR, ARPOP_REPLY, ARPOP_REQUEST, arp_frame
+from vnet.node.stack.ether import BROADCAST_MAC, ETH_P_ARP, ZERO_MAC
+from vnet.node.stack.ipv4 import ZERO_IP, parse_ip
+from vnet.node.stack.testing import Hub, mac_of, make_lan
 
 
 def arps(hub: Hub, name: str, mark: int = 0):

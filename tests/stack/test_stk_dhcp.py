@@ -7,18 +7,18 @@ import random
 
 import pytest
 
-from node.stack import (
+from vnet.node.stack import (
     AddressConflict, DhcpBound, DhcpLeasesChanged, DhcpLost, DhcpParams, EchoReply, HostStack,
     StackError, UdpDatagram,
 )
-from node.stack import parse_ip as ip  # wire-form addresses
-from node.stack.dhcp import (
+from vnet.node.stack import parse_ip as ip  # wire-form addresses
+from vnet.node.stack.dhcp import (
     DHCP_CLIENT_PORT, DHCP_SERVER_PORT, DHCP_TRANSITIONS, MsgType, DhcpState,
     DhcpStateError, decode_dhcp,
 )
-from node.stack.ether import ETH_HLEN, ETH_P_IP
-from node.stack.ipv4 import IP_HLEN
-from node.stack.testing import Hub, mac_of
+from vnet.node.stack.ether import ETH_HLEN, ETH_P_IP
+from vnet.node.stack.ipv4 import IP_HLEN
+from vnet.node.stack.testing import Hub, mac_of
 
 SERVER = "10.0.0.1"
 

@@ -9,16 +9,16 @@ from scapy.layers.dhcp import BOOTP, DHCP
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
-from node.stack import HostStack
-from node.stack import parse_ip as ip  # wire-form addresses
-from node.stack.dhcp import (
+from vnet.node.stack import HostStack
+from vnet.node.stack import parse_ip as ip  # wire-form addresses
+from vnet.node.stack.dhcp import (
     BOOTP_HDR, BOOTREPLY, BOOTREQUEST, BROADCAST_FLAG, DHCP_MIN_LEN, MAGIC_COOKIE, OPTIONS,
     DhcpDecodeError, DhcpMessage, MsgType, decode_dhcp, dhcp_options, encode_dhcp,
 )
-from node.stack.ether import BROADCAST_MAC, ETH_HDR, ETH_P_IP
-from node.stack.ipv4 import LIMITED_BROADCAST, ZERO_IP, ip_header
-from node.stack.testing import Hub, mac_of
-from node.stack.udp import udp_segment
+from vnet.node.stack.ether import BROADCAST_MAC, ETH_HDR, ETH_P_IP
+from vnet.node.stack.ipv4 import LIMITED_BROADCAST, ZERO_IP, ip_header
+from vnet.node.stack.testing import Hub, mac_of
+from vnet.node.stack.udp import udp_segment
 
 MAC = mac_of(7)
 

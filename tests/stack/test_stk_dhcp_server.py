@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from node.stack import DhcpLeasesChanged, StackError
-from node.stack import parse_ip as ip  # wire-form addresses
-from node.stack.dhcp import (
+from vnet.node.stack import DhcpLeasesChanged, StackError
+from vnet.node.stack import parse_ip as ip  # wire-form addresses
+from vnet.node.stack.dhcp import (
     BOOTREQUEST, BROADCAST_FLAG, DhcpMessage, DhcpServer, MsgType, dhcp_options,
 )
-from node.stack.ipv4 import LIMITED_BROADCAST, ZERO_IP
-from node.stack.testing import mac_of
+from vnet.node.stack.ipv4 import LIMITED_BROADCAST, ZERO_IP
+from vnet.node.stack.testing import mac_of
 
 SID = ip("10.0.0.1")
 

@@ -6,13 +6,13 @@ import struct
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from node.stack import HostStack, StackError
-from node.stack.arp import ARPOP_REPLY, ARPOP_REQUEST, Nud, arp_frame
-from node.stack.ether import BROADCAST_MAC, ETH_HDR, ETH_P_IP, ZERO_MAC
-from node.stack.icmp import ICMP_DEST_UNREACH, ICMP_ECHO, ICMP_ECHOREPLY, icmp_message
-from node.stack.ipv4 import inet_checksum, ip_header, parse_ip
-from node.stack.udp import udp_segment
-from node.stack.testing import mac_of, make_lan
+from vnet.node.stack import HostStack, StackError
+from vnet.node.stack.arp import ARPOP_REPLY, ARPOP_REQUEST, Nud, arp_frame
+from vnet.node.stack.ether import BROADCAST_MAC, ETH_HDR, ETH_P_IP, ZERO_MAC
+from vnet.node.stack.icmp import ICMP_DEST_UNREACH, ICMP_ECHO, ICMP_ECHOREPLY, icmp_message
+from vnet.node.stack.ipv4 import inet_checksum, ip_header, parse_ip
+from vnet.node.stack.udp import udp_segment
+from vnet.node.stack.testing import mac_of, make_lan
 
 A, B = parse_ip("10.0.0.1"), parse_ip("10.0.0.2")
 MA, MB = mac_of(1), mac_of(2)

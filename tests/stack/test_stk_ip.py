@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from node.stack import parse_ip as ip  # wire-form addresses
-from node.stack import DestUnreachable, EchoReply, HostStack, StackError, UdpDatagram
-from node.stack.ether import ETH_HDR, ETH_P_IP, ETH_P_IPV6
-from node.stack.icmp import ICMP_ECHO, icmp_message
-from node.stack.ipv4 import IP_DF, IP_MF, inet_checksum, ip_header, parse_ip
-from node.stack.testing import mac_of, make_lan
+from vnet.node.stack import parse_ip as ip  # wire-form addresses
+from vnet.node.stack import DestUnreachable, EchoReply, HostStack, StackError, UdpDatagram
+from vnet.node.stack.ether import ETH_HDR, ETH_P_IP, ETH_P_IPV6
+from vnet.node.stack.icmp import ICMP_ECHO, icmp_message
+from vnet.node.stack.ipv4 import IP_DF, IP_MF, inet_checksum, ip_header, parse_ip
+from vnet.node.stack.testing import mac_of, make_lan
 
 A, B, C = "10.0.0.1", "10.0.0.2", "10.0.0.3"
 
@@ -273,7 +273,7 @@ def test_frames_are_counted():
 
 
 def test_icmp_errors_quoting_and_rules():
-    from node.stack.icmp import ICMP_DEST_UNREACH
+    from vnet.node.stack.icmp import ICMP_DEST_UNREACH
 
     hub = resolved_lan()
     a = hub.stacks["a"]

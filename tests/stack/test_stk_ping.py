@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from node.stack import parse_ip as ip  # wire-form addresses
-from node.stack import (
+from vnet.node.stack import parse_ip as ip  # wire-form addresses
+from vnet.node.stack import (
     EchoReply, NeighFailed, PingStats, format_echo_reply, format_rtt, format_unreachable,
 )
-from node.stack.testing import make_lan
+from vnet.node.stack.testing import make_lan
 
 
 def test_summary_like_ping():

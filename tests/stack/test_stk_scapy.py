@@ -7,12 +7,12 @@ from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.l2 import ARP, Ether
 from scapy.utils import checksum as scapy_checksum
 
-from node.stack import EchoReply, UdpDatagram
-from node.stack import parse_ip as ip  # wire-form addresses
-from node.stack.arp import ARPOP_REPLY, ARPOP_REQUEST, arp_frame
-from node.stack.ether import BROADCAST_MAC, ZERO_MAC
-from node.stack.ipv4 import inet_checksum, parse_ip
-from node.stack.testing import mac_of, make_lan
+from vnet.node.stack import EchoReply, UdpDatagram
+from vnet.node.stack import parse_ip as ip  # wire-form addresses
+from vnet.node.stack.arp import ARPOP_REPLY, ARPOP_REQUEST, arp_frame
+from vnet.node.stack.ether import BROADCAST_MAC, ZERO_MAC
+from vnet.node.stack.ipv4 import inet_checksum, parse_ip
+from vnet.node.stack.testing import mac_of, make_lan
 
 A, B = "10.0.0.1", "10.0.0.2"
 MAC_A, MAC_B = "02:00:00:00:00:01", "02:00:00:00:00:02"

@@ -6,12 +6,12 @@ import random
 
 import pytest
 
-from node.stack import parse_ip as ip  # wire-form addresses
-from node.stack import DestUnreachable, HostStack, NeighResolved, StackError, UdpDatagram
-from node.stack.ether import ETH_HDR, ETH_P_IP
-from node.stack.ipv4 import ip_header, parse_ip
-from node.stack.udp import UDP_HDR, udp_checksum, udp_segment
-from node.stack.testing import mac_of, make_lan
+from vnet.node.stack import parse_ip as ip  # wire-form addresses
+from vnet.node.stack import DestUnreachable, HostStack, NeighResolved, StackError, UdpDatagram
+from vnet.node.stack.ether import ETH_HDR, ETH_P_IP
+from vnet.node.stack.ipv4 import ip_header, parse_ip
+from vnet.node.stack.udp import UDP_HDR, udp_checksum, udp_segment
+from vnet.node.stack.testing import mac_of, make_lan
 
 A, B, C = "10.0.0.1", "10.0.0.2", "10.0.0.3"
 

@@ -4,9 +4,9 @@ import struct
 
 import pytest
 
-from switch import wire
-from switch.core import SwitchCore, UnknownPort
-from switch.fdb import Fdb
+from vnet.proto import wire
+from vnet.switch.core import SwitchCore, UnknownPort
+from vnet.switch.fdb import Fdb
 
 BCAST = b"\xff" * 6
 MAC = {n: bytes([2, 0, 0, 0, 0, i]) for i, n in enumerate("abcd", 1)}

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from switch.fdb import Fdb, FdbEntry, Learn
+from vnet.switch.fdb import Fdb, FdbEntry, Learn
 
 A = bytes.fromhex("020000000001")
 B = bytes.fromhex("020000000002")

@@ -3,8 +3,8 @@
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from switch import wire
-from switch.core import SwitchCore
+from vnet.proto import wire
+from vnet.switch.core import SwitchCore
 
 MACS = [bytes([2, 0, 0, 0, 0, i]) for i in range(1, 4)]
 PEERS = [b"pa", b"pb", b"pc"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from switch.impair import (
+from vnet.switch.impair import (
     COUNTERS,
     DelayLine,
     Impairment,

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from switch import wire
-from switch.core import SwitchCore, UnknownPort
+from vnet.proto import wire
+from vnet.switch.core import SwitchCore, UnknownPort
 
 MAC = {n: bytes([2, 0, 0, 0, 0, i]) for i, n in enumerate("abc", 1)}
 PEER = {n: f"peer-{n}".encode() for n in "abc"}

@@ -6,9 +6,9 @@ import logging
 
 import pytest
 
-from switch import wire
-from switch.core import SwitchCore
-from vnet.ratelimit import RateLimit
+from vnet.proto import wire
+from vnet.switch.core import SwitchCore
+from vnet.proto.ratelimit import RateLimit
 
 MAC = bytes([2, 0, 0, 0, 0, 1])
 
@@ -49,7 +49,7 @@ def test_rate_limited_log_says_how_many_it_held_back(caplog):
 def test_a_port_sending_garbage_is_counted_fully_and_logged_sparingly(caplog):
     core = SwitchCore()
     core.handle(b"p", wire.hello("n1", [MAC], 1500), 0.0)
-    with caplog.at_level(logging.WARNING, "switch.core"):
+    with caplog.at_level(logging.WARNING, "vnet.switch.core"):
         for i in range(1000):  # within one 5 s interval: runts, bad sources, garbage payloads
             core.handle(b"p", wire.frames_msg([b"\x00" * 10]), 1.0 + i / 1000)
             core.handle(b"p", wire.frames_msg([b"\xff" * 6 + b"\x01" * 6 + b"\x88\xb5"]), 1.0 + i / 1000)

@@ -9,9 +9,9 @@ import struct
 
 import pytest
 
-from switch import wire
-from switch.core import SwitchCore
-from switch.fdb import Fdb
+from vnet.proto import wire
+from vnet.switch.core import SwitchCore
+from vnet.switch.fdb import Fdb
 
 BCAST = b"\xff" * 6
 MAC = {n: bytes([2, 0, 0, 0, 0, i]) for i, n in enumerate("abcd", 1)}
@@ -60,7 +60,7 @@ def counters(core: SwitchCore, name: str) -> dict:
 
 
 def warnings(caplog) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "switch.core" and r.levelno == logging.WARNING]
+    return [r.getMessage() for r in caplog.records if r.name == "vnet.switch.core" and r.levelno == logging.WARNING]
 
 
 # -- the limit, violation "drop" --------------------------------------------------------------
@@ -201,7 +201,7 @@ def test_bad_src_frames_are_not_learned_forwarded_or_counted_toward_the_limit(ma
 def test_hello_declaring_more_macs_than_the_limit_learns_only_the_limit(violation, caplog):
     core = make(max_macs=2, violation=violation)
     declared = [BCAST, H[1], H[2], H[3], H[4]]  # the broadcast one is unusable and does not count
-    with caplog.at_level(logging.WARNING, "switch.core"):
+    with caplog.at_level(logging.WARNING, "vnet.switch.core"):
         out = core.handle(PEER["d"], wire.hello("d", declared, 1500), 1.0)
     assert [parts[0] for _, parts in out] == [wire.MSG_WELCOME]  # no shutdown for a HELLO
     d = core.port_by_name("d")
@@ -237,7 +237,7 @@ def test_shutdown_downs_the_port_like_set_admin_and_up_brings_back_the_limit(cap
     core.handle(PEER["a"], frames(f1, f2), 1.0)
     # general path: the frames before the violation are forwarded, then the port goes down
     batch = [f1, eth(MAC["b"], H[2]), f3, f1, f2, eth(MAC["c"], H[1])]
-    with caplog.at_level(logging.INFO, "switch.core"):
+    with caplog.at_level(logging.INFO, "vnet.switch.core"):
         out = core.handle(PEER["a"], frames(*batch), 2.0)
     assert decode(out) == {PEER["b"]: [f1, batch[1]], PEER["c"]: [f1], PEER["a"]: [("carrier", False)]}
     assert out.count((PEER["a"], wire.carrier(False))) == 1
@@ -261,7 +261,7 @@ def test_shutdown_downs_the_port_like_set_admin_and_up_brings_back_the_limit(cap
     assert row == {"name": "a", "admin": "up", "attached": True} and msgs == [(PEER["a"], wire.carrier(True))]
     assert decode(core.handle(PEER["a"], frames(f2), 4.0)) == {PEER["b"]: [f2], PEER["c"]: [f2]}
     caplog.clear()
-    with caplog.at_level(logging.WARNING, "switch.core"):
+    with caplog.at_level(logging.WARNING, "vnet.switch.core"):
         out = core.handle(PEER["a"], frames(f3), 4.0)
     assert out == [(PEER["a"], wire.carrier(False))] and not a.admin_up
     assert (counters(core, "a")["port_security"], t.psec_shutdowns, t.port_down) == (2, 2, 7)

@@ -13,9 +13,9 @@ import pytest
 import zmq
 import zmq.asyncio
 
-from switch import wire
-from switch.server import SwitchConfig, SwitchServer
-from vnet.control import READY_PREFIX, AsyncControlClient, ControlError
+from vnet.proto import wire
+from vnet.switch.server import SwitchConfig, SwitchServer
+from vnet.proto.control import READY_PREFIX, AsyncControlClient, ControlError
 
 BCAST = b"\xff" * 6
 MAC = {n: bytes([2, 0, 0, 0, 0, i]) for i, n in enumerate("abcd", 1)}

@@ -34,7 +34,7 @@ import zmq.asyncio
 import zmq.auth
 from zmq.utils import z85
 
-from vnet.ratelimit import RateLimit
+from vnet.proto.ratelimit import RateLimit
 
 log = logging.getLogger(__name__)
 

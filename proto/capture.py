@@ -30,9 +30,7 @@ from typing import Callable
 
 Predicate = Callable[[bytes], bool]
 
-ETH_P_IP = 0x0800
-ETH_P_ARP = 0x0806
-ETH_P_8021Q = 0x8100
+from vnet.proto.ether import ETH_P_8021Q, ETH_P_ARP, ETH_P_IP
 IPPROTO = {"icmp": 1, "tcp": 6, "udp": 17}
 
 DEFAULT_BUFFER = 4096  # frames a capture holds for its reader

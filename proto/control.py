@@ -20,7 +20,7 @@ import msgpack
 import zmq
 import zmq.asyncio
 
-from vnet.auth import CurveClient, CurveKeys, curve_server
+from vnet.proto.auth import CurveClient, CurveKeys, curve_server
 
 log = logging.getLogger(__name__)
 

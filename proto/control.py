@@ -237,6 +237,10 @@ class AsyncControlClient:
 
     async def call(self, cmd: str, wait: float | None = None, **args: Any) -> Any:
         """Send ``cmd`` with ``args``; wait up to ``wait`` s (default: the client's timeout)."""
+        return decode_reply(await self.call_raw(cmd, wait, **args))
+
+    async def call_raw(self, cmd: str, wait: float | None = None, **args: Any) -> bytes:
+        """``call``, returning the server's reply as it sent it (msgpack, undecoded)."""
         if self._reader is None:
             self._reader = asyncio.get_running_loop().create_task(self._read())
         self._seq += 1
@@ -252,7 +256,7 @@ class AsyncControlClient:
                 raise TimeoutError(f"no answer from {self.endpoint} to {cmd!r} within {wait:g} s") from None
         finally:
             self._waiting.pop(tag, None)
-        return decode_reply(raw)
+        return raw
 
     async def _read(self) -> None:
         while True:

@@ -664,6 +664,25 @@ def _tag(obj: Any) -> Any:
     return obj
 
 
+def _call_stream(args: argparse.Namespace) -> int:
+    """``vnet call --stream``: the persistent control channel (vnet/ctlstream.py)."""
+    import zmq.asyncio
+
+    from vnet.ctlstream import relay
+    from vnet.proto.control import AsyncControlClient
+
+    async def serve() -> int:
+        ctx = zmq.asyncio.Context()
+        try:
+            curve = curve_client(args) if args.switch else None
+            endpoint = switch_endpoint(args) if args.switch else node_endpoint(args)
+            return await relay(AsyncControlClient(ctx, endpoint, curve=curve))
+        finally:
+            ctx.term()
+
+    return asyncio.run(serve())
+
+
 def cmd_call(args: argparse.Namespace) -> int:
     """Any control request. ``vnet call CMD '{"arg": 1}'`` prints the result as JSON (binary as
     ``{"$bytes": HEX}``); ``vnet call --stdio`` relays one msgpack request from stdin and writes
@@ -671,6 +690,8 @@ def cmd_call(args: argparse.Namespace) -> int:
     import msgpack
     import zmq
 
+    if args.stream:
+        return _call_stream(args)
     if args.stdio:
         request = sys.stdin.buffer.read()
         sock = zmq.Context.instance().socket(zmq.DEALER)
@@ -704,6 +725,33 @@ def cmd_call(args: argparse.Namespace) -> int:
     else:
         result = node_call(args, args.cmd, wait=args.wait, **params)
     print(json.dumps(_tag(result), indent=2))
+    return 0
+
+
+# -- vnet compose -----------------------------------------------------------------------------
+
+
+def cmd_compose(args: argparse.Namespace) -> int:
+    """``vnet compose [DIR] [--build]``: vnet's compose project, written out from the installed
+    vnet (vnet/compose/tree.py), and optionally its image built."""
+    from vnet.compose.tree import TreeError, build_image, write_tree
+
+    dest = os.path.abspath(args.dir)
+    try:
+        written = write_tree(dest, force=args.force)
+        for path in written:
+            print(f"wrote {os.path.relpath(path)}")
+        if not written:
+            print(f"{dest} already holds vnet's compose project")
+        if args.build:
+            build_image(dest)
+    except TreeError as exc:
+        raise CliError(str(exc)) from None
+    here = "" if os.path.samefile(dest, os.getcwd()) else f"cd {os.path.relpath(dest)} && "
+    if args.build:
+        print(f"\nimage built; start the LAN:  {here}docker compose up -d     (Compose v1: docker-compose up -d)")
+    else:
+        print(f"\nnext:  {here}vnet compose --build .     (or, on a host with a registry: docker compose up -d --build)")
     return 0
 
 
@@ -1039,6 +1087,8 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("cmd", nargs="?", metavar="CMD", help="e.g. neigh_show, stats, ping")
     call.add_argument("params", nargs="?", metavar="JSON", help='arguments, e.g. \'{"dst": "10.0.0.2"}\'')
     call.add_argument("--stdio", action="store_true", help="relay a msgpack request from stdin (for programs)")
+    call.add_argument("--stream", action="store_true",
+                      help="relay msgpack requests from stdin until it ends, concurrently (a persistent channel)")
     call.add_argument("--wait", type=float, default=None, help="seconds to wait for the answer")
     call.add_argument("--switch", action="store_true", help="ask the switch (its control endpoint) instead of a node")
     call.add_argument("--switch-control", dest="switch_control", default=None, help="the switch's control endpoint")
@@ -1126,6 +1176,14 @@ def build_parser() -> argparse.ArgumentParser:
     nd.add_argument("--lease-time", type=float, default=3600.0, help="DHCP server: lease time in seconds")
     nd.add_argument("--log-level", default="info")
     nd.set_defaults(func=run_node)
+
+    cp = sub.add_parser("compose", parents=[common],
+                        help="write vnet's docker-compose.yml and compose/ folder into DIR; --build the image")
+    cp.add_argument("dir", nargs="?", default=".", metavar="DIR", help="where to write them (default: here)")
+    cp.add_argument("--build", action="store_true",
+                    help="then build the image: base image (offline if need be), wheelhouse, vnet:latest")
+    cp.add_argument("--force", action="store_true", help="overwrite files that differ from vnet's")
+    cp.set_defaults(func=cmd_compose)
 
     kg = sub.add_parser("keygen", parents=[common], help="make CURVE keys for a LAN: the switch's pair, one per node, "
                                                       "and the allowed list")

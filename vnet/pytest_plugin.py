@@ -10,28 +10,61 @@ its outcome. The fixtures are async (pytest-asyncio), so tests are ``async def``
         a, b = vnet_lan.nodes[:2]
         assert (await a.ping(b.ip, count=3)).ok
 
-``docker_lan`` is the same with containers: the compose file (``vnet_compose_file`` in the
-ini file, or ``docker-compose.yml`` in the rootdir) brought up under a unique project name,
-node handles with the same API; ``@pytest.mark.docker_lan(scale=6)`` adds replicas of the
-scalable ``node`` service. The image is built once per session with ``compose/build.sh``
-beside the compose file (when there is one). Docker tests are skipped, saying why, only
-where no Docker engine is reachable.
+``docker_lan`` is the same with containers: vnet's own compose file (shipped in the package,
+written out once per session), or the one the ini option ``vnet_compose_file`` names, brought
+up under a unique project name, node handles with the same API; ``@pytest.mark.docker_lan(
+scale=6)`` adds replicas of the scalable ``node`` service. The image is built once per
+session from the installed vnet (``vnet compose --build``). Docker tests are skipped, saying
+why, only where no Docker engine is reachable.
+
+Installing vnet must never change an unrelated project's test run: this module imports
+nothing beyond pytest when it loads. The fixtures need pytest-asyncio (``vnet[pytest]``) and
+the Docker ones the Docker SDK (``vnet[docker]``); without them, only a test that asks for
+such a fixture fails, with a message naming the extra to install.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
+import importlib.util
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
-import pytest_asyncio
 
-from vnet.lan import Lan
+EXTRA_HINT = {
+    "pytest_asyncio": "pytest-asyncio, which comes with vnet's `pytest` extra: pip install 'vnet[pytest]'",
+    "docker": "the Docker SDK, which comes with vnet's `docker` extra: pip install 'vnet[docker]'",
+}
+
+
+def _missing(*modules: str) -> list[str]:
+    return [m for m in modules if importlib.util.find_spec(m) is None]
+
+
+def _async_fixture(*needs: str, **kwargs: Any) -> Callable:
+    """``pytest_asyncio.fixture`` when pytest-asyncio (and ``needs``) are installed; otherwise a
+    plain fixture of the same name that fails the test asking for it, naming the extra."""
+    missing = _missing("pytest_asyncio", *needs)
+
+    def wrap(fn: Callable) -> Callable:
+        if not missing:
+            import pytest_asyncio
+
+            return pytest_asyncio.fixture(**kwargs)(fn)
+
+        def unavailable():
+            why = "; ".join(EXTRA_HINT[m] for m in missing)
+            pytest.fail(f"the {fn.__name__} fixture needs {why}", pytrace=False)
+
+        unavailable.__doc__ = fn.__doc__
+        return pytest.fixture(name=fn.__name__)(unavailable)
+
+    return wrap
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addini("vnet_compose_file", "compose file of the docker_lan fixture (default: docker-compose.yml in the rootdir)")
+    parser.addini("vnet_compose_file",
+                  "compose file of the docker_lan fixture (default: vnet's own, shipped in the package)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -46,9 +79,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "docker: needs a Docker engine (skipped, saying why, without one)")
 
 
-@pytest_asyncio.fixture
+@_async_fixture()
 async def vnet_lan_factory():
     """Call ``await vnet_lan_factory(nodes=N, **Lan options)`` to get a started LAN."""
+    from vnet.lan import Lan
+
     lans: list[Lan] = []
 
     async def make(nodes: int = 3, **options) -> Lan:
@@ -62,8 +97,8 @@ async def vnet_lan_factory():
         await lan.close()
 
 
-@pytest_asyncio.fixture
-async def vnet_lan(request: pytest.FixtureRequest, vnet_lan_factory) -> Lan:
+@_async_fixture()
+async def vnet_lan(request: pytest.FixtureRequest, vnet_lan_factory):
     """A started embedded LAN (3 nodes unless the ``vnet_lan`` marker says otherwise)."""
     marker = request.node.get_closest_marker("vnet_lan")
     options = dict(marker.kwargs) if marker else {}
@@ -71,28 +106,44 @@ async def vnet_lan(request: pytest.FixtureRequest, vnet_lan_factory) -> Lan:
 
 
 @pytest.fixture(scope="session")
-def vnet_compose_file(pytestconfig: pytest.Config) -> Path:
-    configured = pytestconfig.getini("vnet_compose_file")
-    return Path(configured) if configured else Path(pytestconfig.rootpath) / "docker-compose.yml"
+def vnet_compose_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """vnet's compose project (docker-compose.yml and compose/), written out once per session."""
+    from vnet.compose.tree import write_tree
+
+    tree = tmp_path_factory.mktemp("vnet-compose")
+    write_tree(tree, wheel=False)  # build.sh puts the wheel in the wheelhouse itself
+    return tree
 
 
 @pytest.fixture(scope="session")
-def vnet_docker_image(vnet_compose_file: Path) -> None:
-    """Once per session: skip without an engine; build the images with compose/build.sh."""
+def vnet_compose_file(pytestconfig: pytest.Config, vnet_compose_tree: Path) -> Path:
+    """The docker_lan fixture's compose file: the ini option's, or vnet's own."""
+    configured = pytestconfig.getini("vnet_compose_file")
+    if configured:
+        return (Path(pytestconfig.rootpath) / configured).resolve()
+    return vnet_compose_tree / "docker-compose.yml"
+
+
+@pytest.fixture(scope="session")
+def vnet_docker_image(vnet_compose_tree: Path) -> str:
+    """Once per session: skip without an engine; build the vnet image from the installed vnet."""
+    missing = _missing("docker")
+    if missing:
+        pytest.fail(f"the Docker fixtures need {EXTRA_HINT['docker']}", pytrace=False)
+    from vnet.compose.tree import TreeError, build_image
     from vnet.docker_lan import docker_available
 
     why = docker_available()
     if why:
         pytest.skip(f"Docker tests need a Docker engine: {why}")
-    build = vnet_compose_file.parent / "compose" / "build.sh"
-    if build.exists():
-        proc = subprocess.run(["bash", str(build)], capture_output=True, text=True, timeout=1800,
-                              cwd=vnet_compose_file.parent)
-        if proc.returncode != 0:
-            pytest.fail(f"{build} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+    try:
+        build_image(vnet_compose_tree, quiet=True)
+    except TreeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    return "vnet:latest"
 
 
-@pytest_asyncio.fixture
+@_async_fixture("docker")
 async def docker_lan_factory(vnet_docker_image, vnet_compose_file):
     """Call ``await docker_lan_factory(scale=N, **options)`` to get a started Docker LAN."""
     from vnet.docker_lan import DockerLan
@@ -110,7 +161,7 @@ async def docker_lan_factory(vnet_docker_image, vnet_compose_file):
         await lan.close()
 
 
-@pytest_asyncio.fixture
+@_async_fixture("docker")
 async def docker_lan(request: pytest.FixtureRequest, docker_lan_factory):
     """A started Docker LAN: the compose file's switch and nodes, in containers."""
     marker = request.node.get_closest_marker("docker_lan")

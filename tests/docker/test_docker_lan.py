@@ -3,6 +3,8 @@ scaling, node loss, switch restart, and a clean teardown. Skipped only without a
 
 from __future__ import annotations
 
+import asyncio
+
 import itertools
 
 import pytest
@@ -100,10 +102,28 @@ async def test_a_restarted_scaled_node_keeps_its_address(docker_lan):
 
     node = [n for n in docker_lan.nodes if n.service == "node"][0]
     before = node.ip
+    channel = docker_lan.channel(node.container)
+    assert channel.channels_opened == 1  # every request so far went over one channel
     await _run("docker", "restart", "-t", "5", node.container)
     await docker_lan.refresh()
     again = docker_lan.node(node.name)
     assert again.ip == before
+    # the restart ended the container's relay; the handle's next requests opened a new one
+    assert channel.channels_opened == 2
+    assert (await again.link())["operstate"] == "UP"
+
+
+async def test_control_channel_carries_concurrent_requests(docker_lan):
+    """One channel per container: a long poll does not hold up other requests on it."""
+    a, b = docker_lan.nodes[:2]
+    await b.udp_bind(9200)
+    recv = asyncio.create_task(b.udp_recv(9200, timeout=20.0))
+    pings = await asyncio.gather(*(b.ping(a.ip, count=1) for _ in range(5)))
+    assert all(p.ok for p in pings) and not recv.done()
+    await a.udp_send(b.ip, 9200, b"over the channel")
+    got = await asyncio.wait_for(recv, 30)
+    assert got[0]["data"] == b"over the channel"
+    assert docker_lan.channel(b.container).channels_opened == 1
 
 
 async def test_teardown_leaves_nothing_behind(docker_lan_factory):

@@ -31,7 +31,7 @@ from typing import Any
 
 from vnet.ctlstream import StreamCodec, StreamError, StreamRequest
 from vnet.lan import LanError, NodeHandle, SwitchHandle, poll_until
-from vnet.proto.control import ControlError, decode_reply
+from vnet.proto.control import decode_reply
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
@@ -77,6 +77,11 @@ def docker_available() -> str | None:
     except docker.errors.DockerException as exc:
         return f"no Docker engine is reachable: {exc}"
     return None
+
+
+class ChannelClosed(ConnectionError):
+    """A container's control channel could not start or ended before the answer came (the
+    container stopped or restarted): as a lost connection, the request may be tried again."""
 
 
 class _Demux:
@@ -145,7 +150,7 @@ class DockerStreamClient:
             try:
                 sock = await asyncio.to_thread(self._exec)
             except docker.errors.DockerException as exc:
-                raise ControlError(f"{self.container}: cannot start its control channel: {exc}") from None
+                raise ChannelClosed(f"{self.container}: cannot start its control channel: {exc}") from None
             self._loop = asyncio.get_running_loop()
             self._stderr.clear()
             self._sock = sock
@@ -181,7 +186,7 @@ class DockerStreamClient:
         why = self._stderr.decode(errors="replace").strip() or "the relay process ended"
         for fut in self._waiting.values():
             if not fut.done():
-                fut.set_exception(ControlError(f"{self.container}: control channel closed: {why}"))
+                fut.set_exception(ChannelClosed(f"{self.container}: control channel closed: {why}"))
 
     def _send(self, sock: socket.socket, data: bytes) -> None:
         with self._send_lock:
@@ -197,11 +202,11 @@ class DockerStreamClient:
         try:
             sock = self._sock
             if sock is None:
-                raise ControlError(f"{self.container}: control channel closed")
+                raise ChannelClosed(f"{self.container}: control channel closed")
             try:
                 await asyncio.to_thread(self._send, sock, StreamCodec.request(req))
             except OSError as exc:
-                raise ControlError(f"{self.container}: control channel closed: {exc}") from None
+                raise ChannelClosed(f"{self.container}: control channel closed: {exc}") from None
             try:
                 rep = await asyncio.wait_for(fut, wait + 10)
             except asyncio.TimeoutError:

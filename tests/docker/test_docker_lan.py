@@ -115,11 +115,12 @@ async def test_a_restarted_scaled_node_keeps_its_address(docker_lan):
 
 async def test_control_channel_carries_concurrent_requests(docker_lan):
     """One channel per container: a long poll does not hold up other requests on it."""
-    a, b = docker_lan.nodes[:2]
+    a, b, c = docker_lan.nodes[:3]
     await b.udp_bind(9200)
     recv = asyncio.create_task(b.udp_recv(9200, timeout=20.0))
-    pings = await asyncio.gather(*(b.ping(a.ip, count=1) for _ in range(5)))
-    assert all(p.ok for p in pings) and not recv.done()
+    to_a, link, stats, neigh = await asyncio.gather(b.ping(a.ip), b.link(), b.stats(), c.neigh())
+    assert to_a.ok and link["operstate"] == "UP" and stats and isinstance(neigh, list)
+    assert not recv.done()
     await a.udp_send(b.ip, 9200, b"over the channel")
     got = await asyncio.wait_for(recv, 30)
     assert got[0]["data"] == b"over the channel"

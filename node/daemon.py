@@ -54,6 +54,7 @@ from vnet.node.netdevice import (
     dev_remove_pack,
     dev_get_flags,
     dev_get_stats,
+    dev_mc_add,
     dev_open,
     dev_queue_xmit,
     dev_set_mac_address,
@@ -229,6 +230,8 @@ class NodeDaemon:
         self.stack = HostStack(bytes(self.dev.dev_addr), mtu=self.dev.mtu)
         dev_add_pack(self.ns, ETH_P_ARP, self._stack_rcv)
         dev_add_pack(self.ns, ETH_P_IP, self._stack_rcv)
+        for mc in self.stack.mc_list():  # the all-hosts group, as ip_mc_up joins it
+            dev_mc_add(self.dev, mc)
         register_netdevice_notifier(self.ns, self._netdev_event)
         self.control = ControlServer(self._ctx, cfg.control or node_control_endpoint(cfg.name), self._handlers())
         self.control.start()
@@ -268,7 +271,7 @@ class NodeDaemon:
     # -- driver <-> stack glue ----------------------------------------------------------------
 
     def _stack_rcv(self, skb, dev) -> None:
-        self._xmit(self.stack.receive(skb_mac_header(skb), self._loop.time()))
+        self._xmit(self.stack.receive_skb(skb, self._loop.time()))
         self._after_stack()
 
     def _netdev_event(self, event: int, dev) -> None:

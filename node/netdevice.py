@@ -11,7 +11,8 @@ What lives here, by kernel concept:
   dev_set_mac_address, the promiscuity and allmulti counters, the multicast list,
   carrier and operstate (linkwatch, RFC 2863), the notifier events.
 - TX: dev_queue_xmit -> pfifo qdisc (qdisc.py) -> qdisc_run -> ndo_start_xmit, with requeue on
-  NETDEV_TX_BUSY, netif_stop_queue/netif_wake_queue, ETH_P_ALL taps (dev_queue_xmit_nit) and
+  NETDEV_TX_BUSY (a driver bug), netif_stop_queue/netif_wake_queue and the driver's
+  stop-before-full helpers netif_txq_maybe_stop/netif_txq_completed_wake, ETH_P_ALL taps (dev_queue_xmit_nit) and
   the TX watchdog (dev_watchdog -> ndo_tx_timeout).
 - RX: netif_receive_skb -> ETH_P_ALL taps, then the handlers registered for skb.protocol.
 
@@ -166,7 +167,8 @@ class NetdevError(OSError):
 @dataclass(frozen=True)
 class NetDeviceOps:
     """``struct net_device_ops``: the driver's entry points. Errors are raised (NetdevError),
-    not returned. ndo_start_xmit returns NETDEV_TX_OK or NETDEV_TX_BUSY."""
+    not returned. ndo_start_xmit returns NETDEV_TX_OK; NETDEV_TX_BUSY only for a can't-happen
+    (driver.rst: a driver stops its queue before the ring is full)."""
 
     ndo_open: Optional[Callable[["NetDevice"], None]] = None
     ndo_stop: Optional[Callable[["NetDevice"], None]] = None
@@ -724,13 +726,15 @@ def dev_activate(dev: NetDevice) -> None:
 
 
 def dev_deactivate(dev: NetDevice) -> None:
-    """Stop the qdisc and the watchdog; frames it held are dropped and counted."""
+    """Stop the qdisc and the watchdog; frames it held are dropped and counted once, in the
+    qdisc's drops (tc -s qdisc), as a full qdisc's are: never also in the device's
+    tx_dropped, so qdisc drops + tx_dropped + tx_packets add up to what was offered."""
     q = dev.qdisc
     q.active = False
     if q.scheduled is not None:
         q.scheduled.cancel()
         q.scheduled = None
-    dev.core_stats.tx_dropped += q.purge()
+    q.purge()
     _watchdog_down(dev)
 
 
@@ -761,6 +765,36 @@ def netif_wake_queue(dev: NetDevice) -> None:
 
 def netif_queue_stopped(dev: NetDevice) -> bool:
     return dev.tx_queue.stopped
+
+
+def netif_txq_maybe_stop(dev: NetDevice, get_desc: Callable[[], int], stop_thrs: int,
+                         start_thrs: int) -> int:
+    """Stop the queue *before* the ring is full (netif_txq_maybe_stop, net/netdev_queues.h).
+
+    Called by ndo_start_xmit after posting a frame: if fewer than ``stop_thrs`` descriptors
+    are free (``get_desc()``), the next frame might not fit, so the queue stops now and the
+    driver never has to return NETDEV_TX_BUSY. As the kernel, it re-checks after stopping
+    and restarts when completion freed at least ``start_thrs`` meanwhile. Returns 1 (not
+    stopped), 0 (stopped) or -1 (stopped and restarted at once).
+    """
+    if get_desc() >= stop_thrs:
+        return 1
+    netif_stop_queue(dev)
+    if get_desc() >= start_thrs:
+        netif_start_queue(dev)
+        return -1
+    return 0
+
+
+def netif_txq_completed_wake(dev: NetDevice, get_desc: Callable[[], int],
+                             start_thrs: int) -> bool:
+    """Wake a stopped queue from TX completion once ``start_thrs`` descriptors are free
+    (netif_txq_completed_wake); the gap between the stop and start thresholds keeps the
+    queue from flapping. True when it woke the queue."""
+    if dev.tx_queue.stopped and dev.running and get_desc() >= start_thrs:
+        netif_wake_queue(dev)
+        return True
+    return False
 
 
 def netif_trans_update(dev: NetDevice) -> None:
@@ -1083,6 +1117,12 @@ def netif_receive_skb_list(skbs: list[SkBuff]) -> None:
 
 
 # --- statistics -------------------------------------------------------------------------
+
+def dev_core_stats_rx_otherhost_dropped_inc(dev: NetDevice) -> None:
+    """A protocol dropped a frame for another host (PACKET_OTHERHOST, a promiscuous device),
+    as ip_rcv does: it shows in the device's rx_otherhost_dropped (dev_get_stats)."""
+    dev.core_stats.rx_otherhost_dropped += 1
+
 
 def dev_get_stats(dev: NetDevice) -> RtnlLinkStats64:
     """A fresh snapshot of the interface counters (dev_get_stats): the driver's, plus the

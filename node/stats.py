@@ -12,11 +12,12 @@ Which drop lands where (the same table is in docs/driver.md):
                                                folds the two into its "drop" column)
 - runt (< 14 bytes) or over mtu + 18 on RX ... rx_length_errors, rx_errors
 - no protocol handler and no tap ............. rx_dropped (core), as __netif_receive_skb_core
+- IPv4 for another host (PACKET_OTHERHOST) ... rx_otherhost_dropped (core), as ip_rcv
 - frames left in the RX ring at ifdown ....... rx_dropped (driver)
 - device down at dev_queue_xmit .............. tx_dropped (core)
 - no carrier at dev_queue_xmit ............... tx_dropped + tx_carrier_errors (+ tx_errors)
 - qdisc full ................................. the qdisc's drops (tc -s qdisc), as in Linux
-- frames the qdisc held at ifdown/carrier loss  qdisc drops + tx_dropped (core)
+- frames the qdisc held at ifdown/carrier loss  the qdisc's drops (counted once; not tx_dropped)
 - frames the TX ring could not send at ifdown  tx_dropped (driver)
 """
 

@@ -6,13 +6,18 @@ class (``VnicPriv``, netdev_priv), every function prefixed ``vnic_``, the whole 
 
 Datapath:
 
-- TX: ``vnic_start_xmit`` posts the skb on the TX ring and rings the doorbell. A full ring
-  stops the queue and returns NETDEV_TX_BUSY (the qdisc requeues the frame at its head).
-  Anything else it cannot send is counted in tx_dropped and returns NETDEV_TX_OK.
-- The NIC raises one IRQ for both directions. ``vnic_interrupt`` masks it and schedules NAPI.
+- TX: ``vnic_start_xmit`` posts the skb on the TX ring and rings the doorbell, then stops
+  the queue when fewer than ``VNIC_TX_STOP_THRESH`` descriptors are left (netif_txq_maybe_stop),
+  so the next frame always fits: NETDEV_TX_BUSY is not backpressure (driver.rst). A ring
+  found full anyway is a driver bug, counted in ``tx_busy`` and logged rate-limited, and
+  only then returns NETDEV_TX_BUSY. Anything else it cannot send is counted in tx_dropped
+  and returns NETDEV_TX_OK.
+- The NIC raises one IRQ for both directions. ``vnic_interrupt`` masks it only once
+  ``napi_schedule_prep`` has taken the instance, then ``__napi_schedule``: an IRQ that finds
+  NAPI disabled or already scheduled leaves the line as it was.
 - ``vnic_poll`` first cleans the TX ring (TX completion: tx_packets/tx_bytes, and wakes the
-  queue once a quarter of the ring is free), which does not count against the budget as
-  napi.rst asks, then receives up to ``budget`` frames: eth_type_trans on each, then the
+  queue once a quarter of the ring is free: netif_txq_completed_wake), which does not count
+  against the budget as napi.rst asks, then receives up to ``budget`` frames: eth_type_trans on each, then the
   whole poll's frames in one netif_receive_skb_list, then the descriptors go back to the NIC
   (``rx_refill``). Under budget it completes and unmasks; at budget it leaves both to the
   core, which polls again with the IRQ still masked.
@@ -37,19 +42,21 @@ from .ethtool import (
 from .hw import VnicHw
 from .link import Link
 from .napi import (
-    NAPI_POLL_WEIGHT, NapiStruct, napi_complete_done, napi_disable, napi_enable, napi_schedule,
-    netif_napi_add, netif_napi_del,
+    NAPI_POLL_WEIGHT, NapiStruct, __napi_schedule, napi_complete_done, napi_disable,
+    napi_enable, napi_schedule_prep, netif_napi_add, netif_napi_del,
 )
 from .netdevice import (
     IFF_ALLMULTI, IFF_LIVE_ADDR_CHANGE, IFF_PROMISC, NETDEV_TX_BUSY, NETDEV_TX_OK,
     NETREG_REGISTERED,
     DeviceNamespace, NetDevice, NetDeviceOps, NetdevError, alloc_etherdev, eth_addr_from_name,
     eth_hw_addr_random, eth_hw_addr_set, eth_mac_addr, format_mac, is_valid_ether_addr,
-    netif_carrier_off, netif_carrier_on, netif_queue_stopped, netif_receive_skb_list, netif_running,
-    netif_start_queue, netif_stop_queue, netif_trans_update, netif_tx_disable,
+    netdev_priv, netif_carrier_off, netif_carrier_on, netif_queue_stopped,
+    netif_receive_skb_list, netif_running, netif_start_queue, netif_stop_queue,
+    netif_trans_update, netif_tx_disable, netif_txq_completed_wake, netif_txq_maybe_stop,
     netif_wake_queue, unregister_netdev,
 )
 from .skbuff import ETH_HLEN, PACKET_MULTICAST, VLAN_ETH_HLEN, eth_type_trans
+from vnet.proto.ratelimit import RateLimit
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +76,11 @@ VNIC_DEFAULT_RX_FRAMES = 1
 VNIC_MAX_RX_USECS = 100_000  # 100 ms; longer delays are a configuration mistake
 VNIC_MAX_RX_FRAMES = VNIC_RING_MAX
 VNIC_MC_FILTER_SIZE = 64
+# Descriptors one frame may need. A kernel driver stops its queue when fewer than
+# MAX_SKB_FRAGS + 1 are free (a worst-case skb); a vnet frame is always one linear buffer,
+# one descriptor, so the queue stops when the ring has no free slot left after a post.
+VNIC_TX_DESCS_PER_FRAME = 1
+VNIC_TX_STOP_THRESH = VNIC_TX_DESCS_PER_FRAME
 
 
 class VnicPriv:
@@ -78,7 +90,7 @@ class VnicPriv:
     __slots__ = ("dev", "hw", "napi", "node_name",
                  "rx_packets", "rx_bytes", "rx_multicast", "rx_dropped",
                  "tx_packets", "tx_bytes", "tx_dropped",
-                 "tx_busy", "tx_stops", "tx_wakes", "tx_timeouts")
+                 "tx_busy", "tx_stops", "tx_wakes", "tx_timeouts", "busy_log")
 
     def __init__(self, hw: VnicHw, node_name: Optional[str]) -> None:
         self.dev: Any = None
@@ -92,7 +104,8 @@ class VnicPriv:
         self.tx_packets = 0
         self.tx_bytes = 0
         self.tx_dropped = 0  # frames the TX ring could not send before ifdown
-        self.tx_busy = 0
+        self.tx_busy = 0  # ring full with the queue awake: a driver bug, never backpressure
+        self.busy_log = RateLimit(clock=hw.loop.time)  # net_ratelimit for that bug's log line
         self.tx_stops = 0
         self.tx_wakes = 0
         self.tx_timeouts = 0
@@ -101,9 +114,10 @@ class VnicPriv:
 # --- queue helpers ----------------------------------------------------------------------
 
 def vnic_tx_wake_threshold(priv: VnicPriv) -> int:
-    """Free descriptors needed before a stopped queue is woken: a quarter of the ring, so
-    the queue does not flap between stop and wake on every completion."""
-    return max(1, priv.hw.tx_ring_size // 4)
+    """Free descriptors needed before a stopped queue is woken: a quarter of the ring (at
+    least the stop threshold), so the queue does not flap between stop and wake on every
+    completion."""
+    return max(VNIC_TX_STOP_THRESH, priv.hw.tx_ring_size // 4)
 
 
 def vnic_stop_queue(priv: VnicPriv) -> None:
@@ -112,12 +126,19 @@ def vnic_stop_queue(priv: VnicPriv) -> None:
     netif_stop_queue(priv.dev)
 
 
+def vnic_tx_maybe_stop(priv: VnicPriv) -> None:
+    """After a post: stop the queue if the next frame might not fit (netif_txq_maybe_stop)."""
+    rc = netif_txq_maybe_stop(priv.dev, priv.hw.tx_free, VNIC_TX_STOP_THRESH,
+                              vnic_tx_wake_threshold(priv))
+    if rc <= 0:
+        priv.tx_stops += 1
+        if rc < 0:
+            priv.tx_wakes += 1
+
+
 def vnic_maybe_wake_queue(priv: VnicPriv) -> None:
-    dev = priv.dev
-    if (netif_queue_stopped(dev) and netif_running(dev)
-            and priv.hw.tx_free() >= vnic_tx_wake_threshold(priv)):
+    if netif_txq_completed_wake(priv.dev, priv.hw.tx_free, vnic_tx_wake_threshold(priv)):
         priv.tx_wakes += 1
-        netif_wake_queue(dev)
 
 
 def vnic_clean_tx(priv: VnicPriv) -> int:
@@ -138,10 +159,17 @@ def vnic_clean_tx(priv: VnicPriv) -> int:
 # --- interrupt and NAPI -----------------------------------------------------------------
 
 def vnic_interrupt(irq: int, dev: NetDevice) -> None:
-    """The IRQ handler: mask, and leave the work to NAPI."""
-    priv = dev.priv
-    priv.hw.irq_disable()
-    napi_schedule(priv.napi)
+    """The IRQ handler: take NAPI, then mask, and leave the work to the poll.
+
+    The order is the kernel's (e1000_intr, napi.rst): masking before ``napi_schedule_prep``
+    succeeded would leave the line masked with no poll to unmask it when NAPI is disabled
+    (a ring resize, ifdown) or already owned by a poll that has decided to complete.
+    """
+    priv = netdev_priv(dev)
+    napi = priv.napi
+    if napi_schedule_prep(napi):
+        priv.hw.irq_disable()
+        __napi_schedule(napi)
 
 
 def vnic_poll(napi: NapiStruct, budget: int) -> int:
@@ -152,7 +180,7 @@ def vnic_poll(napi: NapiStruct, budget: int) -> int:
     the descriptors go back to the NIC (rx_refill), which may lift a PAUSE.
     """
     dev = napi.dev
-    priv = dev.priv
+    priv = netdev_priv(dev)
     hw = priv.hw
     if hw.tx_done or dev.tx_queue.stopped:
         vnic_clean_tx(priv)
@@ -193,7 +221,7 @@ def vnic_link_change(dev: NetDevice, up: bool) -> None:
 # --- net_device_ops ---------------------------------------------------------------------
 
 def vnic_open(dev: NetDevice) -> None:
-    priv = dev.priv
+    priv = netdev_priv(dev)
     hw = priv.hw
     hw.set_mac(dev.dev_addr)
     hw.set_max_frame(dev.mtu + VLAN_ETH_HLEN)
@@ -205,7 +233,7 @@ def vnic_open(dev: NetDevice) -> None:
 
 
 def vnic_stop(dev: NetDevice) -> None:
-    priv = dev.priv
+    priv = netdev_priv(dev)
     hw = priv.hw
     netif_tx_disable(dev)
     napi_disable(priv.napi)
@@ -222,7 +250,7 @@ def vnic_stop(dev: NetDevice) -> None:
 
 
 def vnic_start_xmit(skb: Any, dev: NetDevice) -> int:
-    priv = dev.priv
+    priv = netdev_priv(dev)
     hw = priv.hw
     if not hw.enabled or skb.len < ETH_HLEN:
         priv.tx_dropped += 1  # never fail the caller: count and consume
@@ -231,21 +259,27 @@ def vnic_start_xmit(skb: Any, dev: NetDevice) -> int:
         return NETDEV_TX_OK
     # Write the descriptor (hw.tx_post, inlined: a driver fills ring memory itself)
     pending = hw.tx_pending
-    if len(pending) + len(hw.tx_done) < hw.tx_ring_size:
-        pending.append(skb)
-    else:
+    if len(pending) + len(hw.tx_done) >= hw.tx_ring_size:
+        # Can't happen: the queue is stopped while fewer than VNIC_TX_STOP_THRESH
+        # descriptors are free. Say so, as e1000's "BUG! Tx Ring full when queue awake!".
         vnic_stop_queue(priv)
         priv.tx_busy += 1
-        if hw.tx_pending:
+        priv.busy_log.log(log, logging.ERROR, "%s: BUG! TX ring full when queue awake "
+                          "(tx_busy %d)", dev.name, priv.tx_busy)
+        if pending:
             hw.tx_doorbell()  # frames posted under xmit_more must not wait for the next one
         return NETDEV_TX_BUSY
-    if not dev.xmit_more:  # netdev_xmit_more(): one doorbell for a qdisc run's whole bulk
+    pending.append(skb)
+    vnic_tx_maybe_stop(priv)
+    # netdev_xmit_more(): one doorbell for a qdisc run's whole bulk, and at once when the
+    # queue has just stopped (no further frame of this run will come to ring it).
+    if not dev.xmit_more or dev.tx_queue.stopped:
         hw.tx_doorbell()
     return NETDEV_TX_OK
 
 
 def vnic_get_stats64(dev: NetDevice, stats: Any) -> None:
-    priv = dev.priv
+    priv = netdev_priv(dev)
     hw = priv.hw
     stats.rx_packets = priv.rx_packets
     stats.rx_bytes = priv.rx_bytes
@@ -261,7 +295,7 @@ def vnic_get_stats64(dev: NetDevice, stats: Any) -> None:
 
 def vnic_set_mac_address(dev: NetDevice, addr: bytes) -> None:
     eth_mac_addr(dev, addr)  # EADDRNOTAVAIL for multicast or zero
-    dev.priv.hw.set_mac(dev.dev_addr)
+    netdev_priv(dev).hw.set_mac(dev.dev_addr)
 
 
 def vnic_change_mtu(dev: NetDevice, new_mtu: int) -> None:
@@ -269,7 +303,7 @@ def vnic_change_mtu(dev: NetDevice, new_mtu: int) -> None:
         raise NetdevError(errno.EINVAL, f"{dev.name}: mtu {new_mtu} outside "
                                         f"[{dev.min_mtu}, {dev.max_mtu}]")
     dev.mtu = new_mtu
-    dev.priv.hw.set_max_frame(new_mtu + VLAN_ETH_HLEN)
+    netdev_priv(dev).hw.set_max_frame(new_mtu + VLAN_ETH_HLEN)
 
 
 def vnic_set_rx_mode(dev: NetDevice) -> None:
@@ -278,7 +312,7 @@ def vnic_set_rx_mode(dev: NetDevice) -> None:
     mc = frozenset(dev.mc)
     if len(mc) > VNIC_MC_FILTER_SIZE:
         allmulti, mc = True, frozenset()  # filter overflow: accept every group
-    dev.priv.hw.set_rx_filter(mc, promisc, allmulti)
+    netdev_priv(dev).hw.set_rx_filter(mc, promisc, allmulti)
 
 
 def vnic_tx_timeout(dev: NetDevice, txqueue: int) -> None:
@@ -287,7 +321,7 @@ def vnic_tx_timeout(dev: NetDevice, txqueue: int) -> None:
     Posted frames are kept, not freed (a stalled link loses nothing); the queue wakes when
     TX completion frees descriptors.
     """
-    priv = dev.priv
+    priv = netdev_priv(dev)
     priv.tx_timeouts += 1
     hw = priv.hw
     log.warning("%s: TX timeout on queue %d: %d descriptors posted, link %s", dev.name,
@@ -337,14 +371,14 @@ VNIC_ETHTOOL_STATS = (
 
 
 def vnic_get_drvinfo(dev: NetDevice) -> EthtoolDrvinfo:
-    priv = dev.priv
+    priv = netdev_priv(dev)
     where = priv.node_name or format_mac(dev.perm_addr)
     return EthtoolDrvinfo(driver=DRV_NAME, version=DRV_VERSION, fw_version="N/A",
                           bus_info=f"vnet:{where}", n_stats=len(VNIC_ETHTOOL_STATS))
 
 
 def vnic_get_ringparam(dev: NetDevice) -> EthtoolRingparam:
-    hw = dev.priv.hw
+    hw = netdev_priv(dev).hw
     return EthtoolRingparam(rx_max_pending=VNIC_RING_MAX, tx_max_pending=VNIC_RING_MAX,
                             rx_pending=hw.rx_ring_size, tx_pending=hw.tx_ring_size)
 
@@ -366,7 +400,7 @@ def vnic_set_ringparam(dev: NetDevice, rx_pending: int, tx_pending: int) -> None
     """
     _check_ring("rx", rx_pending)
     _check_ring("tx", tx_pending)
-    priv = dev.priv
+    priv = netdev_priv(dev)
     hw = priv.hw
     if not netif_running(dev):
         hw.resize(rx_pending, tx_pending)
@@ -379,14 +413,16 @@ def vnic_set_ringparam(dev: NetDevice, rx_pending: int, tx_pending: int) -> None
     vnic_clean_tx(priv)
     napi_enable(priv.napi)
     hw.irq_enable()
-    if hw.tx_free() > 0:
+    if hw.tx_free() >= VNIC_TX_STOP_THRESH:
         if was_stopped:
             priv.tx_wakes += 1
         netif_wake_queue(dev)
+    elif not was_stopped:
+        priv.tx_stops += 1  # a smaller ring full of in-flight frames: completion wakes it
 
 
 def vnic_get_coalesce(dev: NetDevice) -> EthtoolCoalesce:
-    hw = dev.priv.hw
+    hw = netdev_priv(dev).hw
     return EthtoolCoalesce(rx_usecs=hw.rx_usecs, rx_frames=hw.rx_frames)
 
 
@@ -401,7 +437,7 @@ def _check_coalesce(rx_usecs: int, rx_frames: int) -> None:
 
 def vnic_set_coalesce(dev: NetDevice, rx_usecs: int, rx_frames: int) -> None:
     _check_coalesce(rx_usecs, rx_frames)
-    dev.priv.hw.set_coalesce(rx_usecs, rx_frames)
+    netdev_priv(dev).hw.set_coalesce(rx_usecs, rx_frames)
 
 
 def vnic_get_strings(dev: NetDevice) -> list[str]:
@@ -409,7 +445,7 @@ def vnic_get_strings(dev: NetDevice) -> list[str]:
 
 
 def vnic_get_ethtool_stats(dev: NetDevice) -> list[int]:
-    priv = dev.priv
+    priv = netdev_priv(dev)
     return [get(priv) for _, get in VNIC_ETHTOOL_STATS]
 
 
@@ -471,4 +507,4 @@ def vnic_remove(dev: NetDevice) -> None:
     """Unregister (closing it if up) and detach NAPI: the device is gone."""
     if dev.reg_state == NETREG_REGISTERED:
         unregister_netdev(dev)
-    netif_napi_del(dev.priv.napi)
+    netif_napi_del(netdev_priv(dev).napi)

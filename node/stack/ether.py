@@ -70,7 +70,9 @@ class Netdev:
 
 class EtherCounters(Counters):
     """rx_runts: shorter than an Ethernet header. rx_otherhost_dropped: unicast to another
-    MAC (promiscuous NIC). rx_multicast_dropped: multicast we have not joined.
+    MAC (promiscuous NIC; for IPv4 also the device's rx_otherhost_dropped).
+    rx_multicast_dropped: multicast to a group we have not joined (only 01:00:5e:00:00:01,
+    all-hosts, is joined).
     rx_bad_src: multicast/broadcast source MAC. rx_unknown_type: ethertype with no handler
     (IPv6, VLAN tags, 802.3 length frames...). rx_link_down: arrived while the link was down.
     """

@@ -1,13 +1,24 @@
 """HostStack: the layers composed on one interface, and the dispatch tables that bind them.
 
-Sans-I/O (h11, Faucet): frames come in with ``receive(frame, now)``; every method that can
-cause transmission returns the frames to transmit, in order; what the application waits for
+Sans-I/O (h11, Faucet): frames come in with ``receive_skb(skb, now)`` (from the driver) or
+``receive(frame, now)`` (raw bytes, for a hub with no driver); every method that can cause
+transmission returns the frames to transmit, in order; what the application waits for
 comes out of ``next_events()``; timers are ``next_deadline()`` and ``tick(now)``. Nothing
 here reads a clock, sleeps, or touches a socket. The node daemon glues it to the driver:
 
-    received frame        -> tx(stack.receive(frame, now))
-    timer at next_deadline -> tx(stack.tick(now))
-    carrier on / off      -> tx(stack.link_up(now)) / stack.link_down(now)
+    ETH_P_ARP/ETH_P_IP handler (skb) -> tx(stack.receive_skb(skb, now))
+    at start                         -> dev_mc_add(dev, mac) for mac in stack.mc_list()
+    timer at next_deadline           -> tx(stack.tick(now))
+    carrier on / off                 -> tx(stack.link_up(now)) / stack.link_down(now)
+
+Frames are classified once. From the driver, ``skb.protocol`` and ``skb.pkt_type`` come
+from eth_type_trans and the stack takes them as they are; ``receive`` classifies raw
+frames the same way, standing in for the NIC. Then, as Linux's arp_rcv/ip_rcv:
+PACKET_OTHERHOST (a promiscuous NIC) is dropped and counted (ether rx_otherhost_dropped,
+and for IPv4 the device's rx_otherhost_dropped as ip_rcv counts it); PACKET_MULTICAST is
+accepted for the groups in ``mc_list()`` (the all-hosts group 224.0.0.1, 01:00:5e:00:00:01)
+and otherwise counted in rx_multicast_dropped (an allmulti or promiscuous NIC passes every
+group up).
 
 DHCP (dhcp.py) is a service of the stack on UDP ports 67/68: ``dhcp_client_start`` gets
 an address from the LAN's server and keeps it on the interface (DhcpBound / DhcpLost);
@@ -32,14 +43,16 @@ from .dhcp import (
 )
 from .ether import (
     BROADCAST_MAC, ETH_HLEN, ETH_P_ARP, ETH_P_IP, PACKET_BROADCAST, PACKET_HOST,
-    EtherCounters, Netdev, parse_mac, unicast_mac,
+    PACKET_MULTICAST, PACKET_OTHERHOST, EtherCounters, Netdev, parse_mac, unicast_mac,
 )
 from .events import DATA_EVENTS, Event
 from .icmp import Icmp, echo_data
 from .ipv4 import (
-    IP_DEFAULT_TTL, IP_MIN_MTU, IPPROTO_ICMP, IPPROTO_UDP, AddrTable, Ipv4, ip_str,
-    parse_cidr, parse_ip,
+    IP_DEFAULT_TTL, IP_MIN_MTU, IPPROTO_ICMP, IPPROTO_UDP, AddrTable, Ipv4, ip_eth_mc_map,
+    ip_str, parse_cidr, parse_ip,
 )
+from ..netdevice import dev_core_stats_rx_otherhost_dropped_inc
+from ..skbuff import skb_mac_header
 from .udp import Udp
 
 
@@ -91,6 +104,7 @@ class HostStack:
         self.ip.protocols = {IPPROTO_ICMP: self.icmp.rcv, IPPROTO_UDP: self.udp.rcv}
         self.ip.unreach = self.icmp.unreach
         self.ptype = {ETH_P_ARP: self.arp.rcv, ETH_P_IP: self.ip.rcv}
+        self.mc_macs = frozenset(ip_eth_mc_map(g) for g in self.ip.mc_groups)
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -172,8 +186,23 @@ class HostStack:
 
     # -- the wire and the clock ------------------------------------------------------------
 
+    def mc_list(self) -> list[bytes]:
+        """The multicast MACs the interface must accept (what ip_mc_up hands dev_mc_add)."""
+        return sorted(self.mc_macs)
+
+    def receive_skb(self, skb, now: float) -> list[bytes]:
+        """A frame from the driver: an skb after eth_type_trans, as a packet-type handler
+        gets it. Its ``protocol`` and ``pkt_type`` are used as they are, not re-derived
+        from the bytes. Never raises on content."""
+        frame = bytes(skb_mac_header(skb))
+        ec = self.ec
+        ec.rx_frames += 1
+        ec.rx_bytes += len(frame)
+        return self._rcv(frame, skb.protocol, skb.pkt_type, skb.dev, now)
+
     def receive(self, frame: bytes | bytearray | memoryview, now: float) -> list[bytes]:
-        """A frame from the NIC (whole Ethernet frame, no FCS). Never raises on content."""
+        """A raw frame (whole Ethernet frame, no FCS) from a hub with no driver: classified
+        here as eth_type_trans would, then handled as ``receive_skb``. Never raises."""
         if type(frame) is not bytes:
             frame = bytes(frame)
         ec = self.ec
@@ -182,24 +211,34 @@ class HostStack:
         if len(frame) < ETH_HLEN:
             ec.rx_runts += 1
             return []
+        dst = frame[:6]
+        if dst[0] & 1:
+            pkt_type = PACKET_BROADCAST if dst == BROADCAST_MAC else PACKET_MULTICAST
+        elif dst == self.dev.mac:
+            pkt_type = PACKET_HOST
+        else:
+            pkt_type = PACKET_OTHERHOST
+        return self._rcv(frame, (frame[12] << 8) | frame[13], pkt_type, None, now)
+
+    def _rcv(self, frame: bytes, protocol: int, pkt_type: int, netdev, now: float) -> list[bytes]:
+        """The ptype dispatch for a classified frame (``netdev``: the driver's device, for
+        the counters ip_rcv keeps there, or None)."""
+        ec = self.ec
         if not self.dev.up:
             ec.rx_link_down += 1
             return []
-        dst = frame[:6]
-        if dst == self.dev.mac:
-            pkt_type = PACKET_HOST
-        elif dst == BROADCAST_MAC:
-            pkt_type = PACKET_BROADCAST
-        elif dst[0] & 1:
-            ec.rx_multicast_dropped += 1
-            return []
-        else:
+        if pkt_type == PACKET_OTHERHOST:  # arp_rcv and ip_rcv drop these
             ec.rx_otherhost_dropped += 1
+            if protocol == ETH_P_IP and netdev is not None:
+                dev_core_stats_rx_otherhost_dropped_inc(netdev)
+            return []
+        if pkt_type == PACKET_MULTICAST and frame[:6] not in self.mc_macs:
+            ec.rx_multicast_dropped += 1
             return []
         if frame[6] & 1:
             ec.rx_bad_src += 1
             return []
-        handler = self.ptype.get((frame[12] << 8) | frame[13])
+        handler = self.ptype.get(protocol)
         if handler is None:
             ec.rx_unknown_type += 1
             return []

@@ -37,6 +37,7 @@ IP_MIN_MTU = 68
 
 ZERO_IP = bytes(4)
 LIMITED_BROADCAST = b"\xff" * 4
+INADDR_ALLHOSTS_GROUP = bytes((224, 0, 0, 1))  # every IPv4 host is a member (RFC 1112)
 
 _U16 = struct.Struct("!H")
 
@@ -100,6 +101,12 @@ def ip_header(src: bytes, dst: bytes, proto: int, payload_len: int, ident: int,
     tot = IP_HLEN + payload_len
     check = inet_checksum(IP_HDR.pack(0x45, tos, tot, ident, frag_off, ttl, proto, 0, src, dst))
     return IP_HDR.pack(0x45, tos, tot, ident, frag_off, ttl, proto, check, src, dst)
+
+
+def ip_eth_mc_map(group: bytes) -> bytes:
+    """The Ethernet address of an IPv4 multicast group (ip_eth_mc_map, RFC 1112 6.4):
+    01:00:5e and the group's low 23 bits."""
+    return b"\x01\x00\x5e" + bytes((group[1] & 0x7F, group[2], group[3]))
 
 
 def is_martian_src(ip: bytes) -> bool:
@@ -238,14 +245,15 @@ class IpCounters(Counters):
     in_csum_errors: bad header checksum (also in in_hdr_errors, as Linux counts).
     in_truncated_pkts: total length beyond the frame. in_addr_errors: not addressed to one
     of our usable addresses or a broadcast (a promiscuous NIC, a tentative address), or a
-    martian source. reasm_reqds/reasm_fails: fragments, never reassembled here.
+    martian source. in_mcast_pkts: delivered to a multicast group we are a member of
+    (InMcastPkts). reasm_reqds/reasm_fails: fragments, never reassembled here.
     out_no_routes: sends refused as off-link. frag_fails: sends refused as larger than the
     MTU. out_discards: sends dropped because the link is down.
     """
 
     __slots__ = (
         "in_receives", "in_hdr_errors", "in_csum_errors", "in_truncated_pkts",
-        "in_addr_errors", "in_unknown_protos", "in_delivers", "in_bcast_pkts",
+        "in_addr_errors", "in_unknown_protos", "in_delivers", "in_bcast_pkts", "in_mcast_pkts",
         "out_requests", "out_discards", "out_no_routes", "out_bcast_pkts", "reasm_reqds",
         "reasm_fails", "frag_fails",
     )
@@ -260,7 +268,9 @@ class Ipv4:
     for packets the stack itself originates in answer to the wire (never raises).
 
     ``protocols`` (IP protocol -> transport rcv) is filled in by host.py, and so is
-    ``unreach`` (the ICMP error sender, for unknown protocols).
+    ``unreach`` (the ICMP error sender, for unknown protocols). ``mc_groups`` holds the
+    multicast groups the interface is a member of: the all-hosts group 224.0.0.1 only
+    (ip_mc_up joins it on every interface; there is no IGMP here to join others).
     """
 
     def __init__(self, dev: Netdev, addrs: AddrTable, neigh_output, ttl: int = IP_DEFAULT_TTL):
@@ -274,6 +284,7 @@ class Ipv4:
         self._ident = 0
         self._lo_queue: deque[bytes] = deque()
         self._lo_busy = False
+        self.mc_groups: frozenset[bytes] = frozenset((INADDR_ALLHOSTS_GROUP,))
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -392,6 +403,11 @@ class Ipv4:
         elif dst in addrs.broadcasts:
             bcast = True
             c.in_bcast_pkts += 1
+        elif dst in self.mc_groups:
+            # A group we are in: delivered like a broadcast (no ICMP errors back, echo
+            # requests ignored as icmp_echo_ignore_broadcasts does for both).
+            bcast = True
+            c.in_mcast_pkts += 1
         else:
             c.in_addr_errors += 1
             return []

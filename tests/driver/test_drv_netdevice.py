@@ -342,3 +342,15 @@ def test_txqueuelen_alias_resizes_the_qdisc(loop):
     assert dev.tx_queue_len == 50 and qdisc_get_stats(dev).limit == 50
     with pytest.raises(NetdevError):
         dev.txqueuelen = -1
+
+
+def test_the_driver_reaches_its_private_state_through_netdev_priv():
+    # One accessor for the driver's state (netdev_priv), as every kernel driver: no
+    # ``dev.priv`` in the driver, so the private area's layout is the core's business.
+    import ast
+    import inspect
+    from vnet.node import vnic
+    tree = ast.parse(inspect.getsource(vnic))
+    direct = [node.lineno for node in ast.walk(tree)
+              if isinstance(node, ast.Attribute) and node.attr == "priv"]
+    assert direct == [], f"vnic.py reads dev.priv directly at lines {direct}"

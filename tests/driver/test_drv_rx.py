@@ -291,3 +291,39 @@ def test_frames_arriving_as_readonly_memoryviews(bench, drv):
         (PACKET_HOST, 1), (PACKET_MULTICAST, 2), (PACKET_BROADCAST, 4)]
     assert ethtool_get_stats(b.dev)["rx_filtered"] == 1
     del view
+
+
+def test_irq_while_napi_disabled_does_not_leave_the_line_masked(bench):
+    # vnic_interrupt masks only once napi_schedule_prep took the instance (e1000_intr):
+    # an IRQ that finds NAPI disabled (a ring resize, ifdown in progress) must leave the
+    # line unmasked, or nothing would ever unmask it and RX would stall for good.
+    from vnet.node.napi import napi_disable, napi_enable
+    b = bench().up()
+    napi = b.priv.napi
+    napi_disable(napi)
+    assert not b.hw.irq_masked
+    b.inject([b.frame(1)])
+    b.loop.run_ready()  # the IRQ fires; NAPI cannot be scheduled
+    assert b.hw.irqs_raised >= 1
+    assert not b.hw.irq_masked
+    assert b.delivered == []
+    napi_enable(napi)
+    b.inject([b.frame(2)])
+    b.loop.run_ready()  # the next IRQ schedules the poll, which finds both frames
+    assert [drv_seq(f) for _, f in b.delivered] == [1, 2]
+    assert not b.hw.irq_masked
+
+
+def test_irq_while_napi_scheduled_marks_missed_and_keeps_the_mask_state(bench):
+    from vnet.node.vnic import vnic_interrupt
+    from vnet.node.napi import NAPI_STATE_MISSED, napi_schedule_prep
+    b = bench().up()
+    napi = b.priv.napi
+    assert napi_schedule_prep(napi)  # someone else (a busy poller) owns NAPI
+    vnic_interrupt(0, b.dev)
+    assert napi.state & NAPI_STATE_MISSED  # the owner will poll once more
+    assert not b.hw.irq_masked  # and unmask nothing it did not mask
+
+
+def drv_seq(frame: bytes) -> int:
+    return int.from_bytes(frame[14:18], "big")

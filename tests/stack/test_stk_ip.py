@@ -153,8 +153,9 @@ def test_packets_not_for_us():
     # Another host's MAC: dropped below IP.
     assert a.receive(echo_frame(mac_of(3), mac_of(2), B, A), hub.now) == []
     assert a.counters()["ether"]["rx_otherhost_dropped"] == 1
-    # A multicast MAC we did not join, a multicast source MAC, an IPv6 frame.
-    a.receive(echo_frame(bytes.fromhex("01005e000001"), mac_of(2), B, A), hub.now)
+    # A multicast MAC we did not join (mDNS's; only all-hosts is joined), a multicast
+    # source MAC, an IPv6 frame.
+    a.receive(echo_frame(bytes.fromhex("01005e0000fb"), mac_of(2), B, A), hub.now)
     a.receive(echo_frame(mac_of(1), bytes.fromhex("01005e000001"), B, A), hub.now)
     a.receive(ETH_HDR.pack(mac_of(1), mac_of(2), ETH_P_IPV6) + bytes(40), hub.now)
     a.receive(b"\x01\x02", hub.now)

@@ -76,6 +76,7 @@ from vnet.node.stack import (
     StackError,
     UdpDatagram,
 )
+from vnet.node.stack.dhcp import DhcpPool
 from vnet.node.stack.ether import mac_str, parse_mac
 from vnet.node.vnic import VNIC_RING_MAX, vnic_probe, vnic_remove
 from vnet.node.zmqlink import ZmqLink
@@ -146,9 +147,8 @@ class NodeConfig:
             if not self.addresses:
                 raise ValueError("dhcp server: the node needs a static address (--address) to serve from")
             first, last = self.dhcp_pool()
-            net = ipaddress.IPv4Interface(self.addresses[0]).network
-            if first not in net or last not in net or first > last:
-                raise ValueError(f"dhcp pool {self.dhcp_server!r}: need FIRST-LAST inside {net}, FIRST <= LAST")
+            iface = ipaddress.IPv4Interface(self.addresses[0])
+            DhcpPool.check(str(iface.ip), iface.network.prefixlen, str(first), str(last))
         if self.lease_time < 10:
             raise ValueError(f"lease time {self.lease_time:g} s: must be at least 10 s")
 

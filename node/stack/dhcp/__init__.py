@@ -7,6 +7,8 @@ One module per concern, and the layer that binds them to the stack:
   raises ``DhcpDecodeError(reason)``; the layer counts it as ``malformed_<reason>``.
 - counters.py: ``DhcpCounters``, one set per interface.
 - leases.py: ``Lease``, the server's binding of a client identifier to an address.
+- pool.py: ``DhcpPool``, the server's subnet and range, checked before anything starts
+  (``DhcpConfigError`` says what to change).
 - server.py: ``DhcpServer``, pure, message in -> (reply, destination) out. Leases are keyed
   by client identifier (option 61, else hardware type 1 + chaddr) and survive expiry as a
   memory of who had which address; ``leases_to_dict()`` / ``leases=`` persist them.
@@ -39,14 +41,15 @@ from .codec import (
 from .counters import DhcpCounters
 from .layer import Dhcp
 from .leases import Lease
+from .pool import DhcpConfigError, DhcpPool
 from .server import DhcpServer
 
 __all__ = [
     "BOOTP_FMT", "BOOTP_HDR", "BOOTP_MIN_LEN", "BOOTREPLY", "BOOTREQUEST", "BROADCAST_FLAG",
     "CLIENT_PARAM_REQ", "DHCP_CLIENT_PORT", "DHCP_MIN_LEN", "DHCP_SERVER_PORT",
-    "DHCP_TRANSITIONS", "Dhcp", "DhcpClient", "DhcpCounters", "DhcpDecodeError",
-    "DhcpMessage", "DhcpParams", "DhcpServer", "DhcpState", "DhcpStateError", "HTYPE_ETHER",
-    "INFINITE_LEASE", "Lease", "MAGIC_COOKIE", "MsgType", "OPTIONS", "OPTION_CODES",
-    "client_id_option", "client_key", "decode_dhcp", "dhcp_options", "encode_dhcp",
-    "prefix_from_mask",
+    "DHCP_TRANSITIONS", "Dhcp", "DhcpClient", "DhcpConfigError", "DhcpCounters",
+    "DhcpDecodeError", "DhcpMessage", "DhcpParams", "DhcpPool", "DhcpServer", "DhcpState",
+    "DhcpStateError", "HTYPE_ETHER", "INFINITE_LEASE", "Lease", "MAGIC_COOKIE", "MsgType",
+    "OPTIONS", "OPTION_CODES", "client_id_option", "client_key", "decode_dhcp",
+    "dhcp_options", "encode_dhcp", "prefix_from_mask",
 ]

@@ -21,11 +21,12 @@ from ..common import StackError
 from ..events import DhcpLeasesChanged
 from ..ipv4 import LIMITED_BROADCAST, ZERO_IP, ip_str, parse_ip
 from .codec import (
-    BOOTREPLY, BOOTREQUEST, INFINITE_LEASE, OPT_CLIENT_ID, DhcpMessage, MsgType, _ip, _mask,
+    BOOTREPLY, BOOTREQUEST, INFINITE_LEASE, OPT_CLIENT_ID, DhcpMessage, MsgType, _ip,
     _u32, client_key, dhcp_options,
 )
 from .counters import DhcpCounters
 from .leases import Lease
+from .pool import DhcpPool
 
 
 def _num(v, what: str, lo: float) -> float:
@@ -54,28 +55,12 @@ class DhcpServer:
                  static: Iterable = (), router: bytes | str | None = None,
                  leases: dict | None = None, counters: DhcpCounters | None = None,
                  emit: Callable | None = None) -> None:
-        self.ip = parse_ip(server_ip)
-        if isinstance(prefixlen, bool) or not isinstance(prefixlen, int) \
-                or not 1 <= prefixlen <= 30:
-            raise StackError(f"DHCP server prefix length {prefixlen!r} must be 1..30")
-        self.prefixlen = prefixlen
-        self.mask = _mask(prefixlen)
-        self.net = _u32(self.ip) & self.mask
-        self.bcast = self.net | (~self.mask & 0xFFFFFFFF)
-        first, last = _u32(parse_ip(pool_first)), _u32(parse_ip(pool_last))
-        cidr = f"{ip_str(self.ip)}/{prefixlen}"
-        for name, v in (("first", first), ("last", last)):
-            if v & self.mask != self.net or v == self.net or v == self.bcast:
-                raise StackError(f"DHCP pool {name} address {ip_str(_ip(v))} must be a host "
-                                 f"address inside the server's subnet {cidr}")
-        if first > last:
-            raise StackError(f"DHCP pool {ip_str(_ip(first))}..{ip_str(_ip(last))} is empty: "
-                             "give the lower address first")
-        self.first, self.last = first, last
-        self.excluded = {self.ip} | {parse_ip(s) for s in static}
-        if sum(1 for x in self.excluded if first <= _u32(x) <= last) > last - first:
-            raise StackError("the DHCP pool has no address left once the server's own and "
-                             "the static addresses are excluded; widen it")
+        pool = DhcpPool.check(server_ip, prefixlen, pool_first, pool_last, static)
+        self.ip, self.prefixlen = pool.server, pool.prefixlen
+        self.mask, self.net, self.bcast = pool.mask, pool.net, pool.bcast
+        self.first, self.last = pool.first, pool.last
+        self.excluded = pool.excluded
+        self.pool = pool
         self.lease_time = int(_num(lease_time, "lease time", 10))
         if self.lease_time >= INFINITE_LEASE:
             raise StackError(f"DHCP lease time must be below {INFINITE_LEASE} s")
@@ -396,5 +381,4 @@ class DhcpServer:
         return [rows[ip] for ip in sorted(rows)]
 
     def pool_size(self) -> int:
-        return self.last - self.first + 1 - sum(
-            1 for x in self.excluded if self.first <= _u32(x) <= self.last)
+        return self.pool.size()

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import itertools
-import json
 import logging
 import os
 import signal
@@ -34,6 +33,7 @@ import zmq.asyncio
 from vnet.node import ethtool
 from vnet.proto import auth
 from vnet.proto.capture import Capture, CaptureSession, FilterError
+from vnet.node.leasefile import restore_lease_file, save_lease_file
 from vnet.node.netdevice import (
     ETH_P_ALL,
     ETH_P_ARP,
@@ -238,8 +238,9 @@ class NodeDaemon:
             self._xmit(self.stack.add_address(cidr, now))
         if cfg.dhcp_server:
             first, last = cfg.dhcp_pool()
-            self.stack.dhcp_server_start(cfg.addresses[0], str(first), str(last), cfg.lease_time,
-                                         leases=self._load_leases())
+            self.stack.dhcp_server_start(cfg.addresses[0], str(first), str(last), cfg.lease_time)
+            if cfg.lease_file:
+                restore_lease_file(self.stack.dhcp.server, cfg.lease_file, now, time.time())
         if cfg.dhcp:
             self._xmit(self.stack.dhcp_client_start(now, cfg.name.encode(), hostname=cfg.name,
                                                     previous_ip=self._read_dhcp_state()))
@@ -374,28 +375,12 @@ class NodeDaemon:
     def _write_dhcp_state(self, ip: str) -> None:
         _write_atomic(self._dhcp_state_path(), ip + "\n")
 
-    def _load_leases(self) -> dict | None:
-        path = self.config.lease_file
-        if not path or not os.path.exists(path):
-            return None
-        try:
-            with open(path) as fh:
-                leases = json.load(fh)
-            shift = self._loop.time() - time.time()
-            return {cid: {**lease, "expires": lease["expires"] + shift} for cid, lease in leases.items()}
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            log.error("dhcp: ignoring the unreadable lease file %s: %s", path, exc)
-            return None
-
     def _save_leases(self) -> None:
         path = self.config.lease_file
         if not path:
             return
-        shift = time.time() - self._loop.time()
-        leases = {cid: {**lease, "expires": lease["expires"] + shift}
-                  for cid, lease in self.stack.dhcp_server_leases().items()}
         try:
-            _write_atomic(path, json.dumps(leases, indent=1, sort_keys=True))
+            save_lease_file(path, self.stack.dhcp_server_leases(), self._loop.time(), time.time())
         except OSError as exc:
             log.error("dhcp: cannot save leases to %s: %s", path, exc)
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 from typing import Callable, Iterable
 
-from ..common import StackError
 from ..events import DhcpLeasesChanged
 from ..ipv4 import LIMITED_BROADCAST, ZERO_IP, ip_str, parse_ip
 from .codec import (
@@ -25,14 +24,14 @@ from .codec import (
     _u32, client_key, dhcp_options,
 )
 from .counters import DhcpCounters
-from .leases import Lease
-from .pool import DhcpPool
+from .leases import Lease, restore_leases
+from .pool import DhcpConfigError, DhcpPool
 
 
 def _num(v, what: str, lo: float) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
             or v < lo:
-        raise StackError(f"DHCP {what} {v!r} must be a number >= {lo}")
+        raise DhcpConfigError(f"DHCP {what} {v!r} must be a number >= {lo}")
     return v
 
 
@@ -43,7 +42,8 @@ class DhcpServer:
     The pool is ``pool_first..pool_last`` minus the server's address and ``static`` ones.
     ``lease_time`` (s, >= 10), ``offer_hold`` (how long an OFFER reserves its address),
     ``decline_hold`` (how long a DECLINEd address stays out of the pool). ``router``: an
-    address for option 3, or None. ``leases``: a dict from ``leases_to_dict()``.
+    address for option 3, or None. ``leases``: a dict from ``leases_to_dict()``,
+    restored as ``restore`` does (bad entries skipped and counted, never fatal).
 
     ``changed`` turns True when the leases change (a binding, renewal, release, decline)
     and ``emit(DhcpLeasesChanged())`` is called then, once until ``mark_saved()``.
@@ -63,7 +63,7 @@ class DhcpServer:
         self.pool = pool
         self.lease_time = int(_num(lease_time, "lease time", 10))
         if self.lease_time >= INFINITE_LEASE:
-            raise StackError(f"DHCP lease time must be below {INFINITE_LEASE} s")
+            raise DhcpConfigError(f"DHCP lease time must be below {INFINITE_LEASE} s")
         self.offer_hold = _num(offer_hold, "offer hold time", 0)
         self.decline_hold = _num(decline_hold, "decline hold time", 0)
         self.router = None if router is None else parse_ip(router)
@@ -75,9 +75,10 @@ class DhcpServer:
         self.offered: dict[bytes, bytes] = {}  # ip -> client id
         self.declined: dict[bytes, float] = {}  # ip -> until
         self.changed = False
-        self.leases_skipped = 0  # entries of ``leases`` outside the pool or duplicated
-        if leases:
-            self._load(leases)
+        self.leases_skipped = 0  # saved lease entries not restored (see ``skipped``)
+        self.skipped: list[str] = []  # why, one "<key>: <reason>" line each
+        if leases is not None:
+            self.restore(leases)
 
     # -- persistence -----------------------------------------------------------------------
 
@@ -91,35 +92,22 @@ class DhcpServer:
     def mark_saved(self) -> None:
         self.changed = False
 
-    def _load(self, leases: dict) -> None:
-        if not isinstance(leases, dict):
-            raise StackError("DHCP leases must be a dict as leases_to_dict() returns")
-        for key, entry in leases.items():
-            try:
-                cid = bytes.fromhex(key)
-                ip = parse_ip(entry["ip"])
-                expires = entry["expires"]
-                hostname = entry.get("hostname")
-                if isinstance(expires, bool) or not isinstance(expires, (int, float)) \
-                        or not math.isfinite(expires) or not cid:
-                    raise ValueError
-                if hostname is not None and not isinstance(hostname, str):
-                    raise ValueError
-            except (TypeError, ValueError, KeyError, AttributeError):
-                raise StackError(
-                    f"bad DHCP lease entry {key!r}: {entry!r}; each is client id hex -> "
-                    '{"ip": "a.b.c.d", "expires": <seconds>, "hostname": str or null}'
-                ) from None
-            if not self._in_pool(ip):
-                self.leases_skipped += 1  # the pool changed since it was saved
-                continue
-            old = self.by_ip.get(ip)
+    def restore(self, saved: dict) -> list[str]:
+        """Add the usable entries of ``saved`` (a ``leases_to_dict()`` result) to the
+        leases; the rest are skipped and counted in ``leases_skipped``. Returns one
+        "<key>: <reason>" line per skipped entry (also kept in ``skipped``)."""
+        leases, skipped = restore_leases(saved, self._in_pool)
+        for cid, ls in leases.items():
+            old = self.leases.pop(cid, None)
             if old is not None:
-                self.leases_skipped += 1
-                if old.expires >= expires:
-                    continue
-                del self.leases[old.client_id]
-            self.leases[cid] = self.by_ip[ip] = Lease(cid, ip, float(expires), hostname)
+                self.by_ip.pop(old.ip, None)
+            other = self.by_ip.get(ls.ip)
+            if other is not None:
+                del self.leases[other.client_id]
+            self.leases[cid] = self.by_ip[ls.ip] = ls
+        self.leases_skipped += len(skipped)
+        self.skipped += skipped
+        return skipped
 
     def _changed(self) -> None:
         if not self.changed:

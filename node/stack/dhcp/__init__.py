@@ -34,8 +34,9 @@ relayed message is ignored (counted).
 from .client import DHCP_TRANSITIONS, DhcpClient, DhcpParams, DhcpState, DhcpStateError
 from .codec import (
     BOOTP_FMT, BOOTP_HDR, BOOTP_MIN_LEN, BOOTREPLY, BOOTREQUEST, BROADCAST_FLAG,
-    CLIENT_PARAM_REQ, DHCP_CLIENT_PORT, DHCP_MIN_LEN, DHCP_SERVER_PORT, HTYPE_ETHER,
-    INFINITE_LEASE, MAGIC_COOKIE, OPTION_CODES, OPTIONS, DhcpDecodeError, DhcpMessage, MsgType,
+    CLIENT_PARAM_REQ, DECODE_REASONS, DHCP_CLIENT_PORT, DHCP_MIN_LEN, DHCP_SERVER_PORT,
+    HTYPE_ETHER, INFINITE_LEASE, MAGIC_COOKIE, OPTION_CODES, OPTIONS, DhcpDecodeError,
+    DhcpMessage, MsgType,
     client_id_option, client_key, decode_dhcp, dhcp_options, encode_dhcp, prefix_from_mask,
 )
 from .counters import DhcpCounters
@@ -46,7 +47,7 @@ from .server import DhcpServer
 
 __all__ = [
     "BOOTP_FMT", "BOOTP_HDR", "BOOTP_MIN_LEN", "BOOTREPLY", "BOOTREQUEST", "BROADCAST_FLAG",
-    "CLIENT_PARAM_REQ", "DHCP_CLIENT_PORT", "DHCP_MIN_LEN", "DHCP_SERVER_PORT",
+    "CLIENT_PARAM_REQ", "DECODE_REASONS", "DHCP_CLIENT_PORT", "DHCP_MIN_LEN", "DHCP_SERVER_PORT",
     "DHCP_TRANSITIONS", "Dhcp", "DhcpClient", "DhcpConfigError", "DhcpCounters",
     "DhcpDecodeError", "DhcpMessage", "DhcpParams", "DhcpPool", "DhcpServer", "DhcpState",
     "DhcpStateError", "HTYPE_ETHER", "INFINITE_LEASE", "Lease", "MAGIC_COOKIE", "MsgType",

@@ -94,8 +94,13 @@ _KIND_OK: dict[str, Callable[[int], bool]] = {
 CLIENT_PARAM_REQ = (OPT_SUBNET_MASK, OPT_ROUTER, OPT_LEASE_TIME, OPT_SERVER_ID, OPT_T1, OPT_T2)
 
 
+# Why decode_dhcp refuses a payload; each has a counter, malformed_<reason>.
+DECODE_REASONS = ("truncated", "bad_cookie", "bad_op", "bad_hw", "bad_options", "not_dhcp")
+
+
 class DhcpDecodeError(ValueError):
-    """Bad input from the wire; ``reason`` names the counter (``malformed_<reason>``)."""
+    """Bad input from the wire; ``reason`` (one of DECODE_REASONS) names the counter
+    (``malformed_<reason>``)."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)

@@ -69,6 +69,7 @@ async def test_a_damaged_lease_file_never_stops_the_server(vnet_lan, tmp_path):
         ("10.0.0.105", "bound", "old")]
     log = os.path.join(vnet_lan.runtime_dir, "dhcp.log")
     await poll_until(lambda: _log_has(log, "skipped 6 of 7 entries"), "the skipped entries logged")
+    assert (await server.call("stats"))["stack"]["dhcp"]["leases_skipped"] == 6
     client = await vnet_lan.add_node("c0", dhcp=True)
     assert client.ip != "10.0.0.105"  # the restored lease is still somebody's
 

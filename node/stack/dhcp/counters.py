@@ -18,15 +18,16 @@ class DhcpCounters(Counters):
     messages that do not fit (wrong xid or state, another server's transaction, a relayed
     message, a request the server stays silent about, the server address not usable yet).
     pool_exhausted: DISCOVERs left unanswered for want of an address. retransmits: client
-    messages sent again after a timeout."""
+    messages sent again after a timeout. leases_skipped: saved lease entries the server
+    could not restore (bad, outside the pool, or an address claimed twice)."""
 
     __slots__ = (
         "discovers_sent", "discovers_received", "offers_sent", "offers_received",
         "requests_sent", "requests_received", "acks_sent", "acks_received", "naks_sent",
         "naks_received", "declines_sent", "declines_received", "releases_sent",
         "releases_received", "informs_sent", "informs_received", "retransmits",
-        "pool_exhausted", "not_for_us", "ignored", "malformed", "malformed_truncated",
-        "malformed_bad_cookie", "malformed_bad_op", "malformed_bad_hw",
+        "pool_exhausted", "leases_skipped", "not_for_us", "ignored", "malformed",
+        "malformed_truncated", "malformed_bad_cookie", "malformed_bad_op", "malformed_bad_hw",
         "malformed_bad_options", "malformed_not_dhcp", "malformed_bad_fields",
     )
 

@@ -75,7 +75,6 @@ class DhcpServer:
         self.offered: dict[bytes, bytes] = {}  # ip -> client id
         self.declined: dict[bytes, float] = {}  # ip -> until
         self.changed = False
-        self.leases_skipped = 0  # saved lease entries not restored (see ``skipped``)
         self.skipped: list[str] = []  # why, one "<key>: <reason>" line each
         if leases is not None:
             self.restore(leases)
@@ -92,9 +91,14 @@ class DhcpServer:
     def mark_saved(self) -> None:
         self.changed = False
 
+    @property
+    def leases_skipped(self) -> int:
+        """Saved lease entries not restored (why: ``skipped``); a DhcpCounters counter."""
+        return self.c.leases_skipped
+
     def restore(self, saved: dict) -> list[str]:
         """Add the usable entries of ``saved`` (a ``leases_to_dict()`` result) to the
-        leases; the rest are skipped and counted in ``leases_skipped``. Returns one
+        leases; the rest are skipped and counted (``leases_skipped``). Returns one
         "<key>: <reason>" line per skipped entry (also kept in ``skipped``)."""
         leases, skipped = restore_leases(saved, self._in_pool)
         for cid, ls in leases.items():
@@ -105,7 +109,7 @@ class DhcpServer:
             if other is not None:
                 del self.leases[other.client_id]
             self.leases[cid] = self.by_ip[ls.ip] = ls
-        self.leases_skipped += len(skipped)
+        self.c.leases_skipped += len(skipped)
         self.skipped += skipped
         return skipped
 

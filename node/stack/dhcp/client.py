@@ -25,7 +25,7 @@ from ..events import DhcpBound, DhcpLost
 from ..ipv4 import IFA_CONFLICT, IFA_OK, LIMITED_BROADCAST, ZERO_IP, ip_str
 from .codec import (
     BOOTREQUEST, BROADCAST_FLAG, CLIENT_PARAM_REQ, INFINITE_LEASE, DhcpMessage, MsgType,
-    _is_unicast, dhcp_options, prefix_from_mask,
+    dhcp_options, is_unicast, prefix_from_mask,
 )
 from .counters import DhcpCounters
 
@@ -304,14 +304,14 @@ class DhcpClient:
         st = self.state
         if mtype == MsgType.OFFER and st == _S.SELECTING:
             sid = msg.get("server_id")
-            if sid is None or not _is_unicast(sid) or not _is_unicast(msg.yiaddr):
+            if sid is None or not is_unicast(sid) or not is_unicast(msg.yiaddr):
                 c.bad("bad_fields")
                 return []
             self.ip, self.server = msg.yiaddr, sid
             return self._begin(_S.REQUESTING, now, new_exchange=False)
         if mtype == MsgType.ACK and st in (_S.REQUESTING, _S.REBOOTING, _S.RENEWING, _S.REBINDING):
             sid = msg.get("server_id")
-            if sid is not None and not _is_unicast(sid):
+            if sid is not None and not is_unicast(sid):
                 c.bad("bad_fields")
                 return []
             if st == _S.REQUESTING and sid is not None and sid != self.server:
@@ -331,7 +331,7 @@ class DhcpClient:
     def _ack(self, msg: DhcpMessage, server: bytes, now: float) -> list[bytes]:
         lease = msg.get("lease_time")
         ip = msg.yiaddr
-        if lease is None or lease < self.p.min_lease or not _is_unicast(ip):
+        if lease is None or lease < self.p.min_lease or not is_unicast(ip):
             self.c.bad("bad_fields")
             return []
         plen = prefix_from_mask(msg.get("subnet_mask"), ip)

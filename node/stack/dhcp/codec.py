@@ -270,29 +270,33 @@ def decode_dhcp(data: bytes) -> DhcpMessage:
 
 
 
-# -- helpers --------------------------------------------------------------------------------
+# -- address arithmetic, shared by the server and the client --------------------------------
 
 
-def _u32(ip: bytes) -> int:
+def ip_to_u32(ip: bytes) -> int:
+    """4 wire bytes -> the address as an integer (for ranges and masks)."""
     return int.from_bytes(ip, "big")
 
 
-def _ip(n: int) -> bytes:
+def u32_to_ip(n: int) -> bytes:
+    """The inverse of ip_to_u32."""
     return n.to_bytes(4, "big")
 
 
-def _is_unicast(ip: bytes) -> bool:
+def is_unicast(ip: bytes) -> bool:
+    """A usable host address: not 0.0.0.0/8, loopback, multicast or class E."""
     return ip != ZERO_IP and ip[0] != 0 and ip[0] != 127 and ip[0] < 224
 
 
-def _mask(prefixlen: int) -> int:
+def prefix_mask(prefixlen: int) -> int:
+    """/prefixlen as a 32-bit mask."""
     return (0xFFFFFFFF << (32 - prefixlen)) & 0xFFFFFFFF
 
 
 def prefix_from_mask(mask: bytes | None, ip: bytes) -> int:
     """The prefix length of a contiguous netmask; classful for a missing or bad one."""
     if mask is not None and len(mask) == 4:
-        inv = ~_u32(mask) & 0xFFFFFFFF
+        inv = ~ip_to_u32(mask) & 0xFFFFFFFF
         if inv & (inv + 1) == 0 and inv != 0xFFFFFFFF:
             return 32 - inv.bit_length()
     return 8 if ip[0] < 128 else 16 if ip[0] < 192 else 24

@@ -15,11 +15,15 @@ from typing import Iterable
 
 from ..common import StackError
 from ..ipv4 import ip_str, parse_ip
-from .codec import _ip, _mask, _u32
+from .codec import ip_to_u32, prefix_mask, u32_to_ip
 
 
 class DhcpConfigError(StackError):
     """A DHCP server configuration that cannot work; the message says what to change."""
+
+
+def _dotted(n: int) -> str:
+    return ip_str(u32_to_ip(n))
 
 
 def _parse(what: str, text) -> bytes:
@@ -50,38 +54,38 @@ class DhcpPool:
         if isinstance(prefixlen, bool) or not isinstance(prefixlen, int) \
                 or not 1 <= prefixlen <= 30:
             raise DhcpConfigError(f"DHCP server prefix length {prefixlen!r} must be 1..30")
-        mask = _mask(prefixlen)
-        net = _u32(server) & mask
+        mask = prefix_mask(prefixlen)
+        net = ip_to_u32(server) & mask
         bcast = net | (~mask & 0xFFFFFFFF)
-        first = _u32(_parse("pool first address", pool_first))
-        last = _u32(_parse("pool last address", pool_last))
+        first = ip_to_u32(_parse("pool first address", pool_first))
+        last = ip_to_u32(_parse("pool last address", pool_last))
         excluded = frozenset({server} | {_parse("static address", s) for s in static})
-        pool = f"{ip_str(_ip(first))}-{ip_str(_ip(last))}"
-        subnet = f"{ip_str(_ip(net))}/{prefixlen}"
-        hosts = f"{ip_str(_ip(net + 1))}-{ip_str(_ip(bcast - 1))}"
+        pool = f"{_dotted(first)}-{_dotted(last)}"
+        subnet = f"{_dotted(net)}/{prefixlen}"
+        hosts = f"{_dotted(net + 1)}-{_dotted(bcast - 1)}"
         for name, v in (("first", first), ("last", last)):
             if v & mask != net:
                 raise DhcpConfigError(
-                    f"DHCP pool {pool}: the {name} address {ip_str(_ip(v))} is not inside the "
+                    f"DHCP pool {pool}: the {name} address {_dotted(v)} is not inside the "
                     f"server's subnet {subnet} (the server is {ip_str(server)}/{prefixlen}); "
                     f"use host addresses within {hosts}")
         if first > last:
             raise DhcpConfigError(
                 f"DHCP pool {pool} is empty: give the lower address first "
-                f"({ip_str(_ip(last))}-{ip_str(_ip(first))})")
+                f"({_dotted(last)}-{_dotted(first)})")
         if first == net:
             raise DhcpConfigError(
-                f"DHCP pool {pool} includes {ip_str(_ip(net))}, the network address of "
+                f"DHCP pool {pool} includes {_dotted(net)}, the network address of "
                 f"{subnet}: a pool holds host addresses only; start it at "
-                f"{ip_str(_ip(net + 1))} or above")
+                f"{_dotted(net + 1)} or above")
         if last == bcast:
             raise DhcpConfigError(
-                f"DHCP pool {pool} includes {ip_str(_ip(bcast))}, the broadcast address of "
+                f"DHCP pool {pool} includes {_dotted(bcast)}, the broadcast address of "
                 f"{subnet}: a pool holds host addresses only; end it at "
-                f"{ip_str(_ip(bcast - 1))} or below")
-        if sum(1 for x in excluded if first <= _u32(x) <= last) > last - first:
+                f"{_dotted(bcast - 1)} or below")
+        if sum(1 for x in excluded if first <= ip_to_u32(x) <= last) > last - first:
             srv = ip_str(server)
-            own = f"only the server's own address {srv}" if first == last == _u32(server) \
+            own = f"only the server's own address {srv}" if first == last == ip_to_u32(server) \
                 else f"no address left once the server's own ({srv}) and the static " \
                      "addresses are excluded"
             raise DhcpConfigError(
@@ -92,4 +96,4 @@ class DhcpPool:
     def size(self) -> int:
         """Addresses the server can give out."""
         return self.last - self.first + 1 - sum(
-            1 for x in self.excluded if self.first <= _u32(x) <= self.last)
+            1 for x in self.excluded if self.first <= ip_to_u32(x) <= self.last)

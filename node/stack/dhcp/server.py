@@ -20,8 +20,8 @@ from typing import Callable, Iterable
 from ..events import DhcpLeasesChanged
 from ..ipv4 import LIMITED_BROADCAST, ZERO_IP, ip_str, parse_ip
 from .codec import (
-    BOOTREPLY, BOOTREQUEST, INFINITE_LEASE, OPT_CLIENT_ID, DhcpMessage, MsgType, _ip,
-    _u32, client_key, dhcp_options,
+    BOOTREPLY, BOOTREQUEST, INFINITE_LEASE, OPT_CLIENT_ID, DhcpMessage, MsgType, client_key,
+    dhcp_options, ip_to_u32, u32_to_ip,
 )
 from .counters import DhcpCounters
 from .leases import Lease, restore_leases
@@ -122,11 +122,11 @@ class DhcpServer:
     # -- the pool --------------------------------------------------------------------------
 
     def _in_subnet(self, ip: bytes) -> bool:
-        n = _u32(ip)
+        n = ip_to_u32(ip)
         return n & self.mask == self.net and n != self.net and n != self.bcast
 
     def _in_pool(self, ip: bytes) -> bool:
-        return self.first <= _u32(ip) <= self.last and ip not in self.excluded
+        return self.first <= ip_to_u32(ip) <= self.last and ip not in self.excluded
 
     def _expire(self, now: float) -> None:
         for cid, (ip, until) in list(self.offers.items()):
@@ -172,9 +172,9 @@ class DhcpServer:
             return requested
         used = self.by_ip.keys() | self.offered.keys() | self.declined.keys() | self.excluded
         free = self.last - self.first + 1 - sum(
-            1 for x in used if self.first <= _u32(x) <= self.last)
+            1 for x in used if self.first <= ip_to_u32(x) <= self.last)
         for n in range(self.first, self.last + 1) if free > 0 else ():  # lowest never leased
-            ip = _ip(n)
+            ip = u32_to_ip(n)
             if ip not in self.by_ip and ip not in self.offered and ip not in self.declined \
                     and ip not in self.excluded:
                 return ip
@@ -213,7 +213,7 @@ class DhcpServer:
             opts = dhcp_options(
                 msg_type=mtype, server_id=self.ip, lease_time=lt,
                 t1=lt // 2 if lt else None, t2=lt * 7 // 8 if lt else None,
-                subnet_mask=_ip(self.mask), router=[self.router] if self.router else None,
+                subnet_mask=u32_to_ip(self.mask), router=[self.router] if self.router else None,
                 client_id=cid)
         return DhcpMessage(op=BOOTREPLY, xid=req.xid, chaddr=req.chaddr, ciaddr=ciaddr,
                            yiaddr=yiaddr, giaddr=req.giaddr, flags=req.flags, options=opts)

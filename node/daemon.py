@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import itertools
-import json
 import logging
 import os
 import signal
@@ -34,6 +33,7 @@ import zmq.asyncio
 from vnet.node import ethtool
 from vnet.proto import auth
 from vnet.proto.capture import Capture, CaptureSession, FilterError
+from vnet.node.leasefile import restore_lease_file, save_lease_file
 from vnet.node.netdevice import (
     ETH_P_ALL,
     ETH_P_ARP,
@@ -77,6 +77,7 @@ from vnet.node.stack import (
     StackError,
     UdpDatagram,
 )
+from vnet.node.stack.dhcp import DhcpPool
 from vnet.node.stack.ether import mac_str, parse_mac
 from vnet.node.vnic import VNIC_RING_MAX, vnic_probe, vnic_remove
 from vnet.node.zmqlink import ZmqLink
@@ -147,9 +148,8 @@ class NodeConfig:
             if not self.addresses:
                 raise ValueError("dhcp server: the node needs a static address (--address) to serve from")
             first, last = self.dhcp_pool()
-            net = ipaddress.IPv4Interface(self.addresses[0]).network
-            if first not in net or last not in net or first > last:
-                raise ValueError(f"dhcp pool {self.dhcp_server!r}: need FIRST-LAST inside {net}, FIRST <= LAST")
+            iface = ipaddress.IPv4Interface(self.addresses[0])
+            DhcpPool.check(str(iface.ip), iface.network.prefixlen, str(first), str(last))
         if self.lease_time < 10:
             raise ValueError(f"lease time {self.lease_time:g} s: must be at least 10 s")
 
@@ -241,8 +241,9 @@ class NodeDaemon:
             self._xmit(self.stack.add_address(cidr, now))
         if cfg.dhcp_server:
             first, last = cfg.dhcp_pool()
-            self.stack.dhcp_server_start(cfg.addresses[0], str(first), str(last), cfg.lease_time,
-                                         leases=self._load_leases())
+            self.stack.dhcp_server_start(cfg.addresses[0], str(first), str(last), cfg.lease_time)
+            if cfg.lease_file:
+                restore_lease_file(self.stack.dhcp.server, cfg.lease_file, now, time.time())
         if cfg.dhcp:
             self._xmit(self.stack.dhcp_client_start(now, cfg.name.encode(), hostname=cfg.name,
                                                     previous_ip=self._read_dhcp_state()))
@@ -377,28 +378,12 @@ class NodeDaemon:
     def _write_dhcp_state(self, ip: str) -> None:
         _write_atomic(self._dhcp_state_path(), ip + "\n")
 
-    def _load_leases(self) -> dict | None:
-        path = self.config.lease_file
-        if not path or not os.path.exists(path):
-            return None
-        try:
-            with open(path) as fh:
-                leases = json.load(fh)
-            shift = self._loop.time() - time.time()
-            return {cid: {**lease, "expires": lease["expires"] + shift} for cid, lease in leases.items()}
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            log.error("dhcp: ignoring the unreadable lease file %s: %s", path, exc)
-            return None
-
     def _save_leases(self) -> None:
         path = self.config.lease_file
         if not path:
             return
-        shift = time.time() - self._loop.time()
-        leases = {cid: {**lease, "expires": lease["expires"] + shift}
-                  for cid, lease in self.stack.dhcp_server_leases().items()}
         try:
-            _write_atomic(path, json.dumps(leases, indent=1, sort_keys=True))
+            save_lease_file(path, self.stack.dhcp_server_leases(), self._loop.time(), time.time())
         except OSError as exc:
             log.error("dhcp: cannot save leases to %s: %s", path, exc)
 

@@ -10,7 +10,7 @@ application waits for comes out as events (``HostStack.next_events()``). Modules
 - arp.py     ARP codec, the neighbour table (Linux NUD states), DAD (RFC 5227)
 - icmp.py    echo, destination unreachable, ping(8) statistics and formatting
 - udp.py     UDP codec (pseudo-header checksum) and the port table
-- dhcp.py    DHCP: BOOTP/DHCP codec, DhcpServer (leases), DhcpClient (RFC 2131 states)
+- dhcp/      DHCP: BOOTP/DHCP codec, DhcpServer (leases), DhcpClient (RFC 2131 states)
 - host.py    HostStack: the composition and the dispatch tables by ethertype / IP protocol
 - testing.py Hub: a zero-latency Ethernet hub wiring HostStacks together for tests
 """

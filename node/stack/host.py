@@ -20,7 +20,7 @@ accepted for the groups in ``mc_list()`` (the all-hosts group 224.0.0.1, 01:00:5
 and otherwise counted in rx_multicast_dropped (an allmulti or promiscuous NIC passes every
 group up).
 
-DHCP (dhcp.py) is a service of the stack on UDP ports 67/68: ``dhcp_client_start`` gets
+DHCP (dhcp/) is a service of the stack on UDP ports 67/68: ``dhcp_client_start`` gets
 an address from the LAN's server and keeps it on the interface (DhcpBound / DhcpLost);
 ``dhcp_server_start`` serves a pool from one of our addresses (DhcpLeasesChanged when the
 leases should be saved). Their timers are part of ``tick``/``next_deadline``.
@@ -296,7 +296,7 @@ class HostStack:
         """arping: a broadcast ARP request for ``ip``; answers come out as ArpReply."""
         return self._tx(self.arp.probe(parse_ip(ip), now))
 
-    # -- DHCP (dhcp.py) --------------------------------------------------------------------
+    # -- DHCP (dhcp/) ---------------------------------------------------------------------
 
     def dhcp_client_start(self, now: float, client_id: bytes | str | None,
                           hostname: str | None = None, previous_ip: str | None = None, *,

@@ -7,7 +7,7 @@ reachable only if it is inside the subnet of one of the interface's usable addre
 sends raise, received fragments are counted (reasm_reqds, reasm_fails) and dropped.
 
 The limited broadcast 255.255.255.255 is accepted even with no usable address, and a source
-of 0.0.0.0 is not a martian: that is how DHCP (dhcp.py) talks before it has an address
+of 0.0.0.0 is not a martian: that is how DHCP (dhcp/) talks before it has an address
 (RFC 2131 4.1, RFC 1122 3.2.1.3); ``output`` sends from any source it is given.
 
 Receive checks follow Linux's ip_rcv_core/ip_rcv_finish, and so do the counter names

@@ -4,6 +4,8 @@ never given twice."""
 from __future__ import annotations
 
 import itertools
+import os
+import time
 
 import pytest
 
@@ -45,6 +47,47 @@ async def test_dhcp_clients_get_distinct_addresses_that_survive_restarts(vnet_la
     leases = (await vnet_lan.node("dhcp").call("dhcp_show"))["server"]
     bound = [lease["ip"] for lease in leases if lease["state"] == "bound"]
     assert len(bound) == len(set(bound)) == 4
+
+
+@pytest.mark.vnet_lan(nodes=1)
+async def test_a_damaged_lease_file_never_stops_the_server(vnet_lan, tmp_path):
+    lease_file = tmp_path / "leases.json"
+    server_args = ["--dhcp-server", POOL, "--lease-file", str(lease_file)]
+    later = time.time() + 3600
+    lease_file.write_text("""{
+      "006f6c64": {"ip": "10.0.0.105", "expires": %r, "hostname": "old"},
+      "zz": {"ip": "10.0.0.120", "expires": 1e12},
+      "0062": {"ip": "junk", "expires": 1e12},
+      "0063": {"ip": "10.0.0.106", "expires": 1e400},
+      "0064": ["10.0.0.107"],
+      "0065": {"ip": "10.0.5.1", "expires": 1e12},
+      "0066": {"ip": "10.0.0.105", "expires": 1}
+    }""" % later)
+    server = await vnet_lan.add_node("dhcp", extra_args=server_args)
+    leases = (await server.call("dhcp_show"))["server"]
+    assert [(lease["ip"], lease["state"], lease["hostname"]) for lease in leases] == [
+        ("10.0.0.105", "bound", "old")]
+    log = os.path.join(vnet_lan.runtime_dir, "dhcp.log")
+    await poll_until(lambda: _log_has(log, "skipped 6 of 7 entries"), "the skipped entries logged")
+    assert (await server.call("stats"))["stack"]["dhcp"]["leases_skipped"] == 6
+    client = await vnet_lan.add_node("c0", dhcp=True)
+    assert client.ip != "10.0.0.105"  # the restored lease is still somebody's
+
+    # a file that is not JSON at all: kept aside, and the server starts without leases
+    await vnet_lan.stop_node("dhcp")
+    lease_file.write_text('{"006f6c64": {"ip": "10.0.0.1')  # cut off mid-write
+    await vnet_lan.add_node("dhcp", extra_args=server_args)
+    [copy] = tmp_path.glob("leases.json.bad-*")
+    assert copy.read_text() == '{"006f6c64": {"ip": "10.0.0.1'
+    await poll_until(lambda: _log_has(log, f"the file is kept as {copy}"), "where the copy is logged")
+
+
+async def _log_has(path, text: str) -> bool:
+    try:
+        with open(path, errors="replace") as fh:
+            return text in fh.read()
+    except OSError:
+        return False
 
 
 def _vnet(lan, *args: str) -> str:

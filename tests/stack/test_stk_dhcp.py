@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 
 import pytest
@@ -656,21 +657,57 @@ def test_leases_dict_format_and_change_events():
     assert srv.dhcp_server_leases()[(b"\0a").hex()]["expires"] <= hub.now
 
 
-def test_loading_leases_validates_and_skips_what_the_pool_lost():
+GOOD = {"0061": {"ip": "10.0.0.10", "expires": 50.0, "hostname": "a"}}
+
+
+@pytest.mark.parametrize("bad, reason", [
+    ({"zz": {"ip": "10.0.0.12", "expires": 1e12}}, "zz: client id is not hex"),
+    ({"": {"ip": "10.0.0.12", "expires": 1}}, "client id is empty"),
+    ({"0062": {"ip": "junk", "expires": 1}}, "0062: ip 'junk' is not an IPv4 address"),
+    ({"0062": {"ip": "10.0.0.300", "expires": 1}}, "is not an IPv4 address"),
+    ({"0062": {"ip": None, "expires": 1}}, "ip None is not an IPv4 address"),
+    ({"0062": {"expires": 1}}, "0062: no ip"),
+    ({"0062": {"ip": "10.0.0.12", "expires": math.inf}}, "expires inf is not a finite number"),
+    ({"0062": {"ip": "10.0.0.12", "expires": math.nan}}, "expires nan is not a finite"),
+    ({"0062": {"ip": "10.0.0.12"}}, "expires None is not a finite"),
+    ({"0062": {"ip": "10.0.0.12", "expires": "soon"}}, "expires 'soon' is not a finite"),
+    ({"0062": {"ip": "10.0.0.12", "expires": True}}, "expires True is not a finite"),
+    ({"0062": {"ip": "10.0.0.12", "expires": 1, "hostname": 7}}, "hostname 7 is not a string"),
+    ({"0062": "10.0.0.12"}, "0062: entry '10.0.0.12' is not a map"),
+    ({"0062": ["10.0.0.12", 1]}, "is not a map"),
+    ({"0062": {"ip": "10.0.0.99", "expires": 1}}, "0062: 10.0.0.99 is not in the pool"),
+    ({"0062": {"ip": "10.0.0.1", "expires": 1}}, "0062: 10.0.0.1 is not in the pool"),
+    ({"0062": {"ip": "10.0.0.10", "expires": 10}},
+     "0062: 10.0.0.10 is also leased to 0061, which expires later"),
+    ({"0061 ": {"ip": "10.0.0.12", "expires": 10}}, "a second entry for client 0061"),
+])
+def test_a_bad_saved_lease_is_skipped_counted_and_named(bad, reason):
     c = HostStack(mac_of(5))
     c.add_address("10.0.0.1/24", 0.0)
-    for bad in ({"zz": {"ip": "10.0.0.10", "expires": 1}},
-                {"0061": {"ip": "10.0.0.300", "expires": 1}},
-                {"0061": {"ip": "10.0.0.10"}},
-                {"0061": {"ip": "10.0.0.10", "expires": "soon"}},
-                {"0061": "10.0.0.10"}, ["0061"]):
-        with pytest.raises(StackError, match="lease"):
-            c.dhcp_server_start("10.0.0.1", "10.0.0.10", "10.0.0.20", leases=bad)
+    c.dhcp_server_start("10.0.0.1", "10.0.0.10", "10.0.0.20", leases={**GOOD, **bad})
+    server = c.dhcp.server
+    assert server.leases_skipped == 1 and c.counters()["dhcp"]["leases_skipped"] == 1
+    assert len(server.skipped) == 1 and reason in server.skipped[0], server.skipped
+    assert c.dhcp_server_leases() == GOOD  # the good entry is kept
+
+
+def test_two_clients_with_one_address_the_later_expiry_wins():
+    c = HostStack(mac_of(5))
+    c.add_address("10.0.0.1/24", 0.0)
     c.dhcp_server_start("10.0.0.1", "10.0.0.10", "10.0.0.20", leases={
         "0061": {"ip": "10.0.0.10", "expires": 50, "hostname": "a"},
         "0062": {"ip": "10.0.0.99", "expires": 50, "hostname": None},  # outside the pool
         "0063": {"ip": "10.0.0.10", "expires": 70, "hostname": None},  # same ip, later
     })
     assert c.dhcp.server.leases_skipped == 2
+    assert c.dhcp.server.skipped == ["0062: 10.0.0.99 is not in the pool",
+                                     "0061: 10.0.0.10 is also leased to 0063, which expires later"]
     assert c.dhcp_server_leases() == {
         "0063": {"ip": "10.0.0.10", "expires": 70.0, "hostname": None}}
+
+
+def test_leases_that_are_not_a_dict_are_the_callers_mistake():
+    c = HostStack(mac_of(5))
+    c.add_address("10.0.0.1/24", 0.0)
+    with pytest.raises(StackError, match="must be a dict as leases_to_dict"):
+        c.dhcp_server_start("10.0.0.1", "10.0.0.10", "10.0.0.20", leases=["0061"])

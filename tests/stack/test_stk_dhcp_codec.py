@@ -12,8 +12,9 @@ from scapy.layers.l2 import Ether
 from vnet.node.stack import HostStack
 from vnet.node.stack import parse_ip as ip  # wire-form addresses
 from vnet.node.stack.dhcp import (
-    BOOTP_HDR, BOOTREPLY, BOOTREQUEST, BROADCAST_FLAG, DHCP_MIN_LEN, MAGIC_COOKIE, OPTIONS,
-    DhcpDecodeError, DhcpMessage, MsgType, decode_dhcp, dhcp_options, encode_dhcp,
+    BOOTP_HDR, BOOTREPLY, BOOTREQUEST, BROADCAST_FLAG, DECODE_REASONS, DHCP_MIN_LEN,
+    MAGIC_COOKIE, OPTIONS, DhcpCounters, DhcpDecodeError, DhcpMessage, MsgType, decode_dhcp,
+    dhcp_options, encode_dhcp,
 )
 from vnet.node.stack.ether import BROADCAST_MAC, ETH_HDR, ETH_P_IP
 from vnet.node.stack.ipv4 import LIMITED_BROADCAST, ZERO_IP, ip_header
@@ -343,18 +344,138 @@ def _client_in(state: str):
     return hub, srv, cl
 
 
+def _delta(before: dict, after: dict) -> dict:
+    return {k: after[k] - before[k] for k in after if after[k] != before[k]}
+
+
+def _one_counted_outcome(stack, frame: bytes, data: bytes, port: int) -> None:
+    """Deliver ``frame`` (carrying DHCP payload ``data``) and check it moved exactly one
+    outcome counter: a malformed_<reason> (the reason decode_dhcp gives, or bad_op for a
+    message sent to the wrong port), a <type>s_received, or not_for_us."""
+    before = stack.counters()["dhcp"]
+    out = stack.receive(frame, 5.0)
+    assert isinstance(out, list)
+    d = _delta(before, stack.counters()["dhcp"])
+    outcomes = {k: v for k, v in d.items()
+                if k == "malformed" or k == "not_for_us" or k.endswith("s_received")}
+    assert list(outcomes.values()) == [1], d
+    try:
+        msg = decode_dhcp(data)
+        reason = None if msg.op == (BOOTREQUEST if port == 67 else BOOTREPLY) else "bad_op"
+    except DhcpDecodeError as e:
+        reason = e.reason
+    if reason is None:
+        assert "malformed" not in d, d
+    else:
+        assert outcomes == {"malformed": 1} and d[f"malformed_{reason}"] == 1, (reason, d)
+
+
 @SETTINGS
-@given(st.binary(max_size=700), st.booleans())
-def test_random_payloads_never_raise(data, to_server):
+@given(st.one_of(st.binary(max_size=700),
+                 st.binary(max_size=400).map(lambda b: GOOD[:DHCP_MIN_LEN] + b)),
+       st.booleans())
+def test_random_payloads_are_each_one_counted_outcome(data, to_server):
     srv, cl = server_and_client()
     if to_server:
-        out = srv.receive(dhcp_frame(data), 5.0)
+        _one_counted_outcome(srv, dhcp_frame(data), data, 67)
     else:
-        out = cl.receive(dhcp_frame(data, sport=67, dport=68, src=SERVER_ID), 5.0)
-    assert isinstance(out, list)
-    c = (srv if to_server else cl).counters()["dhcp"]
-    assert c["malformed"] + c["ignored"] + c["not_for_us"] + sum(
-        v for k, v in c.items() if k.endswith("_received")) >= 1
+        _one_counted_outcome(cl, dhcp_frame(data, sport=67, dport=68, src=SERVER_ID), data, 68)
+
+
+# -- fuzz: the decoder alone ----------------------------------------------------------------
+
+
+def _overloaded() -> bytes:
+    hdr = BOOTP_HDR.pack(BOOTREPLY, 1, 6, 0, 9, 0, 0, ZERO_IP, ip("10.0.0.9"), ZERO_IP,
+                         ZERO_IP, MAC, bytes((51, 4)) + (60).to_bytes(4, "big") + b"\xff",
+                         bytes((56, 3)) + b"abc" + b"\xff")
+    return hdr + MAGIC_COOKIE + bytes((53, 1, 5, 54, 4, 10, 0, 0, 1, 52, 1, 3, 255))
+
+
+SEEDS = [
+    GOOD,
+    encode_dhcp(ack()),
+    _overloaded(),
+    encode_dhcp(DhcpMessage(op=BOOTREQUEST, xid=1, chaddr=MAC,
+                            options={53: b"\x03", 200: bytes(range(256)) * 2, 61: b"\0c"})),
+    encode_dhcp(DhcpMessage(op=BOOTREPLY, xid=2, chaddr=MAC, options=dhcp_options(
+        msg_type=MsgType.NAK, server_id=SERVER_ID, message="no")))[:DHCP_MIN_LEN + 12],
+]
+_pos = st.one_of(st.integers(0, 800), st.integers(DHCP_MIN_LEN - 4, DHCP_MIN_LEN + 80))
+_edit = st.one_of(
+    st.tuples(st.just("set"), _pos, st.integers(0, 255)),
+    st.tuples(st.just("set"), _pos, st.sampled_from([0, 1, 2, 3, 4, 52, 53, 255])),
+    st.tuples(st.just("insert"), _pos, st.binary(min_size=1, max_size=8)),
+    st.tuples(st.just("delete"), _pos, st.integers(1, 8)),
+    st.tuples(st.just("cut"), _pos, st.none()),
+)
+
+
+def edit(data: bytes, edits) -> bytes:
+    b = bytearray(data)
+    for kind, pos, arg in edits:
+        i = pos % (len(b) + 1)
+        if kind == "set" and b:
+            b[min(i, len(b) - 1)] = arg
+        elif kind == "insert":
+            b[i:i] = arg
+        elif kind == "delete":
+            del b[i:i + arg]
+        elif kind == "cut":
+            del b[i:]
+    return bytes(b)
+
+
+def _decode_or_reason(data: bytes):
+    """decode_dhcp's message, or the reason it named; any other exception fails the test."""
+    try:
+        return decode_dhcp(data)
+    except DhcpDecodeError as e:
+        assert e.reason in DECODE_REASONS and f"malformed_{e.reason}" in DhcpCounters.__slots__
+        return e.reason
+
+
+def _check_accepted(m: DhcpMessage, data: bytes) -> None:
+    """What the decoder accepted is what the bytes say, and it encodes back to itself."""
+    assert m.xid == int.from_bytes(data[4:8], "big") and m.chaddr == data[28:34]
+    assert (m.ciaddr, m.yiaddr, m.siaddr, m.giaddr) == (data[12:16], data[16:20],
+                                                        data[20:24], data[24:28])
+    assert m.msg_type is not None and decode_dhcp(encode_dhcp(m)) == m
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=700))
+def test_decoder_on_arbitrary_bytes_names_every_refusal(data):
+    out = _decode_or_reason(data)
+    if isinstance(out, DhcpMessage):
+        _check_accepted(out, data)
+
+
+@settings(max_examples=800, deadline=None)
+@given(st.sampled_from(range(len(SEEDS))), st.lists(_edit, min_size=1, max_size=5))
+def test_decoder_on_mutated_messages_names_every_refusal(which, edits):
+    data = edit(SEEDS[which], edits)
+    out = _decode_or_reason(data)
+    if not isinstance(out, DhcpMessage):
+        return
+    _check_accepted(out, data)
+    if 52 in out.options:  # scapy does not follow option overload (RFC 2132 9.3)
+        return
+    # differential: scapy reads the same header and the same single message type
+    pkt = BOOTP(data)
+    assert (pkt.xid, pkt.op, bytes(pkt.chaddr)[:6]) == (out.xid, out.op, out.chaddr)
+    if pkt.haslayer(DHCP):
+        types = [o[1] for o in pkt[DHCP].options if isinstance(o, tuple)
+                 and o[0] == "message-type"]
+        if len(types) == 1 and isinstance(types[0], int):
+            assert types[0] == out.msg_type
+
+
+def test_every_decode_reason_has_a_counter():
+    assert DECODE_REASONS == ("truncated", "bad_cookie", "bad_op", "bad_hw", "bad_options",
+                              "not_dhcp")
+    for reason in DECODE_REASONS:
+        assert f"malformed_{reason}" in DhcpCounters.__slots__
 
 
 CORPUS = [encode_dhcp(discover()), encode_dhcp(ack()),

@@ -7,7 +7,8 @@ import pytest
 from vnet.node.stack import DhcpLeasesChanged, StackError
 from vnet.node.stack import parse_ip as ip  # wire-form addresses
 from vnet.node.stack.dhcp import (
-    BOOTREQUEST, BROADCAST_FLAG, DhcpMessage, DhcpServer, MsgType, dhcp_options,
+    BOOTREQUEST, BROADCAST_FLAG, DhcpConfigError, DhcpMessage, DhcpPool, DhcpServer, MsgType,
+    dhcp_options,
 )
 from vnet.node.stack.ipv4 import LIMITED_BROADCAST, ZERO_IP
 from vnet.node.stack.testing import mac_of
@@ -253,6 +254,32 @@ def test_inform_gets_parameters_without_a_lease():
     assert reply.get("router") == [ip("10.0.0.254")]
     assert s.leases_to_dict() == {}
     assert s.handle(msg(MsgType.INFORM, 10, ciaddr="192.168.0.1"), 0) is None
+
+
+@pytest.mark.parametrize("first, last, message", [
+    ("10.0.0.0", "10.0.0.9", "includes 10.0.0.0, the network address of 10.0.0.0/24: a pool "
+                             "holds host addresses only; start it at 10.0.0.1 or above"),
+    ("10.0.0.200", "10.0.0.255", "includes 10.0.0.255, the broadcast address of 10.0.0.0/24: "
+                                 "a pool holds host addresses only; end it at 10.0.0.254"),
+    ("10.0.0.1", "10.0.0.1", "has only the server's own address 10.0.0.1; widen it"),
+    ("10.0.1.2", "10.0.1.9", "the first address 10.0.1.2 is not inside the server's subnet "
+                             "10.0.0.0/24 (the server is 10.0.0.1/24); use host addresses "
+                             "within 10.0.0.1-10.0.0.254"),
+    ("10.0.0.2", "10.0.1.9", "the last address 10.0.1.9 is not inside"),
+    ("10.0.0.9", "10.0.0.2", "is empty: give the lower address first (10.0.0.2-10.0.0.9)"),
+    ("10.0.0.2", "10.0.0.256", "DHCP pool last address: bad IPv4 address"),
+])
+def test_a_pool_that_cannot_work_is_refused_with_the_fix(first, last, message):
+    with pytest.raises(DhcpConfigError) as info:
+        DhcpPool.check("10.0.0.1", 24, first, last)
+    assert isinstance(info.value, ValueError) and message in str(info.value), info.value
+    with pytest.raises(DhcpConfigError):
+        DhcpServer("10.0.0.1", 24, first, last)
+
+
+def test_a_pool_check_counts_what_the_server_can_give():
+    assert DhcpPool.check("10.0.0.1", 24, "10.0.0.1", "10.0.0.10", ["10.0.0.5"]).size() == 8
+    assert DhcpPool.check("10.0.0.1", 30, "10.0.0.1", "10.0.0.2").size() == 1
 
 
 def test_config_errors():

@@ -1,4 +1,4 @@
-"""The sans-I/O learning switch: ports, forwarding, liveness and counters.
+"""The sans-I/O learning switch: ports, their lifecycle and liveness, the rules, the counters.
 
 Data goes in as decoded ZeroMQ messages, messages to send come out; nothing here touches a
 socket or a clock (Faucet's valve style). The server feeds it::
@@ -23,7 +23,8 @@ BYE, which needs no answer; each counts ``not_attached``, and the frames of a FR
 count ``unknown_peer`` (so frames sent to a switch that restarted and forgot the node, or to
 one that is closing, are accounted for by frame).
 
-Forwarding (per frame of a FRAMES batch). Drops are counted on the ingress port and in the
+Forwarding (per frame of a FRAMES batch; the loop is ``switch/forward.py``'s, the state is
+here). Drops are counted on the ingress port and in the
 totals: ``runt`` (< 14 bytes, or < 18 with an 802.1Q tag), ``oversize`` (> mtu + 18, the
 Ethernet header plus one VLAN tag), ``bad_src`` (multicast or all-zero source). Then the source
 is learned on (vlan, src) and the destination decides: multicast/broadcast and unknown unicast
@@ -77,11 +78,11 @@ egress impairments (switch/impair.py) report what they dropped or added through
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from typing import NamedTuple
 
 from vnet.proto import wire
 from vnet.switch.fdb import Fdb, FdbEntry, Learn
+from vnet.switch.forward import count_records, forward_batch
 from vnet.proto.wire import (
     BYE,
     HEARTBEAT,
@@ -100,12 +101,6 @@ from vnet.proto.ratelimit import RateLimit
 log = logging.getLogger(__name__)
 
 ETH_MAX_MTU = wire.MAX_FRAME - ETH_HLEN - VLAN_HLEN  # the wire's 16-bit length bounds a frame
-_FLOOD = object()  # a run's destination: every port but the ingress one
-# batches this big or bigger may take the one-flow fast path (SwitchCore._uniform_frames)
-_UNIFORM_MIN_FRAMES = 8
-_UNIFORM_MIN_BYTES = _UNIFORM_MIN_FRAMES * (ETH_HLEN + 2)
-# what the switch did with a frame, cached per header in SwitchCore._frames
-_FWD, _FLOODED, _SAME_PORT, _BAD_SRC, _PSEC = (object() for _ in range(5))
 _REFUSED = Learn.REFUSED
 VIOLATIONS = ("drop", "shutdown")  # what port security does to a frame over the limit
 
@@ -237,7 +232,7 @@ class SwitchCore:
         self.totals = Counters(SWITCH_COUNTERS)
         self._by_peer: dict[bytes, Port] = {}
         self._by_name: dict[str, Port] = {}
-        self._ports: list[Port] = []  # attach order; the flood list
+        self.port_list: list[Port] = []  # attach order; the flood list
         self._next_id = 1
         self._admin_down: set[str] = set()  # names of ports set down (kept across re-attaching)
         self.generation = 0  # changes whenever a port attaches or detaches
@@ -257,7 +252,7 @@ class SwitchCore:
         port.last_seen = now
         n = len(parts)
         if kind == MSG_FRAMES and n == 2:
-            return self._frames(port, parts[1], now)
+            return forward_batch(self, port, parts[1], now)
         if kind == MSG_HEARTBEAT and n == 1:
             return [(peer, HEARTBEAT)]
         if kind == MSG_HELLO:
@@ -267,10 +262,10 @@ class SwitchCore:
             return []
         port.counters.malformed += 1
         self.totals.malformed += 1
-        self._offence(port, now, malformed=1)
+        self.offence(port, now, malformed=1)
         return []
 
-    def _offence(self, port: Port, now: float, **dropped: int) -> None:
+    def offence(self, port: Port, now: float, **dropped: int) -> None:
         """Log (rate-limited, as net_ratelimit) what a port's bad input cost; it is counted
         by the caller."""
         what = ", ".join(f"{k} {name}" for name, k in dropped.items() if k)
@@ -284,7 +279,7 @@ class SwitchCore:
         t.not_attached += 1
         kind = parts[0] if parts else b""
         if kind == MSG_FRAMES and len(parts) == 2:
-            k, _ = _count_records(parts[1])
+            k, _ = count_records(parts[1])
             t.unknown_peer += k
         if kind == MSG_BYE:
             return []
@@ -310,7 +305,7 @@ class SwitchCore:
         self.generation += 1
         self._by_peer[peer] = port
         self._by_name[name] = port
-        self._ports.append(port)
+        self.port_list.append(port)
         self.totals.attached += 1
         # The node declares its addresses: learn the usable ones so the first frames to it
         # need not flood. They age like any learned entry, and count toward max_macs.
@@ -333,317 +328,7 @@ class SwitchCore:
     def forward(self, port: Port, payload: bytes, now: float) -> list[Message]:
         """Forward a FRAMES payload as if ``port`` had just sent it (the server's delayed
         ingress frames); unlike ``handle`` it is not news of the node being alive."""
-        return self._frames(port, payload, now)
-
-    def _frames(self, port: Port, payload: bytes, now: float) -> list[Message]:
-        if type(payload) is not bytes:
-            payload = bytes(payload)
-        if not port.admin_up:
-            k, _ = _count_records(payload)
-            port.counters.port_down += k
-            self.totals.port_down += k
-            return []
-        end = len(payload)
-        if end >= _UNIFORM_MIN_BYTES:
-            out = self._uniform_frames(port, payload, end, now)
-            if out is not None:
-                return out
-        # Pass 1: record boundaries. A bad length makes everything after it untrustworthy,
-        # and possibly some records before it, so the whole batch goes.
-        bounds = [0]
-        append_bound = bounds.append
-        off = 0
-        while off < end:
-            if off + 2 > end:
-                off = -1
-                break
-            off += 2 + (payload[off] << 8 | payload[off + 1])
-            if off > end:
-                off = -1
-                break
-            append_bound(off)
-        if off < 0:
-            port.counters.malformed += 1
-            self.totals.malformed += 1
-            self._offence(port, now, malformed=1)
-            return []
-
-        # Pass 2: forward. Per frame: slices, a byte test, dict lookups; counters in locals.
-        # A frame's fate depends only on its 14-byte header (addresses, type) as long as no
-        # learn happens in between, so decisions are cached per header for the batch and the
-        # cache is dropped at every learn. Consecutive records with the same destination form
-        # a run, forwarded as one slice of the payload; a batch that is one run for one port
-        # is forwarded as it came. A port security violation is cached like any decision: the
-        # port cannot shrink below its limit during the batch, so the frame's fate holds until
-        # the next learn. A shutdown ends the batch at the violating frame (``stop``).
-        fdb = self.fdb
-        learn = fdb.learn
-        lookup = fdb.lookup
-        max_frame = self.max_frame
-        max_macs = self.max_macs
-        shutdown = self.violation == "shutdown"
-        stop = end
-        view = memoryview(payload)
-        outs: dict = {}  # port -> [frames, piece, piece, ...] in batch order
-        others = None  # the flood list, made on first use
-        decisions: dict = {}  # header -> (kind, destination) since the last learn
-        run_dest = None
-        run_start = run_k = 0
-        rx_packets = rx_bytes = flooded = runt = oversize = bad_src = same_port = psec = 0
-        last_src = None
-        src_vlan = -1
-        last_hdr = None
-        last_kind = _FWD
-        last_dest = None
-        start = 0
-        for nxt in bounds[1:]:
-            s = start + 2
-            rec_start = start
-            start = nxt
-            n = nxt - s
-            if n < ETH_HLEN:
-                runt += 1
-                dest = None
-            elif n > max_frame:
-                oversize += 1
-                dest = None
-            else:
-                hdr = payload[s : s + 14]
-                if hdr == last_hdr:
-                    kind = last_kind
-                    dest = last_dest
-                else:
-                    d = decisions.get(hdr)
-                    if d is not None:
-                        kind, dest = d
-                        last_hdr = hdr
-                        last_kind = kind
-                        last_dest = dest
-                    else:
-                        kind = None
-                        tagged = hdr[12] == 0x81 and hdr[13] == 0x00
-                        src = hdr[6:12]
-                        if src[0] & 1 or src == ZERO_MAC:
-                            kind = _BAD_SRC
-                            dest = None
-                        else:
-                            if tagged:
-                                if n < ETH_HLEN + VLAN_HLEN:
-                                    vlan = -1
-                                else:
-                                    vlan = (payload[s + 14] & 0x0F) << 8 | payload[s + 15]
-                            else:
-                                vlan = 0
-                            if vlan >= 0:
-                                if src != last_src or vlan != src_vlan:
-                                    if learn(src, vlan, port, now, max_macs) is _REFUSED:
-                                        kind = _PSEC  # over the port's limit: not learned
-                                        dest = None
-                                    else:
-                                        last_src = src
-                                        src_vlan = vlan
-                                        decisions.clear()  # a learn may have moved a destination
-                                if kind is None:
-                                    dst = hdr[:6]
-                                    dst_port = None if dst[0] & 1 else lookup(dst, vlan, now)
-                                    if dst_port is None:
-                                        kind = _FLOODED
-                                        dest = _FLOOD
-                                    elif dst_port is port:
-                                        kind = _SAME_PORT
-                                        dest = None
-                                    else:
-                                        kind = _FWD
-                                        dest = dst_port
-                        if kind is None:  # a tagged runt
-                            runt += 1
-                            dest = None
-                            last_hdr = None
-                        elif not tagged or kind is _BAD_SRC:
-                            decisions[hdr] = (kind, dest)
-                            last_hdr = hdr
-                            last_kind = kind
-                            last_dest = dest
-                        else:
-                            last_hdr = None  # tagged: the VID lies past the 14 bytes compared
-                if kind is _FWD:
-                    rx_packets += 1
-                    rx_bytes += n
-                elif kind is _FLOODED:
-                    rx_packets += 1
-                    rx_bytes += n
-                    flooded += 1
-                elif kind is _SAME_PORT:
-                    rx_packets += 1
-                    rx_bytes += n
-                    same_port += 1
-                elif kind is _BAD_SRC:
-                    bad_src += 1
-                elif kind is _PSEC:
-                    psec += 1
-                    if shutdown:
-                        stop = rec_start  # the port goes down here: the rest count port_down
-                        break
-            if dest is not run_dest:
-                if run_dest is not None:
-                    # close the run: its records go out as one slice, in batch order
-                    piece = view[run_start:rec_start]
-                    if run_dest is _FLOOD:
-                        if others is None:
-                            others = [p for p in self._ports if p is not port]
-                        for p in others:
-                            q = outs.get(p)
-                            if q is None:
-                                outs[p] = [run_k, piece]
-                            else:
-                                q[0] += run_k
-                                q.append(piece)
-                    else:
-                        q = outs.get(run_dest)
-                        if q is None:
-                            outs[run_dest] = [run_k, piece]
-                        else:
-                            q[0] += run_k
-                            q.append(piece)
-                run_dest = dest
-                run_start = rec_start
-                run_k = 0
-            run_k += 1
-        if run_dest is not None:
-            if run_start == 0 and run_dest is not _FLOOD and not outs and stop == end:
-                outs[run_dest] = [run_k, payload]  # the whole batch for one port, as it came
-            else:
-                piece = view[run_start:stop]
-                if run_dest is _FLOOD:
-                    if others is None:
-                        others = [p for p in self._ports if p is not port]
-                    targets = others
-                else:
-                    targets = (run_dest,)
-                for p in targets:
-                    q = outs.get(p)
-                    if q is None:
-                        outs[p] = [run_k, piece]
-                    else:
-                        q[0] += run_k
-                        q.append(piece)
-
-        c = port.counters
-        t = self.totals
-        c.rx_packets += rx_packets
-        t.rx_packets += rx_packets
-        c.rx_bytes += rx_bytes
-        t.rx_bytes += rx_bytes
-        if flooded:
-            c.flooded += flooded
-            t.flooded += flooded
-        if runt or oversize or bad_src or psec:
-            self._offence(port, now, runt=runt, oversize=oversize, bad_src=bad_src, port_security=psec)
-        if runt or oversize or bad_src or same_port:
-            c.runt += runt
-            t.runt += runt
-            c.oversize += oversize
-            t.oversize += oversize
-            c.bad_src += bad_src
-            t.bad_src += bad_src
-            c.same_port += same_port
-            t.same_port += same_port
-        if psec:
-            c.port_security += psec
-            t.port_security += psec
-        out: list[Message] = []
-        for p, q in outs.items():
-            k = q[0]
-            t.forwarded += k
-            if not p.admin_up:
-                p.counters.port_down += k
-                t.port_down += k
-                continue
-            data = q[1] if len(q) == 2 and type(q[1]) is bytes else b"".join(q[1:])
-            nbytes = len(data) - 2 * k
-            oc = p.counters
-            oc.tx_packets += k
-            t.tx_packets += k
-            oc.tx_bytes += nbytes
-            t.tx_bytes += nbytes
-            out.append((p.peer, [MSG_FRAMES, data]))
-        if stop != end:
-            out += self._psec_shutdown(port, len(bounds) - 2 - bounds.index(stop))
-        return out
-
-    def _uniform_frames(self, port: Port, payload: bytes, end: int, now: float) -> list[Message] | None:
-        """The one-flow fast path: when every record of the batch has the same length and
-        the same untagged 14-byte header (addresses and type), the per-frame decision is the
-        same for all of them, so it is made once and the payload is forwarded as it came.
-
-        The checks run in C: an extended slice takes the same byte of every record, and
-        comparing it with that byte repeated proves the field equal in all of them. None
-        means "not such a batch": the general path decides frame by frame.
-        """
-        hi = payload[0]
-        lo = payload[1]
-        n = hi << 8 | lo
-        step = n + 2
-        k, rest = divmod(end, step)
-        if rest or k < _UNIFORM_MIN_FRAMES or n < ETH_HLEN or n > self.max_frame:
-            return None
-        if payload[14] == 0x81 and payload[15] == 0x00:
-            return None  # tagged (type at 14: after the record's 2-byte length): VID not compared
-        if payload[0::step] != bytes((hi,)) * k or payload[1::step] != bytes((lo,)) * k:
-            return None
-        for j in range(2, 16):
-            if payload[j::step] != bytes((payload[j],)) * k:
-                return None
-        c = port.counters
-        t = self.totals
-        src = payload[8:14]
-        if src[0] & 1 or src == ZERO_MAC:
-            c.bad_src += k
-            t.bad_src += k
-            self._offence(port, now, bad_src=k)
-            return []
-        if self.fdb.learn(src, 0, port, now, self.max_macs) is _REFUSED:
-            self._offence(port, now, port_security=k)
-            # one source for all k frames: all are over the limit, or with a shutdown the
-            # first is and the rest arrive on a port that is down
-            if self.violation == "shutdown":
-                c.port_security += 1
-                t.port_security += 1
-                return self._psec_shutdown(port, k - 1)
-            c.port_security += k
-            t.port_security += k
-            return []
-        c.rx_packets += k
-        t.rx_packets += k
-        nbytes = k * n
-        c.rx_bytes += nbytes
-        t.rx_bytes += nbytes
-        dst = payload[2:8]
-        dst_port = None if dst[0] & 1 else self.fdb.lookup(dst, 0, now)
-        if dst_port is None:
-            c.flooded += k
-            t.flooded += k
-            targets = [p for p in self._ports if p is not port]
-        elif dst_port is port:
-            c.same_port += k
-            t.same_port += k
-            return []
-        else:
-            targets = [dst_port]
-        out: list[Message] = []
-        t.forwarded += k * len(targets)
-        for p in targets:
-            oc = p.counters
-            if not p.admin_up:
-                oc.port_down += k
-                t.port_down += k
-                continue
-            oc.tx_packets += k
-            t.tx_packets += k
-            oc.tx_bytes += nbytes
-            t.tx_bytes += nbytes
-            out.append((p.peer, [MSG_FRAMES, payload]))
-        return out
+        return forward_batch(self, port, payload, now)
 
     # -- output feedback ---------------------------------------------------------------
 
@@ -656,7 +341,7 @@ class SwitchCore:
         if len(parts) != 2 or parts[0] != MSG_FRAMES:
             t.ctrl_lost += 1
             return
-        k, nbytes = _count_records(parts[1])
+        k, nbytes = count_records(parts[1])
         port = self._by_peer.get(peer)
         if port is not None:
             c = port.counters
@@ -715,7 +400,7 @@ class SwitchCore:
     def port_security(self) -> dict:
         return {"max_macs": self.max_macs, "violation": self.violation}
 
-    def _psec_shutdown(self, port: Port, rest: int) -> list[Message]:
+    def psec_shutdown(self, port: Port, rest: int) -> list[Message]:
         """A violation on ``port`` with violation "shutdown": down it as set_admin does; the
         ``rest`` frames of the batch after the violating one count ``port_down``."""
         c = port.counters
@@ -732,7 +417,7 @@ class SwitchCore:
     def tick(self, now: float) -> Tick:
         """Remove ports silent for ``heartbeat_timeout`` (BYE to each) and age the FDB."""
         timeout = self.heartbeat_timeout
-        dead = [p for p in self._ports if now - p.last_seen > timeout]
+        dead = [p for p in self.port_list if now - p.last_seen > timeout]
         for port in dead:
             log.info("port %d %r timed out after %.3g s of silence", port.port_id, port.name, now - port.last_seen)
             self._detach(port, "timeouts")
@@ -741,15 +426,15 @@ class SwitchCore:
 
     def shutdown(self) -> list[Message]:
         """Detach every port; return the BYE for each."""
-        out = [(p.peer, BYE) for p in self._ports]
-        for port in list(self._ports):
+        out = [(p.peer, BYE) for p in self.port_list]
+        for port in list(self.port_list):
             self._detach(port, None)
         return out
 
     def _detach(self, port: Port, reason: str | None) -> None:
         del self._by_peer[port.peer]
         del self._by_name[port.name]
-        self._ports.remove(port)
+        self.port_list.remove(port)
         self.fdb.flush(port)
         self.generation += 1
         t = self.totals
@@ -763,7 +448,7 @@ class SwitchCore:
 
     @property
     def ports(self) -> list[Port]:
-        return list(self._ports)
+        return list(self.port_list)
 
     def port_by_name(self, name: str) -> Port:
         port = self._by_name.get(name)
@@ -801,14 +486,14 @@ class SwitchCore:
                 "fdb_entries": self.fdb.port_count(p),
                 "counters": p.counters.as_dict(),
             }
-            for p in self._ports
+            for p in self.port_list
         ]
 
     def stats(self) -> dict:
         return {
-            "ports": len(self._ports),
+            "ports": len(self.port_list),
             "totals": self.totals.as_dict(),
-            "per_port": {p.name: p.counters.as_dict() for p in self._ports},
+            "per_port": {p.name: p.counters.as_dict() for p in self.port_list},
             "fdb": self.fdb.counters(),
             "port_security": self.port_security(),
         }
@@ -826,14 +511,3 @@ def _check_port_security(max_macs: int, violation: str) -> None:
     if violation not in VIOLATIONS:
         raise ValueError(f'violation must be "drop" or "shutdown", got {violation!r}')
 
-
-def _count_records(payload: bytes) -> tuple[int, int]:
-    """(frames, frame bytes) of a FRAMES payload this switch built."""
-    k = nbytes = off = 0
-    end = len(payload)
-    while off + 2 <= end:
-        n = payload[off] << 8 | payload[off + 1]
-        off += 2 + n
-        k += 1
-        nbytes += n
-    return k, nbytes

@@ -54,6 +54,13 @@ def forward_batch(sw: SwitchCore, port: Port, payload: bytes, now: float) -> lis
         out = forward_uniform(sw, port, payload, end, now)
         if out is not None:
             return out
+    return forward_general(sw, port, payload, now)
+
+
+def forward_general(sw: SwitchCore, port: Port, payload: bytes, now: float) -> list[Message]:
+    """The general path of ``forward_batch``, frame by frame, for a port that is up (any
+    batch: the one-flow fast path is an optimisation of it, and a test holds them equal)."""
+    end = len(payload)
     # Pass 1: record boundaries. A bad length makes everything after it untrustworthy,
     # and possibly some records before it, so the whole batch goes.
     bounds = []  # where each record ends

@@ -11,7 +11,11 @@ socket or a clock (Faucet's valve style). The server feeds it::
     -> tick.messages (BYE to timed-out ports), tick.removed (ports), tick.aged (FDB entries)
 
 Ports. A node attaches with HELLO and gets WELCOME (or REFUSE with a sentence: wrong protocol
-version, bad map). A port is identified by its peer id (the ROUTER identity) and has a unique
+version, bad map, ``max_ports`` already attached, counted ``max_ports``). HELLOs from peers that
+are not attached pass a token bucket (``hello_rate`` a second after ``hello_burst`` at once);
+one over it is dropped unanswered and counted ``hello_ratelimited`` (the node's HELLO backoff
+retries). Text from a peer that goes back in a REFUSE or into a log line is clipped to about
+``CLIP`` characters. An attach costs the same however many ports there are. A port is identified by its peer id (the ROUTER identity) and has a unique
 name: a HELLO with a name already attached replaces the old port (a node restarted before its
 old port timed out), and a HELLO from an attached peer re-attaches it. The HELLO's unicast
 MACs are learned on vlan 0 at once (they then age like any entry); its mtu is recorded for
@@ -102,7 +106,11 @@ log = logging.getLogger(__name__)
 
 ETH_MAX_MTU = wire.MAX_FRAME - ETH_HLEN - VLAN_HLEN  # the wire's 16-bit length bounds a frame
 _REFUSED = Learn.REFUSED
-VIOLATIONS = ("drop", "shutdown")  # what port security does to a frame over the limit
+VIOLATIONS = ("drop", "shutdown")
+DEFAULT_MAX_PORTS = 4096
+DEFAULT_HELLO_RATE = 1000.0  # HELLOs a second from new peers, in the long run
+DEFAULT_HELLO_BURST = 1000  # ... and at once (a whole LAN starting together)
+CLIP = 200  # characters of a peer's text echoed back or logged  # what port security does to a frame over the limit
 
 Message = tuple[bytes, list[bytes]]
 
@@ -134,6 +142,8 @@ SWITCH_COUNTERS = PORT_COUNTERS + (
     "timeouts",  # ports removed for silence
     "replaced",  # ports replaced by a HELLO with the same name
     "psec_shutdowns",  # ports set administratively down by a port security violation
+    "hello_ratelimited",  # HELLOs from new peers over the HELLO rate, dropped unanswered
+    "max_ports",  # HELLOs for a new port with max_ports attached, answered with REFUSE
 )
 
 
@@ -207,6 +217,44 @@ def _parse_hello(parts: list[bytes]) -> tuple[str, list[bytes], int]:
     return name, macs, mtu
 
 
+class TokenBucket:
+    """``rate`` tokens a second, at most ``burst`` saved up (the kernel's token bucket, as in
+    tc's tbf and iptables' ``limit`` match); ``take(now)`` spends one if there is one. Time
+    is a parameter; ``rate`` 0 means no limit."""
+
+    __slots__ = ("rate", "burst", "tokens", "stamp")
+
+    def __init__(self, rate: float, burst: int) -> None:
+        if not rate >= 0 or isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
+            raise ValueError(f"a token bucket needs rate >= 0 and an integer burst >= 1, got {rate!r}, {burst!r}")
+        self.rate = rate
+        self.burst = burst
+        self.tokens = float(burst)
+        self.stamp: float | None = None
+
+    def take(self, now: float) -> bool:
+        if not self.rate:
+            return True
+        if self.stamp is not None and now > self.stamp:
+            self.tokens = min(float(self.burst), self.tokens + (now - self.stamp) * self.rate)
+        if self.stamp is None or now > self.stamp:
+            self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+def clip(text: str, limit: int = CLIP) -> str:
+    """``text`` from a peer, cut to about ``limit`` characters for a reply or a log line: its
+    middle gives way to a count, so the sentence's start and its advice at the end stay."""
+    if len(text) <= limit:
+        return text
+    head = limit * 2 // 3
+    tail = limit - head
+    return f"{text[:head]}[...{len(text) - limit} characters...]{text[-tail:]}"
+
+
 class SwitchCore:
     """The switch's state machine. ``fdb`` may be injected (tests, a different policy)."""
 
@@ -218,10 +266,17 @@ class SwitchCore:
         fdb: Fdb | None = None,
         max_macs: int = 0,
         violation: str = "drop",
+        max_ports: int = DEFAULT_MAX_PORTS,
+        hello_rate: float = DEFAULT_HELLO_RATE,
+        hello_burst: int = DEFAULT_HELLO_BURST,
     ) -> None:
         if isinstance(mtu, bool) or not isinstance(mtu, int) or not ETH_MIN_MTU <= mtu <= ETH_MAX_MTU:
             raise ValueError(f"mtu must be an integer from {ETH_MIN_MTU} to {ETH_MAX_MTU}, got {mtu!r}")
         _check_port_security(max_macs, violation)
+        if isinstance(max_ports, bool) or not isinstance(max_ports, int) or max_ports < 1:
+            raise ValueError(f"max_ports must be an integer >= 1, got {max_ports!r}")
+        self.max_ports = max_ports
+        self._hello_bucket = TokenBucket(hello_rate, hello_burst)  # admission of new peers
         self.max_macs = max_macs  # FDB entries a port may hold; 0 = unlimited
         self.violation = violation
         self.mtu = mtu
@@ -289,13 +344,22 @@ class SwitchCore:
         old = self._by_peer.get(peer)
         if old is not None:
             self._detach(old, None)  # the node re-attaches: start it afresh
+        elif not self._hello_bucket.take(now):
+            # A new peer over the HELLO rate: no answer (its HELLO backoff retries), so a
+            # storm of attaches costs this switch a counter each, not a parse and a reply.
+            self.totals.hello_ratelimited += 1
+            self._offence_log.log(log, logging.WARNING, "HELLO from a new peer over the rate of %g/s: dropped",
+                                  self._hello_bucket.rate, now=now)
+            return []
         try:
             name, macs, mtu = _parse_hello(parts)
         except WireError as exc:
-            self.totals.refused += 1
-            self._offence_log.log(log, logging.WARNING, "refused a node: %s", exc, now=now)
-            return [(peer, wire.refuse(str(exc)))]
+            return self._refuse(peer, "refused", clip(str(exc)), now)
         same_name = self._by_name.get(name)
+        if same_name is None and old is None and len(self.port_list) >= self.max_ports:
+            return self._refuse(peer, "max_ports",
+                                f"this switch has its maximum of {self.max_ports} ports attached; "
+                                f"start it with a larger --max-ports, or detach a node", now)
         if same_name is not None:
             log.info("port %d %r replaced by a new HELLO with the same name", same_name.port_id, name)
             self._detach(same_name, "replaced")
@@ -324,6 +388,14 @@ class SwitchCore:
             log.info("port %d %r is administratively down: carrier off", port.port_id, name)
             return [(peer, welcome), (peer, wire.carrier(False))]
         return [(peer, welcome)]
+
+    def _refuse(self, peer: bytes, counter: str, reason: str, now: float) -> list[Message]:
+        t = self.totals
+        t.refused += 1
+        if counter != "refused":
+            setattr(t, counter, getattr(t, counter) + 1)
+        self._offence_log.log(log, logging.WARNING, "refused a node: %s", reason, now=now)
+        return [(peer, wire.refuse(reason))]
 
     def forward(self, port: Port, payload: bytes, now: float) -> list[Message]:
         """Forward a FRAMES payload as if ``port`` had just sent it (the server's delayed
@@ -454,8 +526,11 @@ class SwitchCore:
         port = self._by_name.get(name)
         if port is None:
             known = ", ".join(sorted(self._by_name)) or "none"
-            raise UnknownPort(f"no port named {name!r}; attached: {known}")
+            raise UnknownPort(f"no port named {clip(repr(name), 60)}; attached: {clip(known)}")
         return port
+
+    def find_port(self, name: str) -> Port | None:
+        return self._by_name.get(name)
 
     def port_by_peer(self, peer: bytes) -> Port | None:
         return self._by_peer.get(peer)

@@ -94,7 +94,7 @@ class PortTools:
         imps = self.impairs.get(port) or {d: Impairment(stream=d) for d in DIRECTIONS}
         return {
             "port": port,
-            "attached": any(p.name == port for p in self.core.port_list),
+            "attached": self.core.find_port(port) is not None,
             **{d: {"settings": format_settings(imp.settings()), "describe": imp.describe(),
                    "counters": dict(imp.counters), "held": imp.held(now)} for d, imp in imps.items()},
         }
@@ -143,14 +143,19 @@ class PortTools:
         core = self.core
         if not force and core.generation == self._hooks_gen:
             return
+        # By the names with tools, not by the ports: a burst of attaches costs each one
+        # the tools' count, not the ports' (which would make the burst quadratic).
         mirrors: dict[str, list[CaptureSession]] = {}
         for m in self.mirrors.values():
             mirrors.setdefault(m.port, []).append(m)
         hooks_in: dict[bytes, Hook] = {}
         hooks_out: dict[bytes, Hook] = {}
-        for port in core.port_list:
-            imps = self.impairs.get(port.name)
-            caps = mirrors.get(port.name, [])
+        for name in self.impairs.keys() | mirrors.keys():
+            port = core.find_port(name)
+            if port is None:
+                continue
+            imps = self.impairs.get(name)
+            caps = mirrors.get(name, [])
             imp_in = imps["in"] if imps and imps["in"].active else None
             imp_out = imps["out"] if imps and imps["out"].active else None
             if imp_in is not None or caps:

@@ -45,7 +45,16 @@ import zmq
 import zmq.asyncio
 
 from vnet.proto import wire
-from vnet.switch.core import ETH_MAX_MTU, ETH_MIN_MTU, VIOLATIONS, Message, SwitchCore
+from vnet.switch.core import (
+    DEFAULT_HELLO_BURST,
+    DEFAULT_HELLO_RATE,
+    DEFAULT_MAX_PORTS,
+    ETH_MAX_MTU,
+    ETH_MIN_MTU,
+    VIOLATIONS,
+    Message,
+    SwitchCore,
+)
 from vnet.switch.fdb import Fdb
 from vnet.switch.pipeline import MIRROR_IDLE_TIMEOUT, PortTools, Tx
 from vnet.proto import auth
@@ -81,6 +90,9 @@ class SwitchConfig:
     port_hwm: int = 1000
     max_macs: int = 0  # port security: MACs a port may hold (0 = unlimited)
     violation: str = "drop"  # what a port-security violation does: "drop", or "shutdown" the port
+    max_ports: int = DEFAULT_MAX_PORTS  # ports attached at most (a HELLO for one more is refused)
+    hello_rate: float = DEFAULT_HELLO_RATE  # HELLOs a second from new peers (0 = no limit)
+    hello_burst: int = DEFAULT_HELLO_BURST  # ... and at once
     curve_secret: str | None = None  # the LAN key pair (.key_secret): CURVE on data and control
     curve_allowed: str | None = None  # a directory of allowed public keys (.key), or one file
 
@@ -103,6 +115,9 @@ class SwitchConfig:
         _check_int("mtu", self.mtu, ETH_MIN_MTU, ETH_MAX_MTU)
         _check_int("port_hwm", self.port_hwm, 1, 1 << 24)
         _check_int("max_macs", self.max_macs, 0, 1 << 24)
+        _check_int("max_ports", self.max_ports, 1, 1 << 20)
+        _check_number("hello_rate", self.hello_rate, minimum=0.0, what=">= 0 a second (0 = no limit)")
+        _check_int("hello_burst", self.hello_burst, 1, 1 << 20)
         if self.violation not in VIOLATIONS:
             raise ValueError(f'violation must be "drop" or "shutdown", got {self.violation!r}')
         if (self.curve_secret is None) != (self.curve_allowed is None):
@@ -160,6 +175,9 @@ class SwitchServer:
             fdb=Fdb(ageing_time=cfg.ageing_time, max_entries=cfg.fdb_max),
             max_macs=cfg.max_macs,
             violation=cfg.violation,
+            max_ports=cfg.max_ports,
+            hello_rate=cfg.hello_rate,
+            hello_burst=cfg.hello_burst,
         )
         self.data_endpoint: str | None = None
         self.control_endpoint: str | None = None

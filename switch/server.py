@@ -4,10 +4,12 @@ The only layer here that owns sockets, tasks and the clock; all decisions are in
 ``SwitchCore``. One ROUTER socket carries every port (nodes are DEALERs). Each wakeup drains
 up to ``DRAIN_BUDGET`` messages without blocking and feeds each to the core; the FRAMES it
 returns for one port over the whole drain are concatenated into one message (payloads are
-self-delimiting records), so even nodes that send one frame a message get batches back. Sends
-use NOBLOCK: ROUTER_MANDATORY makes an unroutable send raise instead of vanishing,
-and the per-peer SNDHWM (``port_hwm``) bounds each port's output queue, so a slow or dead
-node costs a counted drop (``hwm``/``unroutable``) and never stalls the loop or the others.
+self-delimiting records), so even nodes that send one frame a message get batches back. A
+message over the largest legal batch (``max_message_size``) is never read: ZeroMQ closes that
+peer's connection (MAXMSGSIZE). Sends use NOBLOCK: ROUTER_MANDATORY makes an unroutable send
+raise instead of vanishing, and the per-peer SNDHWM (``port_hwm``) bounds each port's output
+queue, so a slow or dead node costs a counted drop (``hwm``/``unroutable``) and never stalls
+the loop or the others.
 The same task calls ``core.tick`` every ``heartbeat_interval / 2`` for liveness and ageing
 (see ``_run`` for why it is not a separate timer task).
 
@@ -45,6 +47,7 @@ import zmq
 import zmq.asyncio
 
 from vnet.proto import wire
+from vnet.proto.ether import ETH_HLEN, VLAN_HLEN
 from vnet.switch.core import (
     DEFAULT_HELLO_BURST,
     DEFAULT_HELLO_RATE,
@@ -72,6 +75,15 @@ _NOBLOCK = int(zmq.NOBLOCK)
 
 DRAIN_BUDGET = 256  # messages handled per wakeup before yielding to the other tasks
 COALESCE_BYTES = 256 * 1024  # a port's FRAMES gathered over a drain are sent at this size
+# The largest legal FRAMES batch: one doorbell of a node's largest TX ring (node/vnic.py's
+# VNIC_RING_MAX descriptors; the switch may not import the node) of frames the switch's MTU
+# allows. The data socket refuses bigger messages (MAXMSGSIZE), before reading them whole.
+MAX_BATCH_FRAMES = 4096
+
+
+def max_message_size(mtu: int) -> int:
+    """ZeroMQ's MAXMSGSIZE for the data socket: the largest legal FRAMES batch for ``mtu``."""
+    return MAX_BATCH_FRAMES * (wire.FRAME_HDR.size + mtu + ETH_HLEN + VLAN_HLEN)
 BYE_LINGER_MS = 200  # how long close() lets the final messages leave before dropping them
 BYE_DRAIN_TIMEOUT = 2.0  # how long close() waits for every node to answer its BYE
 
@@ -223,6 +235,9 @@ class SwitchServer:
             sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # unroutable sends raise, and are counted
             sock.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a reconnecting identity takes over its pipe
             sock.setsockopt(zmq.SNDHWM, cfg.port_hwm)  # per peer: one port's output limit
+            # A peer's message over the largest legal batch is not read: ZeroMQ closes that
+            # connection (the node reconnects and says HELLO again).
+            sock.setsockopt(zmq.MAXMSGSIZE, max_message_size(cfg.mtu))
             sock.bind(cfg.bind)
         except zmq.ZMQError as exc:
             sock.close(linger=0)

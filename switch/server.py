@@ -7,9 +7,13 @@ returns for one port over the whole drain are concatenated into one message (pay
 self-delimiting records), so even nodes that send one frame a message get batches back. A
 message over the largest legal batch (``max_message_size``) is never read: ZeroMQ closes that
 peer's connection (MAXMSGSIZE). Sends use NOBLOCK: ROUTER_MANDATORY makes an unroutable send
-raise instead of vanishing, and the per-peer SNDHWM (``port_hwm``) bounds each port's output
-queue, so a slow or dead node costs a counted drop (``hwm``/``unroutable``) and never stalls
-the loop or the others.
+raise instead of vanishing, and the per-peer SNDHWM bounds each port's output queue, so a
+slow or dead node costs a counted drop (``hwm``/``unroutable``) and never stalls the loop or
+the others. The queue is bounded in messages (``port_hwm``) and in bytes
+(``port_queue_bytes``): no FRAMES message out is bigger than COALESCE_BYTES (bigger batches
+are cut at record boundaries), so SNDHWM is ``port_hwm`` or ``port_queue_bytes //
+COALESCE_BYTES`` messages, whichever is less (``port_sndhwm``); the kernel's socket buffers
+come on top.
 The same task calls ``core.tick`` every ``heartbeat_interval / 2`` for liveness and ageing
 (see ``_run`` for why it is not a separate timer task).
 
@@ -74,7 +78,7 @@ _POLLIN = int(zmq.POLLIN)
 _NOBLOCK = int(zmq.NOBLOCK)
 
 DRAIN_BUDGET = 256  # messages handled per wakeup before yielding to the other tasks
-COALESCE_BYTES = 256 * 1024  # a port's FRAMES gathered over a drain are sent at this size
+COALESCE_BYTES = 256 * 1024  # the largest FRAMES message out: a drain gathers a port's FRAMES up to it
 # The largest legal FRAMES batch: one doorbell of a node's largest TX ring (node/vnic.py's
 # VNIC_RING_MAX descriptors; the switch may not import the node) of frames the switch's MTU
 # allows. The data socket refuses bigger messages (MAXMSGSIZE), before reading them whole.
@@ -100,6 +104,7 @@ class SwitchConfig:
     fdb_max: int = 8192
     mtu: int = 1500
     port_hwm: int = 1000
+    port_queue_bytes: int = 64 * 1024 * 1024  # each port's output queue, in bytes (beside port_hwm)
     max_macs: int = 0  # port security: MACs a port may hold (0 = unlimited)
     violation: str = "drop"  # what a port-security violation does: "drop", or "shutdown" the port
     max_ports: int = DEFAULT_MAX_PORTS  # ports attached at most (a HELLO for one more is refused)
@@ -126,6 +131,7 @@ class SwitchConfig:
         _check_int("fdb_max", self.fdb_max, 1, 1 << 24)
         _check_int("mtu", self.mtu, ETH_MIN_MTU, ETH_MAX_MTU)
         _check_int("port_hwm", self.port_hwm, 1, 1 << 24)
+        _check_int("port_queue_bytes", self.port_queue_bytes, COALESCE_BYTES, 1 << 40)
         _check_int("max_macs", self.max_macs, 0, 1 << 24)
         _check_int("max_ports", self.max_ports, 1, 1 << 20)
         _check_number("hello_rate", self.hello_rate, minimum=0.0, what=">= 0 a second (0 = no limit)")
@@ -144,6 +150,28 @@ class SwitchConfig:
                 f"authentication: bind it to a loopback address (tcp://127.0.0.1:{wire.DEFAULT_CONTROL_PORT}) "
                 f"or ipc://, or turn CURVE on (curve_secret and curve_allowed)"
             )
+
+
+def split_records(payload: bytes, limit: int) -> list[bytes]:
+    """A FRAMES payload cut at record boundaries into pieces of at most ``limit`` bytes (a
+    record bigger than ``limit``, which a legal frame never is, makes a piece of its own)."""
+    pieces = []
+    start = off = 0
+    end = len(payload)
+    while off + 2 <= end:
+        nxt = off + 2 + (payload[off] << 8 | payload[off + 1])
+        if nxt - start > limit and off > start:
+            pieces.append(payload[start:off])
+            start = off
+        off = nxt
+    pieces.append(payload[start:])
+    return pieces
+
+
+def port_sndhwm(port_hwm: int, port_queue_bytes: int) -> int:
+    """The data socket's SNDHWM: ``port_hwm`` messages, fewer if that many messages of the
+    largest size the server sends (COALESCE_BYTES) would hold more than ``port_queue_bytes``."""
+    return max(1, min(port_hwm, port_queue_bytes // COALESCE_BYTES))
 
 
 def _check_endpoint(field: str, value: Any) -> None:
@@ -234,7 +262,8 @@ class SwitchServer:
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # unroutable sends raise, and are counted
             sock.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a reconnecting identity takes over its pipe
-            sock.setsockopt(zmq.SNDHWM, cfg.port_hwm)  # per peer: one port's output limit
+            # per peer: one port's output limit, in messages and (through their size) in bytes
+            sock.setsockopt(zmq.SNDHWM, port_sndhwm(cfg.port_hwm, cfg.port_queue_bytes))
             # A peer's message over the largest legal batch is not read: ZeroMQ closes that
             # connection (the node reconnects and says HELLO again).
             sock.setsockopt(zmq.MAXMSGSIZE, max_message_size(cfg.mtu))
@@ -439,12 +468,15 @@ class SwitchServer:
                             pending[peer] = [out[1]]
                             pending_bytes[peer] = len(out[1])
                             continue
-                        queued.append(out[1])
-                        pending_bytes[peer] += len(out[1])
-                        if pending_bytes[peer] < COALESCE_BYTES:
+                        n = len(out[1])
+                        if pending_bytes[peer] + n <= COALESCE_BYTES:
+                            queued.append(out[1])
+                            pending_bytes[peer] += n
                             continue
-                        send([(peer, [frames_kind, b"".join(pending.pop(peer))])])
-                        del pending_bytes[peer]
+                        # full: what is gathered goes, and this payload starts the next message
+                        send([(peer, [frames_kind, b"".join(queued)])])
+                        pending[peer] = [out[1]]
+                        pending_bytes[peer] = n
                     else:
                         if peer in pending:  # keep this peer's order
                             send([(peer, [frames_kind, b"".join(pending.pop(peer))])])
@@ -485,7 +517,16 @@ class SwitchServer:
 
     def _transmit(self, peer: bytes, parts: list[bytes]) -> bool:
         """Send one message past the tools, without blocking; a refusal is counted, and
-        answers False."""
+        answers False. FRAMES over COALESCE_BYTES go as several messages, each at most that
+        (so SNDHWM messages bound the port's queue in bytes)."""
+        if len(parts[-1]) > COALESCE_BYTES and parts[0] == wire.MSG_FRAMES and len(parts) == 2:
+            sent = True
+            for piece in split_records(parts[1], COALESCE_BYTES):
+                sent = self._transmit_one(peer, [wire.MSG_FRAMES, piece]) and sent
+            return sent
+        return self._transmit_one(peer, parts)
+
+    def _transmit_one(self, peer: bytes, parts: list[bytes]) -> bool:
         try:
             self._raw.send_multipart([peer, *parts], _NOBLOCK)
             return True

@@ -9,7 +9,15 @@ import zmq
 import zmq.asyncio
 
 from vnet.proto import wire
-from vnet.switch.server import MAX_BATCH_FRAMES, SwitchConfig, SwitchServer, max_message_size
+from vnet.switch.server import (
+    COALESCE_BYTES,
+    MAX_BATCH_FRAMES,
+    SwitchConfig,
+    SwitchServer,
+    max_message_size,
+    port_sndhwm,
+    split_records,
+)
 
 MAC_A = bytes([2, 0, 0, 0, 0, 1])
 MAC_B = bytes([2, 0, 0, 0, 0, 2])
@@ -63,5 +71,56 @@ async def test_a_message_over_the_largest_legal_batch_is_not_read():
         assert server.core.port_by_name("a").peer == b"node-a"
     finally:
         sock.close(linger=0)
+        await server.close()
+        ctx.destroy(linger=0)
+
+
+def test_split_records_cuts_at_record_boundaries_within_the_limit():
+    frames = [eth(MAC_B, MAC_A, 60 + (i * 37) % 1400) for i in range(500)]
+    payload = wire.pack_frames(frames)
+    pieces = split_records(payload, 4096)
+    assert b"".join(pieces) == payload and len(pieces) > 1
+    assert all(len(p) <= 4096 for p in pieces)
+    assert [bytes(f) for p in pieces for f in wire.unpack_frames(p)] == frames
+    assert split_records(payload, len(payload)) == [payload]
+
+
+def test_the_output_queue_bound_in_bytes_sets_the_message_limit():
+    assert port_sndhwm(1000, 64 * 1024 * 1024) == 256  # 256 messages of at most 256 KiB
+    assert port_sndhwm(1000, 1024 * 1024 * 1024) == 1000  # port_hwm, when it is the lower
+    assert port_sndhwm(1000, COALESCE_BYTES) == 1
+
+
+async def test_a_port_that_does_not_read_holds_at_most_its_queue_bytes():
+    """40 MB for a node that reads nothing: the switch queues about port_queue_bytes of it
+    (plus the kernel's socket buffers), counts the rest ``hwm``, and goes on."""
+    ctx = zmq.asyncio.Context()
+    server = SwitchServer(SwitchConfig(bind="tcp://127.0.0.1:0", control=None, heartbeat_interval=5.0,
+                                       heartbeat_timeout=60.0, port_queue_bytes=1024 * 1024), ctx=ctx)
+    await server.start()
+    socks = []
+    try:
+        for name, mac, rcvhwm in (("a", MAC_A, 1000), ("b", MAC_B, 1)):
+            s = ctx.socket(zmq.DEALER)
+            s.setsockopt(zmq.LINGER, 0)
+            s.setsockopt(zmq.RCVHWM, rcvhwm)
+            s.setsockopt(zmq.RCVBUF, 64 * 1024)
+            s.connect(server.data_endpoint)
+            socks.append(s)
+            await s.send_multipart(wire.hello(name, [mac], 1500))
+            assert (await asyncio.wait_for(s.recv_multipart(), 5))[0] == wire.MSG_WELCOME
+        a = socks[0]
+        msg = wire.frames_msg([eth(MAC_B, MAC_A, 1514)] * 40)  # about 60 kB
+        count = 40 * 1024 * 1024 // len(msg[1])
+        for _ in range(count):
+            await a.send_multipart(msg)
+        t = server.core.totals
+        await eventually(lambda: t.forwarded == 40 * count, timeout=30, what="every frame to be forwarded")
+        slow = server.core.port_by_name("b").counters
+        assert slow.hwm > 0 and slow.hwm + slow.tx_packets == 40 * count
+        assert slow.tx_bytes < 16 * 1024 * 1024  # 1 MiB queued, the rest in kernel buffers
+    finally:
+        for s in socks:
+            s.close(linger=0)
         await server.close()
         ctx.destroy(linger=0)

@@ -32,7 +32,7 @@ from typing import Any
 
 from vnet.proto import wire
 from vnet.proto.capture import Capture, CaptureSession
-from vnet.switch.core import Message, Port, SwitchCore
+from vnet.switch.core import Message, Port, SwitchCore, clip
 from vnet.switch.impair import DIRECTIONS, DelayLine, Impairment, format_settings, parse_params
 
 MIRROR_IDLE_TIMEOUT = 30.0  # seconds a mirror may go unread before it is stopped
@@ -75,7 +75,7 @@ class PortTools:
         if port not in self.impairs:
             self.core.port_by_name(port)  # a clear error for a name that is not attached
         if dir not in (None, "in", "out", "both"):
-            raise ValueError(f'impair direction {dir!r}: use "in" (from the node), "out" (to it) or "both"')
+            raise ValueError(f'impair direction {clip(repr(dir), 60)}: use "in" (from the node), "out" (to it) or "both"')
         parsed = parse_params(params)  # checked whole before anything changes
         if parsed or clear:
             seed = parsed.pop("seed", None)

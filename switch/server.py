@@ -61,6 +61,7 @@ from vnet.switch.core import (
     VIOLATIONS,
     Message,
     SwitchCore,
+    clip,
 )
 from vnet.switch.fdb import Fdb
 from vnet.switch.pipeline import MIRROR_IDLE_TIMEOUT, PortTools, Tx
@@ -534,7 +535,7 @@ class SwitchServer:
             self.core.send_failed(peer, parts, "hwm")
         except zmq.ZMQError as exc:
             if exc.errno != zmq.EHOSTUNREACH:
-                log.warning("send to peer %s failed: %s", peer.hex(), exc)
+                log.warning("send to peer %s failed: %s", clip(peer.hex(), 64), exc)
             self.core.send_failed(peer, parts, "unroutable")
         return False
 

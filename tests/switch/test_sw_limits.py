@@ -6,9 +6,11 @@ from __future__ import annotations
 import logging
 
 import msgpack
+import pytest
 
 from vnet.proto import wire
 from vnet.switch.core import CLIP, SwitchCore, TokenBucket
+from vnet.switch.impair import parse_params
 from vnet.switch.pipeline import PortTools
 
 
@@ -120,3 +122,10 @@ def test_an_unknown_port_name_is_echoed_short():
         assert len(str(exc)) < 2 * CLIP + 100
     else:
         raise AssertionError("port_by_name accepted a name that is not attached")
+
+
+def test_impairment_errors_echo_a_huge_value_short():
+    for raw in ({"delay": "9" * 100_000}, {"x" * 100_000: "1ms"}, {"seed": "z" * 100_000}):
+        with pytest.raises(ValueError) as info:
+            parse_params(raw)
+        assert len(str(info.value)) < CLIP + 100

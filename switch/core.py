@@ -1,4 +1,4 @@
-"""The sans-I/O learning switch: ports, forwarding, liveness and counters.
+"""The sans-I/O learning switch: ports, their lifecycle and liveness, the rules, the counters.
 
 Data goes in as decoded ZeroMQ messages, messages to send come out; nothing here touches a
 socket or a clock (Faucet's valve style). The server feeds it::
@@ -11,7 +11,11 @@ socket or a clock (Faucet's valve style). The server feeds it::
     -> tick.messages (BYE to timed-out ports), tick.removed (ports), tick.aged (FDB entries)
 
 Ports. A node attaches with HELLO and gets WELCOME (or REFUSE with a sentence: wrong protocol
-version, bad map). A port is identified by its peer id (the ROUTER identity) and has a unique
+version, bad map, ``max_ports`` already attached, counted ``max_ports``). HELLOs from peers that
+are not attached pass a token bucket (``hello_rate`` a second after ``hello_burst`` at once);
+one over it is dropped unanswered and counted ``hello_ratelimited`` (the node's HELLO backoff
+retries). Text from a peer that goes back in a REFUSE or into a log line is clipped to about
+``CLIP`` characters. An attach costs the same however many ports there are. A port is identified by its peer id (the ROUTER identity) and has a unique
 name: a HELLO with a name already attached replaces the old port (a node restarted before its
 old port timed out), and a HELLO from an attached peer re-attaches it. The HELLO's unicast
 MACs are learned on vlan 0 at once (they then age like any entry); its mtu is recorded for
@@ -23,7 +27,8 @@ BYE, which needs no answer; each counts ``not_attached``, and the frames of a FR
 count ``unknown_peer`` (so frames sent to a switch that restarted and forgot the node, or to
 one that is closing, are accounted for by frame).
 
-Forwarding (per frame of a FRAMES batch). Drops are counted on the ingress port and in the
+Forwarding (per frame of a FRAMES batch; the loop is ``switch/forward.py``'s, the state is
+here). Drops are counted on the ingress port and in the
 totals: ``runt`` (< 14 bytes, or < 18 with an 802.1Q tag), ``oversize`` (> mtu + 18, the
 Ethernet header plus one VLAN tag), ``bad_src`` (multicast or all-zero source). Then the source
 is learned on (vlan, src) and the destination decides: multicast/broadcast and unknown unicast
@@ -77,11 +82,11 @@ egress impairments (switch/impair.py) report what they dropped or added through
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from typing import NamedTuple
 
 from vnet.proto import wire
 from vnet.switch.fdb import Fdb, FdbEntry, Learn
+from vnet.switch.forward import count_records, forward_batch
 from vnet.proto.wire import (
     BYE,
     HEARTBEAT,
@@ -100,14 +105,12 @@ from vnet.proto.ratelimit import RateLimit
 log = logging.getLogger(__name__)
 
 ETH_MAX_MTU = wire.MAX_FRAME - ETH_HLEN - VLAN_HLEN  # the wire's 16-bit length bounds a frame
-_FLOOD = object()  # a run's destination: every port but the ingress one
-# batches this big or bigger may take the one-flow fast path (SwitchCore._uniform_frames)
-_UNIFORM_MIN_FRAMES = 8
-_UNIFORM_MIN_BYTES = _UNIFORM_MIN_FRAMES * (ETH_HLEN + 2)
-# what the switch did with a frame, cached per header in SwitchCore._frames
-_FWD, _FLOODED, _SAME_PORT, _BAD_SRC, _PSEC = (object() for _ in range(5))
 _REFUSED = Learn.REFUSED
-VIOLATIONS = ("drop", "shutdown")  # what port security does to a frame over the limit
+VIOLATIONS = ("drop", "shutdown")
+DEFAULT_MAX_PORTS = 4096
+DEFAULT_HELLO_RATE = 1000.0  # HELLOs a second from new peers, in the long run
+DEFAULT_HELLO_BURST = 1000  # ... and at once (a whole LAN starting together)
+CLIP = 200  # characters of a peer's text echoed back or logged  # what port security does to a frame over the limit
 
 Message = tuple[bytes, list[bytes]]
 
@@ -139,6 +142,8 @@ SWITCH_COUNTERS = PORT_COUNTERS + (
     "timeouts",  # ports removed for silence
     "replaced",  # ports replaced by a HELLO with the same name
     "psec_shutdowns",  # ports set administratively down by a port security violation
+    "hello_ratelimited",  # HELLOs from new peers over the HELLO rate, dropped unanswered
+    "max_ports",  # HELLOs for a new port with max_ports attached, answered with REFUSE
 )
 
 
@@ -212,6 +217,44 @@ def _parse_hello(parts: list[bytes]) -> tuple[str, list[bytes], int]:
     return name, macs, mtu
 
 
+class TokenBucket:
+    """``rate`` tokens a second, at most ``burst`` saved up (the kernel's token bucket, as in
+    tc's tbf and iptables' ``limit`` match); ``take(now)`` spends one if there is one. Time
+    is a parameter; ``rate`` 0 means no limit."""
+
+    __slots__ = ("rate", "burst", "tokens", "stamp")
+
+    def __init__(self, rate: float, burst: int) -> None:
+        if not rate >= 0 or isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
+            raise ValueError(f"a token bucket needs rate >= 0 and an integer burst >= 1, got {rate!r}, {burst!r}")
+        self.rate = rate
+        self.burst = burst
+        self.tokens = float(burst)
+        self.stamp: float | None = None
+
+    def take(self, now: float) -> bool:
+        if not self.rate:
+            return True
+        if self.stamp is not None and now > self.stamp:
+            self.tokens = min(float(self.burst), self.tokens + (now - self.stamp) * self.rate)
+        if self.stamp is None or now > self.stamp:
+            self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+def clip(text: str, limit: int = CLIP) -> str:
+    """``text`` from a peer, cut to about ``limit`` characters for a reply or a log line: its
+    middle gives way to a count, so the sentence's start and its advice at the end stay."""
+    if len(text) <= limit:
+        return text
+    head = limit * 2 // 3
+    tail = limit - head
+    return f"{text[:head]}[...{len(text) - limit} characters...]{text[-tail:]}"
+
+
 class SwitchCore:
     """The switch's state machine. ``fdb`` may be injected (tests, a different policy)."""
 
@@ -223,10 +266,17 @@ class SwitchCore:
         fdb: Fdb | None = None,
         max_macs: int = 0,
         violation: str = "drop",
+        max_ports: int = DEFAULT_MAX_PORTS,
+        hello_rate: float = DEFAULT_HELLO_RATE,
+        hello_burst: int = DEFAULT_HELLO_BURST,
     ) -> None:
         if isinstance(mtu, bool) or not isinstance(mtu, int) or not ETH_MIN_MTU <= mtu <= ETH_MAX_MTU:
             raise ValueError(f"mtu must be an integer from {ETH_MIN_MTU} to {ETH_MAX_MTU}, got {mtu!r}")
         _check_port_security(max_macs, violation)
+        if isinstance(max_ports, bool) or not isinstance(max_ports, int) or max_ports < 1:
+            raise ValueError(f"max_ports must be an integer >= 1, got {max_ports!r}")
+        self.max_ports = max_ports
+        self._hello_bucket = TokenBucket(hello_rate, hello_burst)  # admission of new peers
         self.max_macs = max_macs  # FDB entries a port may hold; 0 = unlimited
         self.violation = violation
         self.mtu = mtu
@@ -237,7 +287,7 @@ class SwitchCore:
         self.totals = Counters(SWITCH_COUNTERS)
         self._by_peer: dict[bytes, Port] = {}
         self._by_name: dict[str, Port] = {}
-        self._ports: list[Port] = []  # attach order; the flood list
+        self.port_list: list[Port] = []  # attach order; the flood list
         self._next_id = 1
         self._admin_down: set[str] = set()  # names of ports set down (kept across re-attaching)
         self.generation = 0  # changes whenever a port attaches or detaches
@@ -257,7 +307,7 @@ class SwitchCore:
         port.last_seen = now
         n = len(parts)
         if kind == MSG_FRAMES and n == 2:
-            return self._frames(port, parts[1], now)
+            return forward_batch(self, port, parts[1], now)
         if kind == MSG_HEARTBEAT and n == 1:
             return [(peer, HEARTBEAT)]
         if kind == MSG_HELLO:
@@ -267,10 +317,10 @@ class SwitchCore:
             return []
         port.counters.malformed += 1
         self.totals.malformed += 1
-        self._offence(port, now, malformed=1)
+        self.offence(port, now, malformed=1)
         return []
 
-    def _offence(self, port: Port, now: float, **dropped: int) -> None:
+    def offence(self, port: Port, now: float, **dropped: int) -> None:
         """Log (rate-limited, as net_ratelimit) what a port's bad input cost; it is counted
         by the caller."""
         what = ", ".join(f"{k} {name}" for name, k in dropped.items() if k)
@@ -284,7 +334,7 @@ class SwitchCore:
         t.not_attached += 1
         kind = parts[0] if parts else b""
         if kind == MSG_FRAMES and len(parts) == 2:
-            k, _ = _count_records(parts[1])
+            k, _ = count_records(parts[1])
             t.unknown_peer += k
         if kind == MSG_BYE:
             return []
@@ -294,13 +344,22 @@ class SwitchCore:
         old = self._by_peer.get(peer)
         if old is not None:
             self._detach(old, None)  # the node re-attaches: start it afresh
+        elif not self._hello_bucket.take(now):
+            # A new peer over the HELLO rate: no answer (its HELLO backoff retries), so a
+            # storm of attaches costs this switch a counter each, not a parse and a reply.
+            self.totals.hello_ratelimited += 1
+            self._offence_log.log(log, logging.WARNING, "HELLO from a new peer over the rate of %g/s: dropped",
+                                  self._hello_bucket.rate, now=now)
+            return []
         try:
             name, macs, mtu = _parse_hello(parts)
         except WireError as exc:
-            self.totals.refused += 1
-            self._offence_log.log(log, logging.WARNING, "refused a node: %s", exc, now=now)
-            return [(peer, wire.refuse(str(exc)))]
+            return self._refuse(peer, "refused", clip(str(exc)), now)
         same_name = self._by_name.get(name)
+        if same_name is None and old is None and len(self.port_list) >= self.max_ports:
+            return self._refuse(peer, "max_ports",
+                                f"this switch has its maximum of {self.max_ports} ports attached; "
+                                f"start it with a larger --max-ports, or detach a node", now)
         if same_name is not None:
             log.info("port %d %r replaced by a new HELLO with the same name", same_name.port_id, name)
             self._detach(same_name, "replaced")
@@ -310,7 +369,7 @@ class SwitchCore:
         self.generation += 1
         self._by_peer[peer] = port
         self._by_name[name] = port
-        self._ports.append(port)
+        self.port_list.append(port)
         self.totals.attached += 1
         # The node declares its addresses: learn the usable ones so the first frames to it
         # need not flood. They age like any learned entry, and count toward max_macs.
@@ -330,320 +389,18 @@ class SwitchCore:
             return [(peer, welcome), (peer, wire.carrier(False))]
         return [(peer, welcome)]
 
+    def _refuse(self, peer: bytes, counter: str, reason: str, now: float) -> list[Message]:
+        t = self.totals
+        t.refused += 1
+        if counter != "refused":
+            setattr(t, counter, getattr(t, counter) + 1)
+        self._offence_log.log(log, logging.WARNING, "refused a node: %s", reason, now=now)
+        return [(peer, wire.refuse(reason))]
+
     def forward(self, port: Port, payload: bytes, now: float) -> list[Message]:
         """Forward a FRAMES payload as if ``port`` had just sent it (the server's delayed
         ingress frames); unlike ``handle`` it is not news of the node being alive."""
-        return self._frames(port, payload, now)
-
-    def _frames(self, port: Port, payload: bytes, now: float) -> list[Message]:
-        if type(payload) is not bytes:
-            payload = bytes(payload)
-        if not port.admin_up:
-            k, _ = _count_records(payload)
-            port.counters.port_down += k
-            self.totals.port_down += k
-            return []
-        end = len(payload)
-        if end >= _UNIFORM_MIN_BYTES:
-            out = self._uniform_frames(port, payload, end, now)
-            if out is not None:
-                return out
-        # Pass 1: record boundaries. A bad length makes everything after it untrustworthy,
-        # and possibly some records before it, so the whole batch goes.
-        bounds = [0]
-        append_bound = bounds.append
-        off = 0
-        while off < end:
-            if off + 2 > end:
-                off = -1
-                break
-            off += 2 + (payload[off] << 8 | payload[off + 1])
-            if off > end:
-                off = -1
-                break
-            append_bound(off)
-        if off < 0:
-            port.counters.malformed += 1
-            self.totals.malformed += 1
-            self._offence(port, now, malformed=1)
-            return []
-
-        # Pass 2: forward. Per frame: slices, a byte test, dict lookups; counters in locals.
-        # A frame's fate depends only on its 14-byte header (addresses, type) as long as no
-        # learn happens in between, so decisions are cached per header for the batch and the
-        # cache is dropped at every learn. Consecutive records with the same destination form
-        # a run, forwarded as one slice of the payload; a batch that is one run for one port
-        # is forwarded as it came. A port security violation is cached like any decision: the
-        # port cannot shrink below its limit during the batch, so the frame's fate holds until
-        # the next learn. A shutdown ends the batch at the violating frame (``stop``).
-        fdb = self.fdb
-        learn = fdb.learn
-        lookup = fdb.lookup
-        max_frame = self.max_frame
-        max_macs = self.max_macs
-        shutdown = self.violation == "shutdown"
-        stop = end
-        view = memoryview(payload)
-        outs: dict = {}  # port -> [frames, piece, piece, ...] in batch order
-        others = None  # the flood list, made on first use
-        decisions: dict = {}  # header -> (kind, destination) since the last learn
-        run_dest = None
-        run_start = run_k = 0
-        rx_packets = rx_bytes = flooded = runt = oversize = bad_src = same_port = psec = 0
-        last_src = None
-        src_vlan = -1
-        last_hdr = None
-        last_kind = _FWD
-        last_dest = None
-        start = 0
-        for nxt in bounds[1:]:
-            s = start + 2
-            rec_start = start
-            start = nxt
-            n = nxt - s
-            if n < ETH_HLEN:
-                runt += 1
-                dest = None
-            elif n > max_frame:
-                oversize += 1
-                dest = None
-            else:
-                hdr = payload[s : s + 14]
-                if hdr == last_hdr:
-                    kind = last_kind
-                    dest = last_dest
-                else:
-                    d = decisions.get(hdr)
-                    if d is not None:
-                        kind, dest = d
-                        last_hdr = hdr
-                        last_kind = kind
-                        last_dest = dest
-                    else:
-                        kind = None
-                        tagged = hdr[12] == 0x81 and hdr[13] == 0x00
-                        src = hdr[6:12]
-                        if src[0] & 1 or src == ZERO_MAC:
-                            kind = _BAD_SRC
-                            dest = None
-                        else:
-                            if tagged:
-                                if n < ETH_HLEN + VLAN_HLEN:
-                                    vlan = -1
-                                else:
-                                    vlan = (payload[s + 14] & 0x0F) << 8 | payload[s + 15]
-                            else:
-                                vlan = 0
-                            if vlan >= 0:
-                                if src != last_src or vlan != src_vlan:
-                                    if learn(src, vlan, port, now, max_macs) is _REFUSED:
-                                        kind = _PSEC  # over the port's limit: not learned
-                                        dest = None
-                                    else:
-                                        last_src = src
-                                        src_vlan = vlan
-                                        decisions.clear()  # a learn may have moved a destination
-                                if kind is None:
-                                    dst = hdr[:6]
-                                    dst_port = None if dst[0] & 1 else lookup(dst, vlan, now)
-                                    if dst_port is None:
-                                        kind = _FLOODED
-                                        dest = _FLOOD
-                                    elif dst_port is port:
-                                        kind = _SAME_PORT
-                                        dest = None
-                                    else:
-                                        kind = _FWD
-                                        dest = dst_port
-                        if kind is None:  # a tagged runt
-                            runt += 1
-                            dest = None
-                            last_hdr = None
-                        elif not tagged or kind is _BAD_SRC:
-                            decisions[hdr] = (kind, dest)
-                            last_hdr = hdr
-                            last_kind = kind
-                            last_dest = dest
-                        else:
-                            last_hdr = None  # tagged: the VID lies past the 14 bytes compared
-                if kind is _FWD:
-                    rx_packets += 1
-                    rx_bytes += n
-                elif kind is _FLOODED:
-                    rx_packets += 1
-                    rx_bytes += n
-                    flooded += 1
-                elif kind is _SAME_PORT:
-                    rx_packets += 1
-                    rx_bytes += n
-                    same_port += 1
-                elif kind is _BAD_SRC:
-                    bad_src += 1
-                elif kind is _PSEC:
-                    psec += 1
-                    if shutdown:
-                        stop = rec_start  # the port goes down here: the rest count port_down
-                        break
-            if dest is not run_dest:
-                if run_dest is not None:
-                    # close the run: its records go out as one slice, in batch order
-                    piece = view[run_start:rec_start]
-                    if run_dest is _FLOOD:
-                        if others is None:
-                            others = [p for p in self._ports if p is not port]
-                        for p in others:
-                            q = outs.get(p)
-                            if q is None:
-                                outs[p] = [run_k, piece]
-                            else:
-                                q[0] += run_k
-                                q.append(piece)
-                    else:
-                        q = outs.get(run_dest)
-                        if q is None:
-                            outs[run_dest] = [run_k, piece]
-                        else:
-                            q[0] += run_k
-                            q.append(piece)
-                run_dest = dest
-                run_start = rec_start
-                run_k = 0
-            run_k += 1
-        if run_dest is not None:
-            if run_start == 0 and run_dest is not _FLOOD and not outs and stop == end:
-                outs[run_dest] = [run_k, payload]  # the whole batch for one port, as it came
-            else:
-                piece = view[run_start:stop]
-                if run_dest is _FLOOD:
-                    if others is None:
-                        others = [p for p in self._ports if p is not port]
-                    targets = others
-                else:
-                    targets = (run_dest,)
-                for p in targets:
-                    q = outs.get(p)
-                    if q is None:
-                        outs[p] = [run_k, piece]
-                    else:
-                        q[0] += run_k
-                        q.append(piece)
-
-        c = port.counters
-        t = self.totals
-        c.rx_packets += rx_packets
-        t.rx_packets += rx_packets
-        c.rx_bytes += rx_bytes
-        t.rx_bytes += rx_bytes
-        if flooded:
-            c.flooded += flooded
-            t.flooded += flooded
-        if runt or oversize or bad_src or psec:
-            self._offence(port, now, runt=runt, oversize=oversize, bad_src=bad_src, port_security=psec)
-        if runt or oversize or bad_src or same_port:
-            c.runt += runt
-            t.runt += runt
-            c.oversize += oversize
-            t.oversize += oversize
-            c.bad_src += bad_src
-            t.bad_src += bad_src
-            c.same_port += same_port
-            t.same_port += same_port
-        if psec:
-            c.port_security += psec
-            t.port_security += psec
-        out: list[Message] = []
-        for p, q in outs.items():
-            k = q[0]
-            t.forwarded += k
-            if not p.admin_up:
-                p.counters.port_down += k
-                t.port_down += k
-                continue
-            data = q[1] if len(q) == 2 and type(q[1]) is bytes else b"".join(q[1:])
-            nbytes = len(data) - 2 * k
-            oc = p.counters
-            oc.tx_packets += k
-            t.tx_packets += k
-            oc.tx_bytes += nbytes
-            t.tx_bytes += nbytes
-            out.append((p.peer, [MSG_FRAMES, data]))
-        if stop != end:
-            out += self._psec_shutdown(port, len(bounds) - 2 - bounds.index(stop))
-        return out
-
-    def _uniform_frames(self, port: Port, payload: bytes, end: int, now: float) -> list[Message] | None:
-        """The one-flow fast path: when every record of the batch has the same length and
-        the same untagged 14-byte header (addresses and type), the per-frame decision is the
-        same for all of them, so it is made once and the payload is forwarded as it came.
-
-        The checks run in C: an extended slice takes the same byte of every record, and
-        comparing it with that byte repeated proves the field equal in all of them. None
-        means "not such a batch": the general path decides frame by frame.
-        """
-        hi = payload[0]
-        lo = payload[1]
-        n = hi << 8 | lo
-        step = n + 2
-        k, rest = divmod(end, step)
-        if rest or k < _UNIFORM_MIN_FRAMES or n < ETH_HLEN or n > self.max_frame:
-            return None
-        if payload[14] == 0x81 and payload[15] == 0x00:
-            return None  # tagged (type at 14: after the record's 2-byte length): VID not compared
-        if payload[0::step] != bytes((hi,)) * k or payload[1::step] != bytes((lo,)) * k:
-            return None
-        for j in range(2, 16):
-            if payload[j::step] != bytes((payload[j],)) * k:
-                return None
-        c = port.counters
-        t = self.totals
-        src = payload[8:14]
-        if src[0] & 1 or src == ZERO_MAC:
-            c.bad_src += k
-            t.bad_src += k
-            self._offence(port, now, bad_src=k)
-            return []
-        if self.fdb.learn(src, 0, port, now, self.max_macs) is _REFUSED:
-            self._offence(port, now, port_security=k)
-            # one source for all k frames: all are over the limit, or with a shutdown the
-            # first is and the rest arrive on a port that is down
-            if self.violation == "shutdown":
-                c.port_security += 1
-                t.port_security += 1
-                return self._psec_shutdown(port, k - 1)
-            c.port_security += k
-            t.port_security += k
-            return []
-        c.rx_packets += k
-        t.rx_packets += k
-        nbytes = k * n
-        c.rx_bytes += nbytes
-        t.rx_bytes += nbytes
-        dst = payload[2:8]
-        dst_port = None if dst[0] & 1 else self.fdb.lookup(dst, 0, now)
-        if dst_port is None:
-            c.flooded += k
-            t.flooded += k
-            targets = [p for p in self._ports if p is not port]
-        elif dst_port is port:
-            c.same_port += k
-            t.same_port += k
-            return []
-        else:
-            targets = [dst_port]
-        out: list[Message] = []
-        t.forwarded += k * len(targets)
-        for p in targets:
-            oc = p.counters
-            if not p.admin_up:
-                oc.port_down += k
-                t.port_down += k
-                continue
-            oc.tx_packets += k
-            t.tx_packets += k
-            oc.tx_bytes += nbytes
-            t.tx_bytes += nbytes
-            out.append((p.peer, [MSG_FRAMES, payload]))
-        return out
+        return forward_batch(self, port, payload, now)
 
     # -- output feedback ---------------------------------------------------------------
 
@@ -656,7 +413,7 @@ class SwitchCore:
         if len(parts) != 2 or parts[0] != MSG_FRAMES:
             t.ctrl_lost += 1
             return
-        k, nbytes = _count_records(parts[1])
+        k, nbytes = count_records(parts[1])
         port = self._by_peer.get(peer)
         if port is not None:
             c = port.counters
@@ -715,7 +472,7 @@ class SwitchCore:
     def port_security(self) -> dict:
         return {"max_macs": self.max_macs, "violation": self.violation}
 
-    def _psec_shutdown(self, port: Port, rest: int) -> list[Message]:
+    def psec_shutdown(self, port: Port, rest: int) -> list[Message]:
         """A violation on ``port`` with violation "shutdown": down it as set_admin does; the
         ``rest`` frames of the batch after the violating one count ``port_down``."""
         c = port.counters
@@ -732,7 +489,7 @@ class SwitchCore:
     def tick(self, now: float) -> Tick:
         """Remove ports silent for ``heartbeat_timeout`` (BYE to each) and age the FDB."""
         timeout = self.heartbeat_timeout
-        dead = [p for p in self._ports if now - p.last_seen > timeout]
+        dead = [p for p in self.port_list if now - p.last_seen > timeout]
         for port in dead:
             log.info("port %d %r timed out after %.3g s of silence", port.port_id, port.name, now - port.last_seen)
             self._detach(port, "timeouts")
@@ -741,15 +498,15 @@ class SwitchCore:
 
     def shutdown(self) -> list[Message]:
         """Detach every port; return the BYE for each."""
-        out = [(p.peer, BYE) for p in self._ports]
-        for port in list(self._ports):
+        out = [(p.peer, BYE) for p in self.port_list]
+        for port in list(self.port_list):
             self._detach(port, None)
         return out
 
     def _detach(self, port: Port, reason: str | None) -> None:
         del self._by_peer[port.peer]
         del self._by_name[port.name]
-        self._ports.remove(port)
+        self.port_list.remove(port)
         self.fdb.flush(port)
         self.generation += 1
         t = self.totals
@@ -763,14 +520,17 @@ class SwitchCore:
 
     @property
     def ports(self) -> list[Port]:
-        return list(self._ports)
+        return list(self.port_list)
 
     def port_by_name(self, name: str) -> Port:
         port = self._by_name.get(name)
         if port is None:
             known = ", ".join(sorted(self._by_name)) or "none"
-            raise UnknownPort(f"no port named {name!r}; attached: {known}")
+            raise UnknownPort(f"no port named {clip(repr(name), 60)}; attached: {clip(known)}")
         return port
+
+    def find_port(self, name: str) -> Port | None:
+        return self._by_name.get(name)
 
     def port_by_peer(self, peer: bytes) -> Port | None:
         return self._by_peer.get(peer)
@@ -801,14 +561,14 @@ class SwitchCore:
                 "fdb_entries": self.fdb.port_count(p),
                 "counters": p.counters.as_dict(),
             }
-            for p in self._ports
+            for p in self.port_list
         ]
 
     def stats(self) -> dict:
         return {
-            "ports": len(self._ports),
+            "ports": len(self.port_list),
             "totals": self.totals.as_dict(),
-            "per_port": {p.name: p.counters.as_dict() for p in self._ports},
+            "per_port": {p.name: p.counters.as_dict() for p in self.port_list},
             "fdb": self.fdb.counters(),
             "port_security": self.port_security(),
         }
@@ -826,14 +586,3 @@ def _check_port_security(max_macs: int, violation: str) -> None:
     if violation not in VIOLATIONS:
         raise ValueError(f'violation must be "drop" or "shutdown", got {violation!r}')
 
-
-def _count_records(payload: bytes) -> tuple[int, int]:
-    """(frames, frame bytes) of a FRAMES payload this switch built."""
-    k = nbytes = off = 0
-    end = len(payload)
-    while off + 2 <= end:
-        n = payload[off] << 8 | payload[off + 1]
-        off += 2 + n
-        k += 1
-        nbytes += n
-    return k, nbytes

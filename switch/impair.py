@@ -47,6 +47,8 @@ import random
 import re
 from typing import Any, Hashable, Iterable, Sequence
 
+from vnet.switch.core import clip
+
 DIRECTIONS = ("in", "out")
 DEFAULT_QUEUE = 1000  # frames held at most per port and direction (netem's default limit)
 
@@ -327,14 +329,19 @@ class DelayLine:
 # -- values: checking base units, parsing what people type -----------------------------------
 
 
+def _shown(value: Any) -> str:
+    """A requested value as an error shows it: its repr, clipped (a request may be huge)."""
+    return clip(repr(value), 60)
+
+
 def _check(name: str, value: Any) -> Any:
     if name not in DEFAULTS:
-        raise ValueError(f"unknown impairment {name!r}; known: {', '.join(PARAMS)}")
+        raise ValueError(f"unknown impairment {_shown(name)}; known: {', '.join(PARAMS)}")
     if name == "loss_burst":
         if value is None:
             return None
         if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= 4:
-            raise ValueError(f"loss_burst must be (p, r, 1-h, 1-k) fractions, got {value!r}")
+            raise ValueError(f"loss_burst must be (p, r, 1-h, 1-k) fractions, got {_shown(value)}")
         probs = [_fraction(name, v) for v in value]
         p = probs[0]
         r = probs[1] if len(probs) > 1 else 1.0 - p  # netem's defaults
@@ -343,12 +350,12 @@ def _check(name: str, value: Any) -> Any:
         return None if not (p or k1) else (p, r, h1, k1)
     if name == "queue":
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1 << 20:
-            raise ValueError(f"queue must be a number of frames from 1 to {1 << 20}, got {value!r}")
+            raise ValueError(f"queue must be a number of frames from 1 to {1 << 20}, got {_shown(value)}")
         return value
     if name in ("delay", "jitter", "rate"):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
             unit = "bit/s" if name == "rate" else "seconds"
-            raise ValueError(f"{name} must be a number of {unit}, 0 or more, got {value!r}")
+            raise ValueError(f"{name} must be a number of {unit}, 0 or more, got {_shown(value)}")
         if name != "rate" and value > 3600:
             raise ValueError(f"{name} of {value:g} s: at most an hour")
         return float(value)
@@ -357,7 +364,7 @@ def _check(name: str, value: Any) -> Any:
 
 def _fraction(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be a probability from 0 to 1, got {value!r}")
+        raise ValueError(f"{name} must be a probability from 0 to 1, got {_shown(value)}")
     return float(value)
 
 
@@ -373,10 +380,10 @@ def parse_percent(text: Any, what: str) -> float:
     else:
         m = re.fullmatch(_NUM + r"\s*%", str(text).strip())
         if m is None:
-            raise ValueError(f"{what} {text!r}: give a percentage with the % sign, e.g. 10% or 0.5%")
+            raise ValueError(f"{what} {_shown(text)}: give a percentage with the % sign, e.g. 10% or 0.5%")
         value = float(m.group(1))
     if not 0.0 <= value <= 100.0:
-        raise ValueError(f"{what} {text!r}: a percentage from 0% to 100%")
+        raise ValueError(f"{what} {_shown(text)}: a percentage from 0% to 100%")
     return value / 100.0
 
 
@@ -388,10 +395,10 @@ def parse_time(text: Any, what: str) -> float:
         s = str(text).strip().lower()
         m = re.fullmatch(_NUM + r"\s*([a-zµ]*)", s)
         if m is None or (m.group(2) not in _TIME_UNITS and not (m.group(2) == "" and float(m.group(1)) == 0)):
-            raise ValueError(f"{what} {text!r}: give a time with its unit: s, ms or us (e.g. 20ms, 500us, 1.5s)")
+            raise ValueError(f"{what} {_shown(text)}: give a time with its unit: s, ms or us (e.g. 20ms, 500us, 1.5s)")
         value = float(m.group(1)) * _TIME_UNITS.get(m.group(2), 1.0)
     if not 0 <= value <= 3600:
-        raise ValueError(f"{what} {text!r}: a time from 0 to 1 hour")
+        raise ValueError(f"{what} {_shown(text)}: a time from 0 to 1 hour")
     return value
 
 
@@ -404,11 +411,11 @@ def parse_rate(text: Any, what: str = "rate") -> float:
         m = re.fullmatch(_NUM + r"\s*([a-z/]*)", s)
         if m is None or (m.group(2) not in _RATE_UNITS and not (m.group(2) == "" and float(m.group(1)) == 0)):
             hint = " (bps would be bytes per second; vnet takes bits)" if s.endswith("bps") else ""
-            raise ValueError(f"{what} {text!r}: give a rate with its unit: bit, kbit, mbit or gbit "
+            raise ValueError(f"{what} {_shown(text)}: give a rate with its unit: bit, kbit, mbit or gbit "
                              f"(e.g. 10mbit, 512kbit){hint}; 0 = unlimited")
         value = float(m.group(1)) * _RATE_UNITS.get(m.group(2), 1.0)
     if not 0 <= value < float("inf"):
-        raise ValueError(f"{what} {text!r}: a rate of 0 (unlimited) or more")
+        raise ValueError(f"{what} {_shown(text)}: a rate of 0 (unlimited) or more")
     return value
 
 
@@ -419,9 +426,9 @@ def parse_count(text: Any, what: str) -> int:
         try:
             value = int(str(text).strip())
         except ValueError:
-            raise ValueError(f"{what} {text!r}: give a whole number of frames, e.g. 100") from None
+            raise ValueError(f"{what} {_shown(text)}: give a whole number of frames, e.g. 100") from None
     if not 1 <= value <= 1 << 20:
-        raise ValueError(f"{what} {text!r}: from 1 to {1 << 20} frames")
+        raise ValueError(f"{what} {_shown(text)}: from 1 to {1 << 20} frames")
     return value
 
 
@@ -433,7 +440,7 @@ def parse_loss_burst(text: Any, what: str = "loss-burst") -> tuple[float, ...]:
     else:
         items = [t for t in str(text).split(",")]
     if not 1 <= len(items) <= 4:
-        raise ValueError(f"{what} {text!r}: give P[,R[,1-H[,1-K]]] as percentages, e.g. 1%,30% "
+        raise ValueError(f"{what} {_shown(text)}: give P[,R[,1-H[,1-K]]] as percentages, e.g. 1%,30% "
                          "(P: good->bad, R: bad->good, 1-H: loss when bad, 1-K: loss when good)")
     return tuple(parse_percent(t, f"{what} item") for t in items)
 
@@ -467,11 +474,11 @@ def parse_params(raw: dict[str, Any]) -> dict[str, Any]:
             try:
                 out["seed"] = int(value)
             except (TypeError, ValueError):
-                raise ValueError(f"seed {value!r}: give an integer") from None
+                raise ValueError(f"seed {_shown(value)}: give an integer") from None
             continue
         parser = _PARSERS.get(key)
         if parser is None:
-            raise ValueError(f"unknown impairment {name!r}; known: {', '.join(PARAMS)}, seed")
+            raise ValueError(f"unknown impairment {_shown(name)}; known: {', '.join(PARAMS)}, seed")
         out[key] = parser(value)
     return out
 

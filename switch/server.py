@@ -4,10 +4,16 @@ The only layer here that owns sockets, tasks and the clock; all decisions are in
 ``SwitchCore``. One ROUTER socket carries every port (nodes are DEALERs). Each wakeup drains
 up to ``DRAIN_BUDGET`` messages without blocking and feeds each to the core; the FRAMES it
 returns for one port over the whole drain are concatenated into one message (payloads are
-self-delimiting records), so even nodes that send one frame a message get batches back. Sends
-use NOBLOCK: ROUTER_MANDATORY makes an unroutable send raise instead of vanishing,
-and the per-peer SNDHWM (``port_hwm``) bounds each port's output queue, so a slow or dead
-node costs a counted drop (``hwm``/``unroutable``) and never stalls the loop or the others.
+self-delimiting records), so even nodes that send one frame a message get batches back. A
+message over the largest legal batch (``max_message_size``) is never read: ZeroMQ closes that
+peer's connection (MAXMSGSIZE). Sends use NOBLOCK: ROUTER_MANDATORY makes an unroutable send
+raise instead of vanishing, and the per-peer SNDHWM bounds each port's output queue, so a
+slow or dead node costs a counted drop (``hwm``/``unroutable``) and never stalls the loop or
+the others. The queue is bounded in messages (``port_hwm``) and in bytes
+(``port_queue_bytes``): no FRAMES message out is bigger than COALESCE_BYTES (bigger batches
+are cut at record boundaries), so SNDHWM is ``port_hwm`` or ``port_queue_bytes //
+COALESCE_BYTES`` messages, whichever is less (``port_sndhwm``); the kernel's socket buffers
+come on top.
 The same task calls ``core.tick`` every ``heartbeat_interval / 2`` for liveness and ageing
 (see ``_run`` for why it is not a separate timer task).
 
@@ -21,15 +27,11 @@ before its answer. The data socket then closes with a short bounded linger
 (``BYE_LINGER_MS``); every other socket closes with linger 0. ``final_stats`` holds the
 counters as they were at the end (``vnet switch`` prints them as its last line).
 
-The tools (docs/tools.md) hook in per port, by the port's name: a mirror (``mirror_*``: the
-frames the switch receives from the port and sends to it, into a ``vnet.proto.capture.Capture``),
-an admin state (``port_set``, in the core) and impairments per direction (``impair``:
-``switch.impair.Impairment``). Frames an impairment delays wait in ``_line`` (a
-``DelayLine``: a heap by delivery time) and are released by a loop timer, by the same
-datapath callbacks, one FRAMES message per port; held frames whose port went away are counted
-``impair_flushed``. The hooks live in two dicts by peer id (``_hooks_in``, ``_hooks_out``)
-holding only ports with something set, so a switch without tools pays one test of an empty
-dict per message, and a port without tools one dict lookup.
+The tools (docs/tools.md) hook in per port, by the port's name: an admin state (``port_set``,
+in the core), mirrors (``mirror_*``) and impairments per direction (``impair``); the last two
+are ``switch.pipeline.PortTools``, sans-I/O like the core. This shell only passes it the
+messages of the ports in its hooks and sends what it returns; a loop timer releases the
+frames it holds (``tools.next_at()``), as do the datapath callbacks when they find them due.
 
 Receiving and sending go through a plain (shadow) socket on the same ZeroMQ socket, and the
 datapath runs from loop callbacks on the socket's file descriptor (see ``_run``), so the
@@ -49,11 +51,22 @@ import zmq
 import zmq.asyncio
 
 from vnet.proto import wire
-from vnet.switch.core import ETH_MAX_MTU, ETH_MIN_MTU, VIOLATIONS, Message, Port, SwitchCore
+from vnet.proto.ether import ETH_HLEN, VLAN_HLEN
+from vnet.switch.core import (
+    DEFAULT_HELLO_BURST,
+    DEFAULT_HELLO_RATE,
+    DEFAULT_MAX_PORTS,
+    ETH_MAX_MTU,
+    ETH_MIN_MTU,
+    VIOLATIONS,
+    Message,
+    SwitchCore,
+    clip,
+)
 from vnet.switch.fdb import Fdb
-from vnet.switch.impair import DIRECTIONS, DelayLine, Impairment, format_settings, parse_params
+from vnet.switch.pipeline import MIRROR_IDLE_TIMEOUT, PortTools, Tx
 from vnet.proto import auth
-from vnet.proto.capture import Capture, CaptureSession, FilterError
+from vnet.proto.capture import FilterError
 from vnet.proto.control import ControlError, ControlServer
 
 log = logging.getLogger(__name__)
@@ -66,10 +79,18 @@ _POLLIN = int(zmq.POLLIN)
 _NOBLOCK = int(zmq.NOBLOCK)
 
 DRAIN_BUDGET = 256  # messages handled per wakeup before yielding to the other tasks
-COALESCE_BYTES = 256 * 1024  # a port's FRAMES gathered over a drain are sent at this size
+COALESCE_BYTES = 256 * 1024  # the largest FRAMES message out: a drain gathers a port's FRAMES up to it
+# The largest legal FRAMES batch: one doorbell of a node's largest TX ring (node/vnic.py's
+# VNIC_RING_MAX descriptors; the switch may not import the node) of frames the switch's MTU
+# allows. The data socket refuses bigger messages (MAXMSGSIZE), before reading them whole.
+MAX_BATCH_FRAMES = 4096
+
+
+def max_message_size(mtu: int) -> int:
+    """ZeroMQ's MAXMSGSIZE for the data socket: the largest legal FRAMES batch for ``mtu``."""
+    return MAX_BATCH_FRAMES * (wire.FRAME_HDR.size + mtu + ETH_HLEN + VLAN_HLEN)
 BYE_LINGER_MS = 200  # how long close() lets the final messages leave before dropping them
 BYE_DRAIN_TIMEOUT = 2.0  # how long close() waits for every node to answer its BYE
-MIRROR_IDLE_TIMEOUT = 30.0  # seconds a mirror may go unread before it is stopped
 
 
 @dataclasses.dataclass
@@ -84,8 +105,12 @@ class SwitchConfig:
     fdb_max: int = 8192
     mtu: int = 1500
     port_hwm: int = 1000
+    port_queue_bytes: int = 64 * 1024 * 1024  # each port's output queue, in bytes (beside port_hwm)
     max_macs: int = 0  # port security: MACs a port may hold (0 = unlimited)
     violation: str = "drop"  # what a port-security violation does: "drop", or "shutdown" the port
+    max_ports: int = DEFAULT_MAX_PORTS  # ports attached at most (a HELLO for one more is refused)
+    hello_rate: float = DEFAULT_HELLO_RATE  # HELLOs a second from new peers (0 = no limit)
+    hello_burst: int = DEFAULT_HELLO_BURST  # ... and at once
     curve_secret: str | None = None  # the LAN key pair (.key_secret): CURVE on data and control
     curve_allowed: str | None = None  # a directory of allowed public keys (.key), or one file
 
@@ -107,7 +132,11 @@ class SwitchConfig:
         _check_int("fdb_max", self.fdb_max, 1, 1 << 24)
         _check_int("mtu", self.mtu, ETH_MIN_MTU, ETH_MAX_MTU)
         _check_int("port_hwm", self.port_hwm, 1, 1 << 24)
+        _check_int("port_queue_bytes", self.port_queue_bytes, COALESCE_BYTES, 1 << 40)
         _check_int("max_macs", self.max_macs, 0, 1 << 24)
+        _check_int("max_ports", self.max_ports, 1, 1 << 20)
+        _check_number("hello_rate", self.hello_rate, minimum=0.0, what=">= 0 a second (0 = no limit)")
+        _check_int("hello_burst", self.hello_burst, 1, 1 << 20)
         if self.violation not in VIOLATIONS:
             raise ValueError(f'violation must be "drop" or "shutdown", got {self.violation!r}')
         if (self.curve_secret is None) != (self.curve_allowed is None):
@@ -122,6 +151,28 @@ class SwitchConfig:
                 f"authentication: bind it to a loopback address (tcp://127.0.0.1:{wire.DEFAULT_CONTROL_PORT}) "
                 f"or ipc://, or turn CURVE on (curve_secret and curve_allowed)"
             )
+
+
+def split_records(payload: bytes, limit: int) -> list[bytes]:
+    """A FRAMES payload cut at record boundaries into pieces of at most ``limit`` bytes (a
+    record bigger than ``limit``, which a legal frame never is, makes a piece of its own)."""
+    pieces = []
+    start = off = 0
+    end = len(payload)
+    while off + 2 <= end:
+        nxt = off + 2 + (payload[off] << 8 | payload[off + 1])
+        if nxt - start > limit and off > start:
+            pieces.append(payload[start:off])
+            start = off
+        off = nxt
+    pieces.append(payload[start:])
+    return pieces
+
+
+def port_sndhwm(port_hwm: int, port_queue_bytes: int) -> int:
+    """The data socket's SNDHWM: ``port_hwm`` messages, fewer if that many messages of the
+    largest size the server sends (COALESCE_BYTES) would hold more than ``port_queue_bytes``."""
+    return max(1, min(port_hwm, port_queue_bytes // COALESCE_BYTES))
 
 
 def _check_endpoint(field: str, value: Any) -> None:
@@ -165,6 +216,9 @@ class SwitchServer:
             fdb=Fdb(ageing_time=cfg.ageing_time, max_entries=cfg.fdb_max),
             max_macs=cfg.max_macs,
             violation=cfg.violation,
+            max_ports=cfg.max_ports,
+            hello_rate=cfg.hello_rate,
+            hello_burst=cfg.hello_burst,
         )
         self.data_endpoint: str | None = None
         self.control_endpoint: str | None = None
@@ -181,14 +235,8 @@ class SwitchServer:
         self._tick_handle: asyncio.TimerHandle | None = None
         self._next_tick = 0.0
         # the tools, by port name; the datapath's view of them, by peer id
-        self._impairs: dict[str, dict[str, Impairment]] = {}
-        self._mirrors: dict[int, CaptureSession] = {}
-        self._mirror_ids = 0
+        self.tools = PortTools(self.core)
         self._mirror_expiry: asyncio.TimerHandle | None = None
-        self._hooks_in: dict[bytes, _Hook] = {}
-        self._hooks_out: dict[bytes, _Hook] = {}
-        self._hooks_gen = -1
-        self._line = DelayLine()
         self._release_handle: asyncio.TimerHandle | None = None
         self._release_at = 0.0
 
@@ -200,6 +248,7 @@ class SwitchServer:
         if self._closed:
             raise RuntimeError("SwitchServer cannot start again after close(); make a new one")
         self._loop = asyncio.get_running_loop()
+        self.tools.epoch = time.time() - self._loop.time()  # mirror timestamps are wall-clock
         cfg = self.config
         keys = None
         if cfg.curve_secret is not None:
@@ -214,7 +263,11 @@ class SwitchServer:
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # unroutable sends raise, and are counted
             sock.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a reconnecting identity takes over its pipe
-            sock.setsockopt(zmq.SNDHWM, cfg.port_hwm)  # per peer: one port's output limit
+            # per peer: one port's output limit, in messages and (through their size) in bytes
+            sock.setsockopt(zmq.SNDHWM, port_sndhwm(cfg.port_hwm, cfg.port_queue_bytes))
+            # A peer's message over the largest legal batch is not read: ZeroMQ closes that
+            # connection (the node reconnects and says HELLO again).
+            sock.setsockopt(zmq.MAXMSGSIZE, max_message_size(cfg.mtu))
             sock.bind(cfg.bind)
         except zmq.ZMQError as exc:
             sock.close(linger=0)
@@ -247,7 +300,7 @@ class SwitchServer:
             if handle is not None:
                 handle.cancel()
         self._release_handle = self._mirror_expiry = None
-        self._flush_held(self._line.clear())
+        self.tools.close()
         if self._raw is not None:
             await self._say_goodbye(self.core.shutdown())
         self.final_stats = self._c_stats()
@@ -368,8 +421,7 @@ class SwitchServer:
             tick = self.core.tick(now)
             if tick.messages:
                 self._send(tick.messages)
-            if self.core.generation != self._hooks_gen:
-                self._rebuild_hooks()
+            self.tools.sync()
             self._next_tick = now + self.config.heartbeat_interval / 2
             self._tick_handle = self._loop.call_at(self._next_tick, self._tick)
             self._maybe_drain()
@@ -390,9 +442,9 @@ class SwitchServer:
         try:
             if not raw.get(_EVENTS) & _POLLIN:
                 return
-            if self.core.generation != self._hooks_gen:
-                self._rebuild_hooks()
-            hooks_in = self._hooks_in
+            tools = self.tools
+            tools.sync()
+            hooks_in = tools.hooks_in
             recv = raw.recv_multipart
             handle = self.core.handle
             send = self._send
@@ -407,7 +459,7 @@ class SwitchServer:
                 except zmq.Again:
                     break
                 if hooks_in and parts[0] in hooks_in:
-                    outs = self._ingress(hooks_in[parts[0]], parts, now)
+                    outs = tools.ingress(parts[0], parts[1:], now)
                 else:
                     outs = handle(parts[0], parts[1:], now)
                 for peer, out in outs:
@@ -417,44 +469,65 @@ class SwitchServer:
                             pending[peer] = [out[1]]
                             pending_bytes[peer] = len(out[1])
                             continue
-                        queued.append(out[1])
-                        pending_bytes[peer] += len(out[1])
-                        if pending_bytes[peer] < COALESCE_BYTES:
+                        n = len(out[1])
+                        if pending_bytes[peer] + n <= COALESCE_BYTES:
+                            queued.append(out[1])
+                            pending_bytes[peer] += n
                             continue
-                        send([(peer, [frames_kind, b"".join(pending.pop(peer))])])
-                        del pending_bytes[peer]
+                        # full: what is gathered goes, and this payload starts the next message
+                        send([(peer, [frames_kind, b"".join(queued)])])
+                        pending[peer] = [out[1]]
+                        pending_bytes[peer] = n
                     else:
                         if peer in pending:  # keep this peer's order
                             send([(peer, [frames_kind, b"".join(pending.pop(peer))])])
                             del pending_bytes[peer]
                         send([(peer, out)])
-                        if out[0] == wire.MSG_WELCOME and self.core.generation != self._hooks_gen:
-                            self._rebuild_hooks()  # a port with tools set may be back
-                            hooks_in = self._hooks_in
+                        if out[0] == wire.MSG_WELCOME:
+                            tools.sync()  # a port with tools set may be back
+                            hooks_in = tools.hooks_in
             if pending:
                 send([(peer, [frames_kind, q[0] if len(q) == 1 else b"".join(q)]) for peer, q in pending.items()])
             if now >= self._next_tick and self._tick_handle is not None:
                 # a busy socket must not starve liveness: tick from here when it is due
                 self._tick_handle.cancel()
                 self._tick()
-            if self._line and self._line.next_at() <= now:
-                self._release_due(now)  # nor delayed frames
+            if tools.line:
+                if tools.next_at() <= now:
+                    self._release_due(now)  # nor delayed frames
+                else:
+                    self._arm_release()  # frames the tools took on hold in this drain
             self._maybe_drain()
         except Exception as exc:
             self._fail(exc)
 
     def _send(self, messages: list[Message]) -> None:
         transmit = self._transmit
-        hooks_out = self._hooks_out
+        tools = self.tools
+        hooks_out = tools.hooks_out
         for peer, parts in messages:
             if hooks_out and peer in hooks_out and parts[0] == wire.MSG_FRAMES:
-                self._egress(hooks_out[peer], parts[1])
+                tx = tools.egress(peer, parts[1], self._loop.time())
+                if tx is not None:
+                    self._send_tx(tx)
+                if tools.line:
+                    self._arm_release()  # it may have held frames
+                hooks_out = tools.hooks_out  # egress may have rebuilt the hooks
             else:
                 transmit(peer, parts)
 
     def _transmit(self, peer: bytes, parts: list[bytes]) -> bool:
         """Send one message past the tools, without blocking; a refusal is counted, and
-        answers False."""
+        answers False. FRAMES over COALESCE_BYTES go as several messages, each at most that
+        (so SNDHWM messages bound the port's queue in bytes)."""
+        if len(parts[-1]) > COALESCE_BYTES and parts[0] == wire.MSG_FRAMES and len(parts) == 2:
+            sent = True
+            for piece in split_records(parts[1], COALESCE_BYTES):
+                sent = self._transmit_one(peer, [wire.MSG_FRAMES, piece]) and sent
+            return sent
+        return self._transmit_one(peer, parts)
+
+    def _transmit_one(self, peer: bytes, parts: list[bytes]) -> bool:
         try:
             self._raw.send_multipart([peer, *parts], _NOBLOCK)
             return True
@@ -462,76 +535,20 @@ class SwitchServer:
             self.core.send_failed(peer, parts, "hwm")
         except zmq.ZMQError as exc:
             if exc.errno != zmq.EHOSTUNREACH:
-                log.warning("send to peer %s failed: %s", peer.hex(), exc)
+                log.warning("send to peer %s failed: %s", clip(peer.hex(), 64), exc)
             self.core.send_failed(peer, parts, "unroutable")
         return False
 
-    # -- the tools' datapath: mirrors, impairments, the delay line -----------------------
+    # -- the tools' datapath: the delay line's timer -------------------------------------
 
-    def _ingress(self, hook: "_Hook", parts: list[bytes], now: float) -> list[Message]:
-        """A message from a port with tools: mirror it, impair it, then forward what is due."""
-        peer = parts[0]
-        if self.core.port_by_peer(peer) is not hook.port:  # it went away, or came back anew
-            self._rebuild_hooks()
-            return self.core.handle(peer, parts[1:], now)
-        if len(parts) != 3 or parts[1] != wire.MSG_FRAMES:
-            return self.core.handle(peer, parts[1:], now)
-        try:
-            frames = wire.unpack_frames(parts[2])
-        except wire.WireError:
-            return self.core.handle(peer, parts[1:], now)  # counted as malformed there
-        if hook.mirrors:
-            _offer(hook.mirrors, "in", frames)
-        imp = hook.impair
-        if imp is None:
-            return self.core.handle(peer, parts[1:], now)
-        now_frames, _, _ = self._impair(imp, frames, now, ("in", hook.port, imp))
-        # handle() even with nothing left: the message still proves the node alive
-        return self.core.handle(peer, [wire.MSG_FRAMES, wire.pack_frames(now_frames)], now)
-
-    def _egress(self, hook: "_Hook", payload: bytes) -> None:
-        """FRAMES for a port with tools: impair them, send what is due, mirror what went."""
-        port = hook.port
-        if self.core.port_by_peer(port.peer) is not port:
-            self._rebuild_hooks()
-            self._transmit(port.peer, [wire.MSG_FRAMES, payload])
-            return
-        imp = hook.impair
-        frames = wire.unpack_frames(payload)  # built by the core: it parses
-        if imp is not None:
-            sent, held_k, held_bytes = self._impair(imp, frames, self._loop.time(), ("out", port, imp))
-            # The core counted every frame as sent: take out the ones lost, add the copies
-            # (held ones stay counted; if they never go, _flush_held takes them out).
-            lost_k = len(frames) - len(sent) - held_k
-            lost_bytes = sum(map(len, frames)) - sum(map(len, sent)) - held_bytes
-            if lost_k or lost_bytes:
-                self.core.tx_uncount(port, lost_k, lost_bytes)
-            if not sent:
-                return
-            frames = sent
-            payload = wire.pack_frames(sent)
-        if self._transmit(port.peer, [wire.MSG_FRAMES, payload]) and hook.mirrors:
-            _offer(hook.mirrors, "out", frames)
-
-    def _impair(self, imp: Impairment, frames: list, now: float, key: tuple) -> tuple[list, int, int]:
-        """Apply ``imp``; hold the delayed frames in the line under ``key``. Returns the frames
-        due now, and how many frames (and bytes) were put on hold."""
-        due_now = []
-        k = nbytes = 0
-        push = self._line.push
-        for at, frame in imp.apply(frames, now):
-            if at <= now:
-                due_now.append(frame)
-            else:
-                push(at, key, bytes(frame))
-                k += 1
-                nbytes += len(frame)
-        if k:
-            self._arm_release()
-        return due_now, k, nbytes
+    def _send_tx(self, tx: Tx) -> None:
+        """Send what the tools let go; mirror it once ZeroMQ took it."""
+        peer, parts, mirror = tx
+        if self._transmit(peer, parts) and mirror:
+            self.tools.mirror_out(peer, mirror, self._loop.time())
 
     def _arm_release(self) -> None:
-        at = self._line.next_at()
+        at = self.tools.next_at()
         if at is None:
             return
         if self._release_handle is not None:
@@ -552,50 +569,13 @@ class SwitchServer:
             self._fail(exc)
 
     def _release_due(self, now: float) -> None:
-        """Deliver what the delay line holds that has fallen due: one batch per port and
-        direction. Ingress frames are forwarded now (as if just received); egress ones sent."""
-        for (direction, port, imp), frames in self._line.due(now).items():
-            if self.core.port_by_peer(port.peer) is not port:
-                self._flush_held({(direction, port, imp): frames})
-            elif direction == "in":
-                self._send(self.core.forward(port, wire.pack_frames(frames), now))
-            elif not port.admin_up:  # cut while the frames were held
-                self.core.tx_uncount(port, len(frames), sum(map(len, frames)), "port_down")
-            elif self._transmit(port.peer, [wire.MSG_FRAMES, wire.pack_frames(frames)]):
-                hook = self._hooks_out.get(port.peer)
-                if hook is not None and hook.mirrors:
-                    _offer(hook.mirrors, "out", frames)
+        """Deliver the held frames that have fallen due, and re-arm the timer."""
+        forwarded, txs = self.tools.release(now)
+        if forwarded:
+            self._send(forwarded)
+        for tx in txs:
+            self._send_tx(tx)
         self._arm_release()
-
-    def _flush_held(self, held: dict) -> None:
-        """Frames held for ports that went away: counted, never silently lost."""
-        for (direction, port, imp), frames in held.items():
-            imp.flushed(len(frames))
-            if direction == "out":  # counted as sent when they were put on hold
-                self.core.tx_uncount(port, len(frames), sum(map(len, frames)))
-
-    def _rebuild_hooks(self) -> None:
-        """The datapath's view of the tools, by peer id: only ports with something set."""
-        mirrors: dict[str, list[CaptureSession]] = {}
-        for m in self._mirrors.values():
-            mirrors.setdefault(m.port, []).append(m)
-        hooks_in: dict[bytes, _Hook] = {}
-        hooks_out: dict[bytes, _Hook] = {}
-        for port in self.core.ports:
-            imps = self._impairs.get(port.name)
-            caps = mirrors.get(port.name, [])
-            imp_in = imps["in"] if imps and imps["in"].active else None
-            imp_out = imps["out"] if imps and imps["out"].active else None
-            if imp_in is not None or caps:
-                hooks_in[port.peer] = _Hook(port, imp_in, caps)
-            if imp_out is not None or caps:
-                hooks_out[port.peer] = _Hook(port, imp_out, caps)
-        self._hooks_in, self._hooks_out = hooks_in, hooks_out
-        self._hooks_gen = self.core.generation
-        # frames held for ports that are gone: flush them now rather than when due
-        gone = {key for key in self._line.keys() if self.core.port_by_peer(key[1].peer) is not key[1]}
-        if gone:
-            self._flush_held(self._line.remove(gone))
 
     def _send_soon(self, messages: list[Message]) -> None:
         """Messages from a control request: sent by a loop callback, as the datapath's are."""
@@ -645,15 +625,12 @@ class SwitchServer:
     def _c_ports(self) -> list[dict]:
         rows = self.core.ports_view(self._now())
         for row in rows:
-            imps = self._impairs.get(row["name"])
-            row["impaired"] = bool(imps) and any(i.active for i in imps.values())
-            row["mirrors"] = sum(1 for m in self._mirrors.values() if m.port == row["name"])
+            row.update(self.tools.port_view(row["name"]))
         return rows
 
     def _c_stats(self) -> dict:
         stats = self.core.stats()
-        stats["impair"] = {name: {d: dict(imp.counters) for d, imp in imps.items()}
-                           for name, imps in self._impairs.items()}
+        stats["impair"] = self.tools.counters()
         if self._zap is not None:
             stats["auth"] = self._zap.counters()
         return stats
@@ -680,93 +657,38 @@ class SwitchServer:
     def _c_impair(self, port: str, dir: str | None = None, clear: bool = False, **params: Any) -> dict:
         """Change the named impairments of ``port`` in ``dir`` ("in", "out", "both"; the
         others stay; ``clear`` first resets them all); with nothing to change, show them."""
-        if port not in self._impairs:
-            self.core.port_by_name(port)  # a clear error for a name that is not attached
-        if dir not in (None, "in", "out", "both"):
-            raise ValueError(f'impair direction {dir!r}: use "in" (from the node), "out" (to it) or "both"')
-        parsed = parse_params(params)  # checked whole before anything changes
-        if parsed or clear:
-            seed = parsed.pop("seed", None)
-            imps = self._impairs.setdefault(port, {d: Impairment(stream=d) for d in DIRECTIONS})
-            dirs = DIRECTIONS if dir in (None, "both") else (dir,)
-            for d in dirs:
-                Impairment(stream=d).set(**parsed)  # a conflict raises before either changes
-            for d in dirs:
-                if clear:
-                    imps[d].clear()
-                imps[d].set(seed=seed, **parsed)
-            self._rebuild_hooks()
-        return self._impair_view(port)
-
-    def _impair_view(self, port: str) -> dict:
-        now = self._now()
-        imps = self._impairs.get(port) or {d: Impairment(stream=d) for d in DIRECTIONS}
-        return {
-            "port": port,
-            "attached": any(p.name == port for p in self.core.ports),
-            **{d: {"settings": format_settings(imp.settings()), "describe": imp.describe(),
-                   "counters": dict(imp.counters), "held": imp.held(now)} for d, imp in imps.items()},
-        }
+        return self.tools.impair(port, self._now(), dir=dir, clear=clear, **params)
 
     def _c_mirror_start(self, port: str, filter: str = "", count: int | None = None, buffer: int = 4096) -> dict:
         """Mirror ``port``: frames the switch receives from it ("in") and sends to it ("out")."""
-        self.core.port_by_name(port)
         try:
-            capture = Capture(filter, buffer=int(buffer), count=None if count is None else int(count))
+            row = self.tools.mirror_start(port, self._now(), filter=filter, count=count, buffer=buffer)
         except FilterError as exc:
             raise ControlError(str(exc)) from None
-        self._mirror_ids += 1
-        mid = self._mirror_ids
-        self._mirrors[mid] = CaptureSession(capture, self._now(), port=port)
-        self._rebuild_hooks()
         if self._mirror_expiry is None:
             self._mirror_expiry = self._loop.call_later(MIRROR_IDLE_TIMEOUT / 3, self._expire_mirrors)
-        return {"id": mid, "port": port, **capture.stats()}
+        return row
 
     async def _c_mirror_read(self, id: int, timeout: float = 1.0, max: int = 1024) -> dict:
         """Frames mirrored since the last read (waits up to ``timeout`` for the first one)."""
-        m = self._mirrors.get(int(id))
+        m = self.tools.mirrors.get(int(id))
         if m is None:
             raise ControlError(f"no mirror {id} on this switch (it was stopped, or expired unread)")
         return await m.read(self._now, timeout, max)
 
     def _c_mirror_stop(self, id: int) -> dict:
-        m = self._mirrors.pop(int(id), None)
-        if m is None:
+        row = self.tools.mirror_stop(int(id))
+        if row is None:
             raise ControlError(f"no mirror {id} on this switch")
-        self._rebuild_hooks()
-        return {"port": m.port, **m.capture.stats()}
+        return row
 
     def _expire_mirrors(self) -> None:
-        """Stop mirrors nobody has read for a while (a reader that died must not leave one
-        copying frames for ever)."""
         self._mirror_expiry = None
         now = self._now()
-        for mid, m in list(self._mirrors.items()):
-            if m.idle_for(now) > MIRROR_IDLE_TIMEOUT:
-                log.warning("mirror %d of port %r unread for %.0f s: stopped", mid, m.port, m.idle_for(now))
-                self._c_mirror_stop(mid)
-        if self._mirrors:
+        for mid, m in self.tools.expire_mirrors(now):
+            log.warning("mirror %d of port %r unread for %.0f s: stopped", mid, m.port, m.idle_for(now))
+        if self.tools.mirrors:
             self._mirror_expiry = self._loop.call_later(MIRROR_IDLE_TIMEOUT / 3, self._expire_mirrors)
-
-
-class _Hook:
-    """What the datapath does for one port in one direction: its impairment (None when
-    none is active) and the mirrors recording it."""
-
-    __slots__ = ("port", "impair", "mirrors")
-
-    def __init__(self, port: Port, impair: Impairment | None, mirrors: list[CaptureSession]) -> None:
-        self.port = port
-        self.impair = impair
-        self.mirrors = mirrors
-
-
-def _offer(mirrors: list[CaptureSession], direction: str, frames: list) -> None:
-    ts = time.time()  # pcap timestamps are wall-clock
-    frames = [bytes(f) for f in frames]  # the filters look at bytes, not views
-    for m in mirrors:
-        m.offer(ts, direction, frames)
 
 
 async def serve(config: SwitchConfig, on_ready: Callable[[SwitchServer], None] | None = None,

@@ -883,6 +883,7 @@ def run_switch(args: argparse.Namespace) -> int:
             ageing_time=args.ageing, heartbeat_interval=args.heartbeat_interval,
             heartbeat_timeout=args.heartbeat_timeout, mtu=args.mtu, fdb_max=args.fdb_max,
             port_hwm=args.port_hwm, max_macs=args.max_macs, violation=args.violation,
+            max_ports=args.max_ports, hello_rate=args.hello_rate, port_queue_bytes=args.port_queue_bytes,
             curve_secret=getattr(args, "curve_secret", None) or os.environ.get("VNET_CURVE_SECRET"),
             curve_allowed=args.curve_allowed or os.environ.get("VNET_CURVE_ALLOWED"),
         )
@@ -1107,6 +1108,12 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--mtu", type=int, default=1500)
     sw.add_argument("--fdb-max", type=int, default=8192, help="daemon: FDB size bound")
     sw.add_argument("--port-hwm", type=int, default=1000, help="daemon: per-port output queue, in messages")
+    sw.add_argument("--port-queue-bytes", dest="port_queue_bytes", type=int, default=64 * 1024 * 1024,
+                    help="daemon: per-port output queue, in bytes (default 64 MiB; at least 256 KiB)")
+    sw.add_argument("--max-ports", dest="max_ports", type=int, default=4096,
+                    help="daemon: ports attached at most; a HELLO for one more is refused (default 4096)")
+    sw.add_argument("--hello-rate", dest="hello_rate", type=float, default=1000.0,
+                    help="daemon: HELLOs a second from new nodes, after a burst of 1000; 0 = no limit")
     sw.add_argument("--max-macs", dest="max_macs", type=int, default=0,
                     help="daemon: port security, MAC addresses a port may hold (0 = unlimited)")
     sw.add_argument("--violation", choices=["drop", "shutdown"], default="drop",

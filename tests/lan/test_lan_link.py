@@ -105,8 +105,17 @@ async def test_carrier_follows_the_switch_through_a_restart():
         await poll_until(lambda: rec.carrier_is(True), "attached")
         await server.close()  # says BYE: carrier drops at once
         await poll_until(lambda: rec.carrier_is(False), "carrier down after the switch's BYE")
-        server = SwitchServer(SwitchConfig(bind=endpoint, **cfg), ctx)
-        await server.start()
+        async def restarted():
+            # the old listener is closed by ZeroMQ's I/O thread after close(): bind when it is free
+            new = SwitchServer(SwitchConfig(bind=endpoint, **cfg), ctx)
+            try:
+                await new.start()
+            except OSError:
+                await new.close()
+                return None
+            return new
+
+        server = await poll_until(restarted, f"the new switch bound to {endpoint}", timeout=10)
         await poll_until(lambda: rec.carrier_is(True), "re-attached to the new switch", timeout=10)
         assert link.attaches == 2 and link.carrier_losses == 1
         assert [p.name for p in server.core.ports] == ["a"]

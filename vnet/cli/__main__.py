@@ -1,0 +1,7 @@
+"""``python -m vnet.cli``: the ``vnet`` command."""
+
+import sys
+
+from vnet.cli import main
+
+sys.exit(main())

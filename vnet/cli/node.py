@@ -1,0 +1,55 @@
+"""``vnet node``: run a node daemon."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+
+from vnet.proto.wire import DEFAULT_DATA_PORT
+from vnet.cli.common import CliError, setup_logging
+
+
+def run_node(args: argparse.Namespace) -> int:
+    setup_logging(args.log_level)
+    from vnet.node.daemon import NodeConfig, serve
+
+    name = args.name or os.environ.get("VNET_NODE") or socket.gethostname()
+    addresses = args.address or [a for a in os.environ.get("VNET_ADDRESS", "").split(",") if a]
+    config = NodeConfig(
+        name=name,
+        switch=args.switch or os.environ.get("VNET_SWITCH") or f"tcp://127.0.0.1:{DEFAULT_DATA_PORT}",
+        addresses=addresses, control=args.control, mac=args.mac, mtu=args.mtu,
+        tx_ring_size=args.tx_ring, rx_ring_size=args.rx_ring,
+        heartbeat_interval=args.heartbeat_interval, heartbeat_timeout=args.heartbeat_timeout,
+        dhcp=args.dhcp, dhcp_server=args.dhcp_server, lease_file=args.lease_file, lease_time=args.lease_time,
+        curve_secret=getattr(args, "curve_secret", None) or os.environ.get("VNET_CURVE_SECRET"),
+        curve_server_key=getattr(args, "curve_server_key", None) or os.environ.get("VNET_CURVE_SERVER_KEY"),
+    )
+    try:
+        config.validate()
+    except ValueError as exc:
+        raise CliError(f"node: {exc}") from None
+    return asyncio.run(serve(config))
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """The ``node`` command and the daemon's options."""
+    nd = sub.add_parser("node", parents=[common], help="run a node daemon")
+    nd.add_argument("--name", default=None, help="node name (default $VNET_NODE, else the hostname)")
+    nd.add_argument("--switch", default=None, help=f"switch data endpoint (default $VNET_SWITCH or tcp://127.0.0.1:{DEFAULT_DATA_PORT})")
+    nd.add_argument("--address", action="append", help="an IPv4 address with prefix, e.g. 10.0.0.1/24 (repeatable; default $VNET_ADDRESS)")
+    nd.add_argument("--mac", default=None, help="MAC address (default: derived from the name)")
+    nd.add_argument("--mtu", type=int, default=1500)
+    nd.add_argument("--tx-ring", type=int, default=256)
+    nd.add_argument("--rx-ring", type=int, default=256)
+    nd.add_argument("--heartbeat-interval", type=float, default=1.0)
+    nd.add_argument("--heartbeat-timeout", type=float, default=3.0)
+    nd.add_argument("--dhcp", action="store_true", help="get an address by DHCP from the LAN's DHCP server")
+    nd.add_argument("--dhcp-server", metavar="FIRST-LAST", default=None,
+                    help="serve DHCP from this node's (static) address, handing out FIRST..LAST")
+    nd.add_argument("--lease-file", default=None, help="DHCP server: keep the leases in this JSON file")
+    nd.add_argument("--lease-time", type=float, default=3600.0, help="DHCP server: lease time in seconds")
+    nd.add_argument("--log-level", default="info")
+    nd.set_defaults(func=run_node)

@@ -1,0 +1,228 @@
+"""``vnet switch``: run the switch daemon, or query and drive it (fdb, ports, stats, flush,
+set-ageing, port, port-security, impair, mirror)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from typing import Any
+
+from vnet.proto.wire import DEFAULT_CONTROL_PORT, DEFAULT_DATA_PORT
+from vnet.cli.capture import run_capture
+from vnet.cli.common import CliError, IntermixedParser, emit_json, setup_logging, switch_client
+
+
+def cmd_switch(args: argparse.Namespace) -> int:
+    if args.switch_cmd is None:
+        return run_switch(args)
+    if args.switch_cmd == "port":
+        return _switch_port(args)
+    if args.switch_cmd == "impair":
+        return _switch_impair(args)
+    if args.switch_cmd == "mirror":
+        return _switch_mirror(args)
+    params: dict[str, Any] = {}
+    if args.switch_cmd == "flush" and args.arg:
+        params["port"] = args.arg
+    if args.switch_cmd == "set-ageing":
+        if args.arg is None:
+            raise CliError("usage: vnet switch set-ageing SECONDS")
+        try:
+            params["seconds"] = float(args.arg)
+        except ValueError:
+            raise CliError(f"switch set-ageing: {args.arg!r} is not a number of seconds") from None
+    if args.switch_cmd == "port-security":
+        params = {k: v for k, v in (("max_macs", args.set_max_macs), ("violation", args.set_violation)) if v is not None}
+    cmd = {"set-ageing": "set_ageing", "port-security": "port_security"}.get(args.switch_cmd, args.switch_cmd)
+    with switch_client(args, timeout=args.timeout) as client:
+        result = client.call(cmd, **params)
+    if args.json:
+        emit_json(result)
+        return 0
+    if cmd == "fdb":
+        for e in result:
+            print(f"{e['mac']} dev {e['port']} vlan {e['vlan']} master vnet-switch age {e['age']:.1f}s")
+    elif cmd == "ports":
+        for p in result:
+            c = p.get("counters", {})
+            down = c.get("port_down", 0)
+            psec = c.get("port_security", 0)
+            print(f"port {p['port_id']}: {p['name']} state {p.get('admin', 'up').upper()} "
+                  f"macs {','.join(p['macs'])} mtu {p['mtu']} rx {c.get('rx_packets', 0)} tx {c.get('tx_packets', 0)}"
+                  f"{f' port_down {down}' if down else ''}"
+                  f"{f' port_security {psec}' if psec else ''}"
+                  f"{'  impaired' if p.get('impaired') else ''}{'  mirrored' if p.get('mirrors') else ''}")
+    elif cmd == "stats":
+        _print_tree(result)
+    elif cmd == "flush":
+        print(f"flushed {result} entries")
+    elif cmd == "port_security":
+        limit = result["max_macs"] or "unlimited"
+        print(f"max-macs {limit} violation {result['violation']}")
+    else:
+        print(result)
+    return 0
+
+
+def _switch_port(args: argparse.Namespace) -> int:
+    """``vnet switch port NODE down|up``: cut or restore a node's cable at the switch."""
+    with switch_client(args, timeout=args.timeout) as client:
+        result = client.call("port_set", port=args.port, up=args.state == "up")
+    if args.json:
+        emit_json(result)
+    else:
+        print(f"port {result['name']}: admin {result['admin']}"
+              f"{'' if result['attached'] else ' (not attached: applies when it attaches)'}")
+    return 0
+
+
+IMPAIR_OPTIONS = ("loss", "loss_burst", "delay", "jitter", "rate", "queue", "duplicate", "corrupt", "reorder", "seed")
+
+
+def _switch_impair(args: argparse.Namespace) -> int:
+    """``vnet switch impair PORT [--dir in|out|both] [--loss 10%] ... | --clear``; with no
+    setting, show the current ones and the counters. Values are parsed by the switch
+    (switch/impair.py), which answers a clear error for a bad one."""
+    params = {name: getattr(args, name) for name in IMPAIR_OPTIONS if getattr(args, name) is not None}
+    with switch_client(args, timeout=args.timeout) as client:
+        if params or args.clear:
+            result = client.call("impair", port=args.port, dir=args.dir, clear=args.clear, **params)
+        else:
+            result = client.call("impair", port=args.port)
+    if args.json:
+        emit_json(result)
+        return 0
+    print(f"port {result['port']}")
+    for direction, what in (("in", "from the node"), ("out", "to the node")):
+        d = result[direction]
+        print(f"  {direction:<3} ({what}): {d['describe']}")
+        counters = " ".join(f"{k} {v}" for k, v in d["counters"].items() if v or k == "frames")
+        print(f"      {counters} held {d['held']}")
+    return 0
+
+
+def _switch_mirror(args: argparse.Namespace) -> int:
+    """``vnet switch mirror PORT [-w FILE.pcap] [-c N] [FILTER]``: what crosses a switch port,
+    both directions ("in": from the node, "out": to it), as ``vnet capture`` shows a node's."""
+    if not args.port:
+        raise CliError("usage: vnet switch mirror PORT [-w FILE.pcap] [-c N] [FILTER]")
+    return run_capture(args, lambda: switch_client(args, timeout=args.timeout), f"mirror of switch port {args.port}",
+                       "mirror_start", "mirror_read", "mirror_stop", port=args.port)
+
+def _print_tree(obj: Any, indent: int = 0) -> None:
+    pad = "  " * indent
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if isinstance(v, (dict, list)):
+                print(f"{pad}{k}:")
+                _print_tree(v, indent + 1)
+            else:
+                print(f"{pad}{k}: {v}")
+    elif isinstance(obj, list):
+        for v in obj:
+            _print_tree(v, indent)
+            print()
+    else:
+        print(f"{pad}{obj}")
+
+
+def run_switch(args: argparse.Namespace) -> int:
+    setup_logging(args.log_level)
+    from vnet.switch.server import SwitchConfig, serve
+    from vnet.proto.control import print_final, print_ready
+
+    try:
+        config = SwitchConfig(
+            bind=args.bind, control=args.switch_control or f"tcp://127.0.0.1:{DEFAULT_CONTROL_PORT}",
+            ageing_time=args.ageing, heartbeat_interval=args.heartbeat_interval,
+            heartbeat_timeout=args.heartbeat_timeout, mtu=args.mtu, fdb_max=args.fdb_max,
+            port_hwm=args.port_hwm, max_macs=args.max_macs, violation=args.violation,
+            max_ports=args.max_ports, hello_rate=args.hello_rate, port_queue_bytes=args.port_queue_bytes,
+            curve_secret=getattr(args, "curve_secret", None) or os.environ.get("VNET_CURVE_SECRET"),
+            curve_allowed=args.curve_allowed or os.environ.get("VNET_CURVE_ALLOWED"),
+        )
+    except ValueError as exc:
+        raise CliError(f"switch: {exc}") from None
+    ready = lambda server: print_ready({"switch": True, "data": server.data_endpoint,  # noqa: E731
+                                        "control": server.control_endpoint})
+    final = lambda server: print_final(server.final_stats)  # noqa: E731
+    try:
+        asyncio.run(serve(config, on_ready=ready, on_closed=final))
+    except OSError as exc:  # an endpoint that cannot be bound: in use, bad address
+        raise CliError(f"switch: {exc}") from None
+    return 0
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """The ``switch`` command, its daemon options, its subcommands and their arguments."""
+    sw = sub.add_parser("switch", parents=[common],
+                        help="run the switch daemon, or query and drive it: fdb, ports, stats, flush, set-ageing, "
+                             "port, impair, mirror")
+    sw.add_argument("--switch-control", dest="switch_control", default=None,
+                    help=f"the switch's control endpoint (default $VNET_SWITCH_CONTROL or tcp://127.0.0.1:{DEFAULT_CONTROL_PORT})")
+    sw.add_argument("--bind", default=f"tcp://127.0.0.1:{DEFAULT_DATA_PORT}",
+                    help=f"daemon: data endpoint to bind (default tcp://127.0.0.1:{DEFAULT_DATA_PORT})")
+    sw.add_argument("--ageing", type=float, default=300.0, help="daemon: FDB ageing time, s (0 = never)")
+    sw.add_argument("--heartbeat-interval", type=float, default=1.0)
+    sw.add_argument("--heartbeat-timeout", type=float, default=3.0)
+    sw.add_argument("--mtu", type=int, default=1500)
+    sw.add_argument("--fdb-max", type=int, default=8192, help="daemon: FDB size bound")
+    sw.add_argument("--port-hwm", type=int, default=1000, help="daemon: per-port output queue, in messages")
+    sw.add_argument("--port-queue-bytes", dest="port_queue_bytes", type=int, default=64 * 1024 * 1024,
+                    help="daemon: per-port output queue, in bytes (default 64 MiB; at least 256 KiB)")
+    sw.add_argument("--max-ports", dest="max_ports", type=int, default=4096,
+                    help="daemon: ports attached at most; a HELLO for one more is refused (default 4096)")
+    sw.add_argument("--hello-rate", dest="hello_rate", type=float, default=1000.0,
+                    help="daemon: HELLOs a second from new nodes, after a burst of 1000; 0 = no limit")
+    sw.add_argument("--max-macs", dest="max_macs", type=int, default=0,
+                    help="daemon: port security, MAC addresses a port may hold (0 = unlimited)")
+    sw.add_argument("--violation", choices=["drop", "shutdown"], default="drop",
+                    help="daemon: a frame from one MAC too many is dropped, or also shuts the port down")
+    sw.add_argument("--curve-allowed", dest="curve_allowed", metavar="DIR", default=None,
+                    help="daemon: CURVE on, allowing the public keys (.key files) in DIR; with --curve-secret "
+                         "(default $VNET_CURVE_ALLOWED)")
+    sw.add_argument("--log-level", default="info")
+    sw.set_defaults(func=cmd_switch)
+    swsub = sw.add_subparsers(dest="switch_cmd", parser_class=IntermixedParser,
+                              metavar="fdb|ports|stats|flush [PORT]|set-ageing SECONDS|port|port-security|impair|mirror")
+
+    def switch_cmd(name: str, text: str) -> argparse.ArgumentParser:
+        sp = swsub.add_parser(name, parents=[common], help=text, description=text)
+        sp.add_argument("--switch-control", dest="switch_control", default=argparse.SUPPRESS,
+                        help="the switch's control endpoint")
+        return sp
+
+    switch_cmd("fdb", "the MAC table, like `bridge fdb show`")
+    switch_cmd("ports", "attached ports, their admin state and counters")
+    switch_cmd("stats", "switch counters: totals, per port, FDB")
+    switch_cmd("flush", "flush the FDB, or one port's entries").add_argument("arg", nargs="?", metavar="PORT")
+    switch_cmd("set-ageing", "set the FDB ageing time").add_argument("arg", nargs="?", metavar="SECONDS")
+    sp = switch_cmd("port", "cut (down) or restore (up) a node's cable at the switch: its carrier follows")
+    sp.add_argument("port", metavar="NODE")
+    sp.add_argument("state", choices=["down", "up"])
+    sp = switch_cmd("port-security", "show or set the MAC limit per port and what a violation does")
+    sp.add_argument("--max-macs", dest="set_max_macs", type=int, default=None, metavar="N", help="0 = unlimited")
+    sp.add_argument("--violation", dest="set_violation", choices=["drop", "shutdown"], default=None)
+    sp = switch_cmd("impair", "impair a port (loss, delay, rate, ...) like netem; without settings, show them")
+    sp.add_argument("port", metavar="PORT")
+    sp.add_argument("--dir", choices=["in", "out", "both"], default="both",
+                    help="in: frames from the node, out: frames to it (default both)")
+    sp.add_argument("--loss", metavar="PCT", help="random loss, e.g. 10%%")
+    sp.add_argument("--loss-burst", dest="loss_burst", metavar="P,R[,1-H[,1-K]]",
+                    help="bursty loss, netem's gemodel: P good->bad, R bad->good, 1-H loss when bad "
+                         "(100%%), 1-K loss when good (0%%), e.g. 1%%,30%%")
+    sp.add_argument("--delay", metavar="TIME", help="delay, e.g. 20ms, 500us, 1s")
+    sp.add_argument("--jitter", metavar="TIME", help="uniform jitter around the delay, e.g. 5ms")
+    sp.add_argument("--rate", metavar="RATE", help="rate limit, e.g. 10mbit, 512kbit (0: unlimited)")
+    sp.add_argument("--queue", metavar="FRAMES", help="frames held at most by rate/delay before tail drop (1000)")
+    sp.add_argument("--duplicate", metavar="PCT", help="duplicate this share of frames, e.g. 1%%")
+    sp.add_argument("--corrupt", metavar="PCT", help="flip one bit past the Ethernet header, e.g. 0.1%%")
+    sp.add_argument("--reorder", metavar="PCT", help="with --delay, this share of frames skips the delay")
+    sp.add_argument("--seed", metavar="N", help="seed the random choices (reproducible runs)")
+    sp.add_argument("--clear", action="store_true", help="remove every impairment (before applying any given)")
+    sp = switch_cmd("mirror", "record what crosses a switch port, both directions, like tcpdump")
+    sp.add_argument("port", nargs="?", metavar="PORT")
+    sp.add_argument("-w", dest="write", metavar="FILE", help="write a pcap file instead of printing")
+    sp.add_argument("-c", dest="count", type=int, default=None, help="stop after COUNT frames")
+    sp.add_argument("filter", nargs="*", metavar="FILTER", help="as vnet capture's, e.g. 'icmp', 'not arp'")

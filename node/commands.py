@@ -63,6 +63,7 @@ class NodeCommands:
         self._captures: dict[int, CaptureSession] = {}
         self._capture_ids = itertools.count(1)
         self._tap = None
+        self._capture_timer: asyncio.TimerHandle | None = None  # _expire_captures, while the tap is in place
 
     def _handlers(self) -> dict[str, Any]:
         return {name: getattr(self, "_cmd_" + name) for name in CONTROL_COMMANDS}
@@ -275,7 +276,7 @@ class NodeCommands:
         self._captures[cid] = CaptureSession(capture, self._loop.time())
         if self._tap is None:
             self._tap = dev_add_pack(self.dev, ETH_P_ALL, self._tap_rcv)
-            self._loop.call_later(CAPTURE_IDLE_TIMEOUT / 3, self._expire_captures)
+            self._capture_timer = self._loop.call_later(CAPTURE_IDLE_TIMEOUT / 3, self._expire_captures)
         return {"id": cid, **capture.stats()}
 
     async def _cmd_capture_read(self, id: int, timeout: float = 1.0, max: int = 1024) -> dict:
@@ -292,18 +293,22 @@ class NodeCommands:
         if not self._captures and self._tap is not None:
             dev_remove_pack(self.dev, ETH_P_ALL, self._tap_rcv)
             self._tap = None
+            if self._capture_timer is not None:
+                self._capture_timer.cancel()
+                self._capture_timer = None
         return session.capture.stats()
 
     def _expire_captures(self) -> None:
         """Stop captures nobody has read for a while (a reader that died must not leave a tap
         behind); runs every third of the idle timeout while the tap is in place."""
+        self._capture_timer = None
         now = self._loop.time()
         for cid, session in list(self._captures.items()):
             if session.idle_for(now) > CAPTURE_IDLE_TIMEOUT:
                 log.warning("capture %d unread for %.0f s: stopped", cid, session.idle_for(now))
                 self._cmd_capture_stop(cid)
         if self._tap is not None:
-            self._loop.call_later(CAPTURE_IDLE_TIMEOUT / 3, self._expire_captures)
+            self._capture_timer = self._loop.call_later(CAPTURE_IDLE_TIMEOUT / 3, self._expire_captures)
 
     # -- helpers ------------------------------------------------------------------------------
 

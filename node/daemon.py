@@ -154,6 +154,9 @@ class NodeDaemon(NodeCommands):
         for _, fut in self._echo_waiters.values():
             fut.cancel()
         self._captures.clear()
+        if self._capture_timer is not None:
+            self._capture_timer.cancel()
+            self._capture_timer = None
         if self.control is not None:
             await self.control.close()
         if self.link is not None:
@@ -304,11 +307,13 @@ async def serve(config: NodeConfig, ready_line: bool = True) -> int:
         if ready_line:
             print_ready({"node": config.name, "control": daemon.control.endpoint,
                           "mac": mac_str(bytes(daemon.dev.dev_addr))})
-        stopper = loop.create_task(stop.wait())
-        refused = loop.create_task(daemon.refused.wait())
-        await asyncio.wait({stopper, refused}, return_when=asyncio.FIRST_COMPLETED)
-        stopper.cancel()
-        refused.cancel()
+        waiters = {loop.create_task(stop.wait()), loop.create_task(daemon.refused.wait())}
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:  # the one still waiting is cancelled and awaited, not left pending
+            for task in waiters:
+                task.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
         code = 3 if daemon.refused.is_set() else 0
         if code:
             print(f"vnet node {config.name}: {daemon.link.refused}", file=sys.stderr)

@@ -211,6 +211,7 @@ class NodeDaemon:
             heartbeat_interval=cfg.heartbeat_interval,
             heartbeat_timeout=cfg.heartbeat_timeout,
             on_refused=lambda reason: self.refused.set(),
+            on_mtu=self._switch_mtu,
             curve=cfg.curve(),
         )
         self.ns = DeviceNamespace()
@@ -257,13 +258,21 @@ class NodeDaemon:
         if self.control is not None:
             await self.control.close()
         if self.link is not None:
-            self.link.close()
+            await self.link.aclose()
         for ctx in (self._ctx, self._link_ctx):
             if ctx is not None:
                 ctx.term()
 
     def _hello(self) -> tuple[str, list[bytes], int]:
         return self.config.name, [bytes(self.dev.dev_addr)], self.dev.mtu
+
+    def _switch_mtu(self, mtu: int) -> None:
+        """The switch's MTU is below vnet0's: lower vnet0's (the switch would drop the rest)."""
+        if self.dev is not None and mtu < self.dev.mtu:
+            try:
+                dev_set_mtu(self.dev, mtu)
+            except NetdevError as exc:  # below the device's minimum: keep it, frames count tx_oversize
+                log.error("cannot lower %s's MTU to the switch's %d: %s", self.dev.name, mtu, exc)
 
     # -- driver <-> stack glue ----------------------------------------------------------------
 
@@ -469,21 +478,7 @@ class NodeDaemon:
             "stats64": _stats64(self.dev),
             "ethtool": ethtool.ethtool_get_stats(self.dev),
             "stack": self.stack.counters(),
-            "link": {
-                "tx_batches": self.link.tx_batches,
-                "tx_frames": self.link.tx_frames,
-                "tx_again": self.link.tx_again,
-                "rx_batches": self.link.rx_batches,
-                "rx_frames": self.link.rx_frames,
-                "rx_not_attached": self.link.rx_not_attached,
-                "rx_malformed": self.link.rx_malformed,
-                "attaches": self.link.attaches,
-                "carrier_losses": self.link.carrier_losses,
-                "tx_no_carrier": self.link.tx_no_carrier,
-                "cable_cuts": self.link.cable_cuts,
-                "auth_failures": self.link.auth_failures,
-                "reconnects": self.link.reconnects,
-            },
+            "link": self.link.counters(),
             "udp_queue_drops": self.udp_queue_drops,
             "captures": len(self._captures),
         }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 import zmq.asyncio
 
 from vnet.node.zmqlink import ZmqLink
@@ -165,3 +166,18 @@ async def test_close_cancels_and_awaits_the_links_task_and_says_bye():
         await link.aclose()
         await server.close()
         ctx.term()
+
+
+@pytest.mark.vnet_lan(nodes=1)
+async def test_a_jumbo_node_daemon_takes_the_switch_mtu_and_shows_tx_oversize(vnet_lan):
+    """A node started with MTU 9000 on a 1500 switch: vnet0 comes up at 1500 (the WELCOME's
+    MTU). Raised by hand past the switch's, the frames the switch will drop are counted by
+    the node's link (``vnet stats``: link tx_oversize), not only by the switch."""
+    node = await vnet_lan.add_node("jumbo", extra_args=["--mtu", "9000"])
+    assert (await node.link())["mtu"] == 1500
+    await node.link_set(mtu=9000)
+    await node.inject(frame(vnet_lan.nodes[0].mac, node.mac, size=3000))
+
+    async def counted() -> bool:
+        return (await node.stats())["link"]["tx_oversize"] == 1
+    await poll_until(counted, "the node's link counts the frame the switch cannot take")

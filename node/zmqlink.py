@@ -1,19 +1,22 @@
 """The node's cable to the switch: a ``Link`` over a ZeroMQ DEALER.
 
-This is the PHY of vnet0 in the node daemon. ``open()`` (the hardware does it at
-``ndo_open``) connects to the switch's ROUTER and says HELLO; carrier comes up on WELCOME.
-Batches of frames cross as one FRAMES message each (switch/wire.py). Liveness runs both
-ways: the link sends a HEARTBEAT every interval and drops carrier when the switch has said
-nothing for the timeout, when it says BYE, or when it answers NOT_ATTACHED (it restarted
-and forgot us); then it says HELLO again with a capped, jittered backoff until the switch
-welcomes it, and carrier comes back up. A switch silent for the timeout also gets a new
-connection (and again each timeout while it stays silent): a TCP connection whose far end
-vanished without a word (an address that changed, a cable cut in between) would otherwise
-swallow the HELLOs until the kernel gives up on it, many minutes later. ``send()`` never
-blocks: with the socket's IMMEDIATE option nothing queues for a switch that is not there,
-and a full send buffer answers False (backpressure) so the TX ring fills;
-``notify_writable(cb)`` calls ``cb`` once the socket takes messages again, so the TX DMA
-engine retries at once instead of polling.
+This is the PHY of vnet0 in the node daemon, as a thin I/O shell around the link protocol's
+state machine (``LinkMachine``, node/linkproto.py: attachment, HELLO backoff, heartbeats and
+their timeout, NOT_ATTACHED, CARRIER, BYE, reconnecting a silent switch, the switch's MTU).
+The shell owns the socket, one timer and one task: it decodes what the socket reads
+(vnet.proto.wire; a message that does not decode counts ``rx_malformed``), feeds it to the
+machine, performs the actions the machine returns (send a message, carrier on or off,
+deliver a batch to the NIC, reconnect, refused, clamp the MTU), and sleeps until the
+machine's ``next_deadline()``: no polling.
+
+``open()`` (the hardware does it at ``ndo_open``) connects to the switch's ROUTER and says
+HELLO; carrier comes up on WELCOME. ``close()`` says BYE when attached, cancels the timer and
+the task and closes the socket; ``aclose()`` also awaits the cancelled task. ``send()`` never
+blocks: with the socket's IMMEDIATE option nothing queues for a switch that is not there, and
+a full send buffer answers False (backpressure) so the TX ring fills; ``notify_writable(cb)``
+calls ``cb`` once the socket takes messages again, so the TX DMA engine retries at once
+instead of polling. A frame longer than the switch's MTU allows (WELCOME says it) is still
+sent, and counted ``tx_oversize``: the switch drops it as ``oversize``.
 
 Receiving is driven by the socket's file descriptor (``loop.add_reader``), not by a task
 awaiting futures: each wakeup reads up to ``RX_BUDGET`` messages without blocking and hands
@@ -22,20 +25,17 @@ softirq) run before reading on. The link does flow control (``flow_control = Tru
 the NIC's RX ring is full in the middle of a batch it takes only part of it, and the link
 keeps the rest and reads nothing more until the NIC calls ``rx_resume()``; meanwhile the
 frames wait in ZeroMQ and in the switch's queue for this port (802.3x PAUSE, with the
-switch port's output queue as the partner's buffer).
+switch port's output queue as the partner's buffer). Messages waiting unread still tell the
+machine the switch is alive (``heard``).
 
-Carrier also follows the switch port's administrative state: a CARRIER message (a cable
-cut at the switch, ``vnet switch port NODE down``) takes carrier down while the link stays
-attached, so heartbeats go on and nothing times out; CARRIER up (or a WELCOME whose
-``carrier`` is true) brings it back.
-
-With CURVE (``curve``: the node's key pair and the LAN's public key, vnet/auth.py) the link is
-encrypted and the switch checks the node's key before the first message crosses. A socket
-monitor watches the handshakes: one the switch denies counts ``auth_failures`` and is logged
-(rate-limited); carrier never comes up, so the NIC sends nothing (frames offered count as
-carrier errors). ZeroMQ itself gives up on a refused handshake, but the switch then stays
-silent, so the keepalive makes a new connection each ``heartbeat_timeout`` (see above): a
-key added to the switch's allowed list later is picked up without a restart.
+With CURVE (``curve``: the node's key pair and the LAN's public key, vnet/proto/auth.py) the
+link is encrypted and the switch checks the node's key before the first message crosses. A
+socket monitor (the link's task) watches the handshakes: one the switch denies counts
+``auth_failures`` and is logged (rate-limited); carrier never comes up, so the NIC sends
+nothing (frames offered count as carrier errors). ZeroMQ itself gives up on a refused
+handshake, but the switch then stays silent, so the machine's one retry path applies: a new
+connection each ``heartbeat_timeout``, and a key added to the switch's allowed list later is
+picked up without a restart.
 
 A REFUSE (a protocol version mismatch, say) is final: carrier stays down, the reason is
 logged, kept in ``refused`` and passed to ``on_refused`` so the daemon can stop with it.

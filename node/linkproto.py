@@ -256,9 +256,12 @@ class LinkMachine:
 
     def receive(self, message: wire.Message, now: float) -> list[Action]:
         """One message from the switch."""
-        old = self._go(type(message))
+        kind = type(message)
+        old = self._go(kind)
         self.heard(now)
-        return self._HANDLERS[type(message)](self, message, old, now)
+        if old is LinkState.REFUSED and kind is not wire.Frames and kind is not wire.Hello:
+            return []  # refused for good: only the counters still move
+        return self._HANDLERS[kind](self, message, old, now)
 
     def tick(self, now: float) -> list[Action]:
         """Timers: reconnect a silent switch, time out, heartbeat, HELLO."""
@@ -345,8 +348,6 @@ class LinkMachine:
 
     def _carrier(self, msg: wire.Carrier, old: LinkState, now: float) -> list[Action]:
         out: list[Action] = []
-        if old is LinkState.REFUSED:
-            return out
         if not msg.up and self.port_up and old is LinkState.ATTACHED:
             self.cable_cuts += 1
         self.port_up = msg.up

@@ -84,7 +84,9 @@ def test_refuse_is_final_carrier_stays_down_and_nothing_more_is_sent(reason):
     assert m.state is LinkState.REFUSED and m.refused == reason and not m.carrier
     assert m.next_deadline() is None
     assert m.tick(T0 + 100) == []  # no more HELLOs, no reconnects
-    assert m.receive(welcome(), T0 + 101) == [] and not m.attached  # a late WELCOME changes nothing
+    assert m.receive(welcome(port=9, mtu=1000), T0 + 101) == []  # a late WELCOME changes nothing
+    assert not m.attached and m.port is None and m.switch_mtu is None
+    assert m.receive(wire.Frames([b"x" * 60]), T0 + 102) == [] and m.rx_not_attached == 1
 
 
 def test_refuse_while_attached_drops_carrier():
@@ -361,3 +363,75 @@ def test_against_a_switch_that_comes_and_goes_the_link_always_comes_back(outages
         settle()
     assert m.attached and m.carrier
     assert m.attaches == m.carrier_losses + 1
+
+
+# -- the typed wire messages the machine consumes -----------------------------------------------
+
+ALL_MESSAGES = [
+    wire.Hello("n1", (MAC,), 1500),
+    wire.Welcome(3, 1.0, 3.0, 1500),
+    wire.Welcome(3, 0.5, 2.0, 9000, carrier=False),
+    wire.Refuse("no"),
+    wire.Frames([b"a" * 60, b"b" * 1514]),
+    wire.Carrier(True),
+    wire.Carrier(False),
+    wire.Heartbeat(),
+    wire.Bye(),
+    wire.NotAttached(),
+]
+
+
+@pytest.mark.parametrize("msg", ALL_MESSAGES, ids=lambda m: type(m).__name__)
+def test_every_message_decodes_to_what_was_encoded(msg):
+    back = wire.decode(msg.encode())
+    if type(msg) is wire.Frames:
+        assert [bytes(f) for f in back.frames] == [bytes(f) for f in msg.frames]
+    else:
+        assert back == msg
+
+
+def test_the_bytes_on_the_wire_are_the_protocols():
+    """The bench and the Docker image speak these bytes: the typed messages must not change them."""
+    import msgpack
+
+    pack = lambda d: msgpack.packb(d, use_bin_type=True)  # noqa: E731
+    assert wire.Hello("n1", (MAC,), 1500).encode() == [
+        b"H", pack({"version": 1, "name": "n1", "macs": [MAC], "mtu": 1500})]
+    assert wire.Welcome(3, 1.0, 3.0, 1500).encode() == [b"W", pack(
+        {"version": 1, "port": 3, "heartbeat_interval": 1.0, "heartbeat_timeout": 3.0, "mtu": 1500})]
+    assert wire.Welcome(3, 1.0, 3.0, 1500, False).encode()[1] == pack(
+        {"version": 1, "port": 3, "heartbeat_interval": 1.0, "heartbeat_timeout": 3.0, "mtu": 1500,
+         "carrier": False})
+    assert wire.Refuse("no").encode() == [b"R", pack({"reason": "no", "version": 1})]
+    assert wire.Frames([b"ab"]).encode() == [b"F", b"\x00\x02ab"]
+    assert wire.Carrier(False).encode() == [b"C", b"\x00"]
+    assert (wire.Heartbeat().encode(), wire.Bye().encode(), wire.NotAttached().encode()) == ([b"K"], [b"B"], [b"N"])
+
+
+@pytest.mark.parametrize("parts, says", [
+    ([], "empty message"),
+    ([b"Z"], "unknown message kind"),
+    ([b"K", b"x"], "HEARTBEAT is 1 message part"),
+    ([b"W", b"\xc1"], "WELCOME: payload is not msgpack"),
+    ([b"W", wire.encode_map({"port": 1})], "WELCOME heartbeat_interval"),
+    ([b"W", wire.encode_map({"port": -1})], "WELCOME port"),
+    (wire.Welcome(1, 1.0, 3.0, 20).encode(), "WELCOME mtu"),
+    ([b"R", wire.encode_map({})], "REFUSE reason"),
+    ([b"C", b"\x02"], "CARRIER is 2 message parts"),
+    ([b"F", b"\x00\x09ab"], "runs past the end"),
+    (wire.Hello("n", (), 1500, version=99).encode(), "protocol version mismatch"),
+    ([b"H", wire.encode_map({"version": 1, "name": "", "mtu": 1500})], "HELLO name"),
+])
+def test_bad_messages_raise_a_wire_error_with_a_sentence(parts, says):
+    with pytest.raises(wire.WireError, match=says):
+        wire.decode(parts)
+
+
+@settings(max_examples=300, deadline=None)
+@given(kind=st.sampled_from([b"H", b"W", b"R", b"F", b"C", b"K", b"B", b"N", b"?"]),
+       rest=st.lists(st.binary(max_size=40), max_size=3))
+def test_decode_raises_only_wire_errors(kind, rest):
+    try:
+        wire.decode([kind, *rest])
+    except wire.WireError:
+        pass

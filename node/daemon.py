@@ -41,6 +41,7 @@ from vnet.node.netdevice import (
     NETDEV_DOWN,
     NETDEV_UP,
     DeviceNamespace,
+    NetdevError,
     dev_add_pack,
     dev_mc_add,
     dev_open,
@@ -108,6 +109,7 @@ class NodeDaemon(NodeCommands):
             heartbeat_interval=cfg.heartbeat_interval,
             heartbeat_timeout=cfg.heartbeat_timeout,
             on_refused=lambda reason: self.refused.set(),
+            on_mtu=self._switch_mtu,
             curve=cfg.curve(),
         )
         self.ns = DeviceNamespace()
@@ -160,13 +162,21 @@ class NodeDaemon(NodeCommands):
         if self.control is not None:
             await self.control.close()
         if self.link is not None:
-            self.link.close()
+            await self.link.aclose()
         for ctx in (self._ctx, self._link_ctx):
             if ctx is not None:
                 ctx.term()
 
     def _hello(self) -> tuple[str, list[bytes], int]:
         return self.config.name, [bytes(self.dev.dev_addr)], self.dev.mtu
+
+    def _switch_mtu(self, mtu: int) -> None:
+        """The switch's MTU is below vnet0's: lower vnet0's (the switch would drop the rest)."""
+        if self.dev is not None and mtu < self.dev.mtu:
+            try:
+                dev_set_mtu(self.dev, mtu)
+            except NetdevError as exc:  # below the device's minimum: keep it, frames count tx_oversize
+                log.error("cannot lower %s's MTU to the switch's %d: %s", self.dev.name, mtu, exc)
 
     # -- driver <-> stack glue ----------------------------------------------------------------
 

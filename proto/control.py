@@ -204,10 +204,14 @@ class ControlClient:
 
     def call(self, cmd: str, wait: float | None = None, **args: Any) -> Any:
         """Send ``cmd`` with ``args``; wait up to ``wait`` s (default: the client's timeout)."""
-        self._sock.send_multipart([b"", _pack({"cmd": cmd, "args": args})])
         wait = self.timeout if wait is None else wait
+        hint = "is it running, and is this key allowed?" if self.curve else "is it running?"
+        # A DEALER with no connection yet (a server not up, a CURVE handshake refused) would
+        # block in send: wait for room to send within the same deadline.
+        if not self._sock.poll(int(wait * 1000), zmq.POLLOUT):
+            raise TimeoutError(f"no connection to {self.endpoint} within {wait:g} s ({hint})")
+        self._sock.send_multipart([b"", _pack({"cmd": cmd, "args": args})])
         if not self._sock.poll(int(wait * 1000)):
-            hint = "is it running, and is this key allowed?" if self.curve else "is it running?"
             raise TimeoutError(f"no answer from {self.endpoint} within {wait:g} s ({hint})")
         parts = self._sock.recv_multipart()
         return decode_reply(parts[-1])
@@ -253,13 +257,15 @@ class AsyncControlClient:
         tag = self._seq.to_bytes(8, "big")
         fut = asyncio.get_running_loop().create_future()
         self._waiting[tag] = fut
+        wait = self.timeout if wait is None else wait
         try:
-            await self._sock.send_multipart([tag, b"", _pack({"cmd": cmd, "args": args})])
-            wait = self.timeout if wait is None else wait
-            try:
-                raw = await asyncio.wait_for(fut, wait)
-            except asyncio.TimeoutError:
-                raise TimeoutError(f"no answer from {self.endpoint} to {cmd!r} within {wait:g} s") from None
+            # The send is inside the deadline too: a DEALER with no connection yet (a server
+            # not up, a CURVE handshake refused) does not take the message until it has one.
+            async with asyncio.timeout(wait):
+                await self._sock.send_multipart([tag, b"", _pack({"cmd": cmd, "args": args})])
+                raw = await fut
+        except TimeoutError:
+            raise TimeoutError(f"no answer from {self.endpoint} to {cmd!r} within {wait:g} s") from None
         finally:
             self._waiting.pop(tag, None)
         return raw

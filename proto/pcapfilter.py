@@ -17,8 +17,10 @@ fragment header), ``icmp`` IPv4 only; ``port`` is TCP, UDP or SCTP over IPv4 (fi
 only) or IPv6 (no extension header). As in BPF, reading past the end of a short frame rejects
 the frame outright, whatever ``not`` or ``or`` surround that read (``Reject``).
 
-``and`` and ``or`` chains are flat lists, so a filter of thousands of terms runs without
-recursion; nesting (parentheses, ``not``) deeper than MAX_DEPTH is refused.
+``and`` and ``or`` have equal precedence and associate to the left, as in pcap-filter(7)
+(``a or b and c`` is ``(a or b) and c``). A chain of them is one loop, so a filter of thousands
+of terms runs without recursion; nesting (parentheses, ``not``) deeper than MAX_DEPTH is
+refused.
 """
 
 from __future__ import annotations
@@ -87,16 +89,20 @@ def compile_python(expr: str | None) -> Predicate:
     return match
 
 
-def _any(preds: list[Predicate]) -> Predicate:
-    if len(preds) == 1:
-        return preds[0]
-    return lambda f: any(p(f) for p in preds)
+def _chain(first: Predicate, rest: list[tuple[bool, Predicate]]) -> Predicate:
+    """``first op p op p ...`` left to right, as pcap-filter(7): ``and`` and ``or`` bind
+    equally and associate to the left; each skips its right side once the left decides it.
+    ``rest`` holds (is_and, p); a loop, not nested closures, so its length costs no stack."""
+    if not rest:
+        return first
 
-
-def _all(preds: list[Predicate]) -> Predicate:
-    if len(preds) == 1:
-        return preds[0]
-    return lambda f: all(p(f) for p in preds)
+    def match(f: bytes) -> bool:
+        result = first(f)
+        for is_and, p in rest:
+            if result == is_and:  # True and p, False or p: p decides
+                result = p(f)
+        return result
+    return match
 
 
 class _Parser:
@@ -116,18 +122,12 @@ class _Parser:
         return tok
 
     def expr(self, depth: int) -> Predicate:
-        terms = [self.term(depth)]
-        while self.peek() in ("or", "||"):
-            self.take()
-            terms.append(self.term(depth))
-        return _any(terms)
-
-    def term(self, depth: int) -> Predicate:
-        factors = [self.factor(depth)]
-        while self.peek() in ("and", "&&"):
-            self.take()
-            factors.append(self.factor(depth))
-        return _all(factors)
+        first = self.factor(depth)
+        rest = []
+        while self.peek() in ("and", "&&", "or", "||"):
+            is_and = self.take() in ("and", "&&")
+            rest.append((is_and, self.factor(depth)))
+        return _chain(first, rest)
 
     def factor(self, depth: int) -> Predicate:
         if depth > MAX_DEPTH:

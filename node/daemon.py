@@ -590,18 +590,19 @@ class NodeDaemon:
     # -- capture (an ETH_P_ALL tap, like an AF_PACKET socket) --------------------------------
 
     def _tap_rcv(self, skb, dev) -> None:
-        # A capture must never take the datapath down with it: whatever a session raises
-        # (a bug) is counted in tap_errors and logged rate-limited, and the frame goes on.
-        try:
-            direction = "out" if skb.pkt_type == PACKET_OUTGOING else "in"
-            frame = bytes(skb_mac_header(skb))
-            ts = time.time()  # pcap timestamps are wall-clock
-            for session in self._captures.values():
+        # A capture must never take the datapath down with it, nor the other captures: what
+        # a session raises (a bug) is counted in tap_errors and logged rate-limited, and the
+        # frame goes on.
+        direction = "out" if skb.pkt_type == PACKET_OUTGOING else "in"
+        frame = bytes(skb_mac_header(skb))
+        ts = time.time()  # pcap timestamps are wall-clock
+        for cid, session in list(self._captures.items()):
+            try:
                 session.offer(ts, direction, (frame,))
-        except Exception as exc:
-            self.tap_errors += 1
-            self._tap_log.log(log, logging.ERROR, "capture tap: %s: %s (frame not captured; tap_errors %d)",
-                              type(exc).__name__, exc, self.tap_errors, now=self._loop.time())
+            except Exception as exc:
+                self.tap_errors += 1
+                self._tap_log.log(log, logging.ERROR, "capture %d: %s: %s (frame not captured; tap_errors %d)",
+                                  cid, type(exc).__name__, exc, self.tap_errors, now=self._loop.time())
 
     async def _cmd_capture_start(self, filter: str = "", count: int | None = None, buffer: int = DEFAULT_BUFFER,
                                  snaplen: int = DEFAULT_SNAPLEN) -> dict:

@@ -135,3 +135,31 @@ def test_capture_command_refuses_out_of_bounds_before_reaching_a_node():
         done = subprocess.run([sys.executable, "-m", "vnet.cli", "--node", "nowhere", "capture", *args],
                               capture_output=True, text=True, timeout=60)
         assert done.returncode != 0 and words in done.stderr, done.stderr
+
+
+def test_a_capture_that_raises_never_stops_the_tap_and_is_counted_and_logged_rate_limited(caplog):
+    """Any bug in a capture (here its filter raising) costs that capture the frame, never the
+    node its datapath nor the other captures: counted in tap_errors, logged at most
+    net_ratelimit's burst."""
+    from types import SimpleNamespace
+
+    from vnet.node.daemon import NodeConfig, NodeDaemon
+    from vnet.node.skbuff import skb_from_frame, skb_reset_mac_header
+    from vnet.proto.capture import CaptureSession
+
+    daemon = NodeDaemon(NodeConfig(name="tap-test"))
+    daemon._loop = SimpleNamespace(time=lambda: 0.0)
+    broken = Capture("")
+
+    def bug(frame, wirelen=None):
+        raise RuntimeError("a bug in a filter")
+    broken._match = bug
+    good = Capture("")
+    daemon._captures = {1: CaptureSession(broken, 0.0), 2: CaptureSession(good, 0.0)}
+    with caplog.at_level("ERROR", logger="vnet.node.daemon"):
+        for i in range(30):
+            skb = skb_from_frame(frame("02:00:00:00:00:01", "02:00:00:00:00:02", bytes([i])))
+            skb_reset_mac_header(skb)
+            daemon._tap_rcv(skb, None)
+    assert daemon.tap_errors == 30 and good.matched == 30
+    assert 1 <= len([r for r in caplog.records if "a bug in a filter" in r.getMessage()]) <= 10

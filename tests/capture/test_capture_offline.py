@@ -121,3 +121,33 @@ def test_capture_r_needs_no_node(tmp_path):
                                                                                    "PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stderr
     assert "ARP" in done.stdout
+
+
+def test_without_libpcap_the_fallback_runs_and_vnet_capture_says_so(tmp_path, capsys, monkeypatch):
+    import vnet.proto.capture as capture
+
+    monkeypatch.setattr(capture, "libpcap", lambda: None)
+    path = _pcap(tmp_path, frames())
+    assert main(["capture", "-r", path, "vlan and udp"]) == 0
+    out, err = capsys.readouterr()
+    assert "libpcap" in err and "subset" in err
+    assert len(out.splitlines()) == 2  # UDP in one tag: VLAN 5, VLAN 9 over IPv6 (QinQ needs "vlan and vlan")
+    assert main(["capture", "-r", path, "portrange 1-2"]) != 0
+    assert "needs libpcap" in capsys.readouterr().err
+
+
+def test_libpcap_missing_is_logged_once(monkeypatch, caplog):
+    import ctypes
+
+    from vnet.proto import bpf
+
+    def no_library(name):
+        raise OSError(f"{name}: cannot open shared object file")
+    monkeypatch.setattr(ctypes, "CDLL", no_library)
+    bpf.libpcap.cache_clear()
+    try:
+        with caplog.at_level("WARNING", logger="vnet.proto.bpf"):
+            assert bpf.libpcap() is None and bpf.libpcap() is None
+        assert len([r for r in caplog.records if "libpcap not found" in r.getMessage()]) == 1
+    finally:
+        bpf.libpcap.cache_clear()

@@ -75,6 +75,8 @@ def compile_filter(expr: str | None, engine: str | None = None) -> Predicate:
     length on the wire when ``frame`` was cut short, as pcap's ``len``); an empty one accepts everything. Raises FilterError (with libpcap's
     sentence when libpcap refused it). ``engine`` forces "libpcap" or "python"; by default
     libpcap where it is installed."""
+    if expr is not None and not isinstance(expr, str):
+        raise FilterError(f"capture filter {expr!r}: must be text, as tcpdump's")
     if not (expr or "").strip():
         return lambda frame, wirelen=None: True
     if engine not in (None, "libpcap", "python"):

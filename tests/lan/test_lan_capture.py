@@ -111,7 +111,7 @@ async def test_capture_limits_are_refused_and_snaplen_cuts_frames(vnet_lan):
     a, b, _ = vnet_lan.nodes
     for args, words in [({"buffer": 10**15}, "1 to 65536 frames"), ({"count": -1}, "at least 1"),
                         ({"snaplen": 0}, "1 to 262144 bytes"), ({"buffer": "many"}, "whole number"),
-                        ({"filter": "ip[8"}, "syntax error")]:
+                        ({"filter": "ip[8"}, "syntax error"), ({"filter": 17}, "must be text")]:
         with pytest.raises(Exception, match=words):
             await b.call("capture_start", **args)
     assert (await b.stats())["captures"] == 0

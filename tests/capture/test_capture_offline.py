@@ -111,6 +111,13 @@ def test_capture_r_refuses_what_it_cannot_read(tmp_path, capsys):
     path = _pcap(tmp_path, frames())
     assert main(["capture", "-r", path, "udp and ("]) != 0
     assert "syntax error" in capsys.readouterr().err
+    import struct
+
+    raw_ip = tmp_path / "raw.pcap"  # DLT_RAW (101): IP packets, no Ethernet header
+    raw_ip.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 101)
+                       + struct.pack("<IIII", 1, 0, 20, 20) + b"\x45" + bytes(19))
+    assert main(["capture", "-r", str(raw_ip)]) != 0
+    assert "link type 101" in capsys.readouterr().err
 
 
 def test_capture_r_needs_no_node(tmp_path):

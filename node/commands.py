@@ -38,7 +38,9 @@ from vnet.node.skbuff import PACKET_OUTGOING, skb_mac_header
 from vnet.node.stack import StackError
 from vnet.node.stack.ether import mac_str, parse_mac
 from vnet.node.zmqlink import ZmqLink
-from vnet.proto.capture import Capture, CaptureSession, FilterError
+from vnet.proto.capture import (DEFAULT_BUFFER, DEFAULT_SNAPLEN, Capture, CaptureLimitError, CaptureSession,
+                                FilterError, check_limits, compile_filter, filter_engine)
+from vnet.proto.ratelimit import RateLimit
 from vnet.proto.control import ControlError
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,8 @@ class NodeCommands:
         self._capture_ids = itertools.count(1)
         self._tap = None
         self._capture_timer: asyncio.TimerHandle | None = None  # _expire_captures, while the tap is in place
+        self.tap_errors = 0  # exceptions a capture raised in the tap, survived
+        self._tap_log = RateLimit()
 
     def _handlers(self) -> dict[str, Any]:
         return {name: getattr(self, "_cmd_" + name) for name in CONTROL_COMMANDS}
@@ -136,6 +140,7 @@ class NodeCommands:
             "link": self.link.counters(),
             "udp_queue_drops": self.udp_queue_drops,
             "captures": len(self._captures),
+            "tap_errors": self.tap_errors,
         }
 
     def _cmd_ethtool(self, op: str, dev: str = "vnet0", **params: Any) -> Any:
@@ -247,23 +252,36 @@ class NodeCommands:
     # -- capture (an ETH_P_ALL tap, like an AF_PACKET socket) --------------------------------
 
     def _tap_rcv(self, skb, dev) -> None:
+        # A capture must never take the datapath down with it, nor the other captures: what
+        # a session raises (a bug) is counted in tap_errors and logged rate-limited, and the
+        # frame goes on.
         direction = "out" if skb.pkt_type == PACKET_OUTGOING else "in"
         frame = bytes(skb_mac_header(skb))
         ts = time.time()  # pcap timestamps are wall-clock
-        for session in self._captures.values():
-            session.offer(ts, direction, (frame,))
+        for cid, session in list(self._captures.items()):
+            try:
+                session.offer(ts, direction, (frame,))
+            except Exception as exc:
+                self.tap_errors += 1
+                self._tap_log.log(log, logging.ERROR, "capture %d: %s: %s (frame not captured; tap_errors %d)",
+                                  cid, type(exc).__name__, exc, self.tap_errors, now=self._loop.time())
 
-    def _cmd_capture_start(self, filter: str = "", count: int | None = None, buffer: int = 4096) -> dict:
+    async def _cmd_capture_start(self, filter: str = "", count: int | None = None, buffer: int = DEFAULT_BUFFER,
+                                 snaplen: int = DEFAULT_SNAPLEN) -> dict:
+        """Start a capture of vnet0 (an ETH_P_ALL tap); its filter compiles off the event loop
+        (libpcap's optimiser can take seconds over a long expression), so frames keep moving."""
         try:
-            capture = Capture(filter, buffer=int(buffer), count=None if count is None else int(count))
-        except FilterError as exc:
+            limits = check_limits(buffer, count, snaplen)
+            match = await asyncio.to_thread(compile_filter, filter)
+            capture = Capture(filter, *limits, match=match)
+        except (FilterError, CaptureLimitError) as exc:
             raise ControlError(str(exc)) from None
         cid = next(self._capture_ids)
         self._captures[cid] = CaptureSession(capture, self._loop.time())
         if self._tap is None:
             self._tap = dev_add_pack(self.dev, ETH_P_ALL, self._tap_rcv)
             self._capture_timer = self._loop.call_later(CAPTURE_IDLE_TIMEOUT / 3, self._expire_captures)
-        return {"id": cid, **capture.stats()}
+        return {"id": cid, "engine": filter_engine(), "snaplen": capture.snaplen, **capture.stats()}
 
     async def _cmd_capture_read(self, id: int, timeout: float = 1.0, max: int = 1024) -> dict:
         """Frames captured since the last read (waits up to ``timeout`` for the first one)."""

@@ -4,7 +4,9 @@
 - ``wire``: the node-switch messages, encoded and decoded in one place;
 - ``control``: the control protocol (msgpack over ZeroMQ), server and clients;
 - ``auth``: CURVE keys and the allowed-key list;
-- ``capture``: capture filters and the capture buffer;
+- ``capture``: capture filters, their limits and the capture buffer;
+- ``bpf``: capture filters compiled by libpcap (ctypes over pcap_compile and bpf_filter);
+- ``pcapfilter``: vnet's own matcher of a pcap-filter subset, where libpcap is missing;
 - ``ratelimit``: net_ratelimit for logging offences.
 
 Layers, leaf first: ``vnet.proto`` <- ``vnet.node`` and ``vnet.switch`` (which never import

@@ -24,16 +24,23 @@ generation changed (a port attached or went away) or a tool changed.
 
 Mirror timestamps are wall-clock (pcap's): ``now + epoch``, where the server sets ``epoch``
 to the wall clock minus its loop clock.
+
+A mirror never takes the forwarding loop down with it: whatever a mirror raises (a bug) is
+counted in ``mirror_errors`` and logged rate-limited, and the frames go on.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from vnet.proto import wire
-from vnet.proto.capture import Capture, CaptureSession
+from vnet.proto.capture import DEFAULT_BUFFER, DEFAULT_SNAPLEN, Capture, CaptureSession
+from vnet.proto.ratelimit import RateLimit
 from vnet.switch.core import Message, Port, SwitchCore, clip
 from vnet.switch.impair import DIRECTIONS, DelayLine, Impairment, format_settings, parse_params
+
+log = logging.getLogger(__name__)
 
 MIRROR_IDLE_TIMEOUT = 30.0  # seconds a mirror may go unread before it is stopped
 
@@ -65,6 +72,8 @@ class PortTools:
         self.hooks_out: dict[bytes, Hook] = {}
         self._hooks_gen = -1
         self.line = DelayLine()
+        self.mirror_errors = 0  # exceptions a mirror raised in the datapath, survived
+        self._mirror_log = RateLimit()
 
     # -- configuration (the control endpoint's requests) ----------------------------------
 
@@ -100,15 +109,16 @@ class PortTools:
         }
 
     def mirror_start(self, port: str, now: float, filter: str = "", count: int | None = None,
-                     buffer: int = 4096) -> dict:
-        """Mirror ``port`` (FilterError for a bad filter, UnknownPort for a bad name)."""
+                     buffer: int = DEFAULT_BUFFER, snaplen: int = DEFAULT_SNAPLEN, match=None) -> dict:
+        """Mirror ``port`` (FilterError for a bad filter, CaptureLimitError for a bad buffer,
+        count or snaplen, UnknownPort for a bad name); ``match``: the filter compiled already."""
         self.core.port_by_name(port)
-        capture = Capture(filter, buffer=int(buffer), count=None if count is None else int(count))
+        capture = Capture(filter, buffer=buffer, count=count, snaplen=snaplen, match=match)
         self._mirror_ids += 1
         mid = self._mirror_ids
         self.mirrors[mid] = CaptureSession(capture, now, port=port)
         self.sync(force=True)
-        return {"id": mid, "port": port, **capture.stats()}
+        return {"id": mid, "port": port, "snaplen": capture.snaplen, **capture.stats()}
 
     def mirror_stop(self, mid: int) -> dict | None:
         """Stop mirror ``mid``; its final counters, or None if there is no such mirror."""
@@ -275,4 +285,10 @@ class PortTools:
         ts = now + self.epoch
         frames = [bytes(f) for f in frames]  # the filters look at bytes, not views
         for m in mirrors:
-            m.offer(ts, direction, frames)
+            try:
+                m.offer(ts, direction, frames)
+            except Exception as exc:
+                self.mirror_errors += 1
+                self._mirror_log.log(log, logging.ERROR, "mirror of port %r: %s: %s (frames not mirrored; "
+                                     "mirror_errors %d)", m.port, type(exc).__name__, exc, self.mirror_errors,
+                                     now=now)

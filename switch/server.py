@@ -66,7 +66,8 @@ from vnet.switch.core import (
 from vnet.switch.fdb import Fdb
 from vnet.switch.pipeline import MIRROR_IDLE_TIMEOUT, PortTools, Tx
 from vnet.proto import auth
-from vnet.proto.capture import FilterError
+from vnet.proto.capture import (DEFAULT_BUFFER, DEFAULT_SNAPLEN, CaptureLimitError, FilterError, check_limits,
+                                compile_filter, filter_engine)
 from vnet.proto.control import ControlError, ControlServer
 
 log = logging.getLogger(__name__)
@@ -631,6 +632,7 @@ class SwitchServer:
     def _c_stats(self) -> dict:
         stats = self.core.stats()
         stats["impair"] = self.tools.counters()
+        stats["mirror_errors"] = self.tools.mirror_errors
         if self._zap is not None:
             stats["auth"] = self._zap.counters()
         return stats
@@ -659,15 +661,22 @@ class SwitchServer:
         others stay; ``clear`` first resets them all); with nothing to change, show them."""
         return self.tools.impair(port, self._now(), dir=dir, clear=clear, **params)
 
-    def _c_mirror_start(self, port: str, filter: str = "", count: int | None = None, buffer: int = 4096) -> dict:
-        """Mirror ``port``: frames the switch receives from it ("in") and sends to it ("out")."""
+    async def _c_mirror_start(self, port: str, filter: str = "", count: int | None = None,
+                              buffer: int = DEFAULT_BUFFER, snaplen: int = DEFAULT_SNAPLEN) -> dict:
+        """Mirror ``port``: frames the switch receives from it ("in") and sends to it ("out").
+        The filter compiles off the event loop (libpcap's optimiser can take seconds over a
+        long expression), so forwarding goes on meanwhile."""
         try:
-            row = self.tools.mirror_start(port, self._now(), filter=filter, count=count, buffer=buffer)
-        except FilterError as exc:
+            check_limits(buffer, count, snaplen)
+            self.core.port_by_name(port)  # a bad name fails before the compile
+            match = await asyncio.to_thread(compile_filter, filter)
+            row = self.tools.mirror_start(port, self._now(), filter=filter, count=count, buffer=buffer,
+                                          snaplen=snaplen, match=match)
+        except (FilterError, CaptureLimitError) as exc:
             raise ControlError(str(exc)) from None
         if self._mirror_expiry is None:
             self._mirror_expiry = self._loop.call_later(MIRROR_IDLE_TIMEOUT / 3, self._expire_mirrors)
-        return row
+        return {**row, "engine": filter_engine()}
 
     async def _c_mirror_read(self, id: int, timeout: float = 1.0, max: int = 1024) -> dict:
         """Frames mirrored since the last read (waits up to ``timeout`` for the first one)."""

@@ -253,3 +253,60 @@ async def _held(sw, name: str, n: int) -> bool:
 
 async def _flushed(sw, name: str, n: int) -> bool:
     return (await sw.impair_show(name))["out"]["counters"]["impair_flushed"] >= n
+
+
+# -- a mirror can never hurt the datapath ------------------------------------------------------
+
+LONG_FILTER = " or ".join(["arp"] * 3000)
+
+
+async def test_a_3000_term_mirror_filter_keeps_the_switch_forwarding_and_mirrors(vnet_lan):
+    a, b, _ = vnet_lan.nodes
+    async with await vnet_lan.switch.mirror(b.name, LONG_FILTER) as m:
+        await a.call("neigh_flush")  # the ping resolves b first: ARP crosses the port
+        res = await a.ping(b.ip, count=3)
+        assert res.ok, "the switch stopped forwarding"
+        frames = await m.read_until(2)
+    assert all(f["frame"][12:14] == b"\x08\x06" for f in frames)  # ARP, and only ARP
+    assert {f["dir"] for f in frames} == {"in", "out"}
+    assert (await vnet_lan.switch.call("stats"))["mirror_errors"] == 0
+
+
+async def test_mirror_limits_are_refused_with_the_bounds_named(vnet_lan):
+    b = vnet_lan.nodes[1]
+    bad = [({"buffer": 10**15}, "1 to 65536 frames"), ({"buffer": 0}, "1 to 65536 frames"),
+           ({"count": -1}, "at least 1"), ({"count": 0}, "at least 1"),
+           ({"snaplen": 262145}, "1 to 262144 bytes"), ({"filter": "udp and ("}, "syntax error")]
+    for args, words in bad:
+        try:
+            await vnet_lan.switch.call("mirror_start", port=b.name, **args)
+        except Exception as exc:
+            assert words in str(exc), (args, exc)
+        else:
+            raise AssertionError(f"mirror_start {args} was accepted")
+    assert (await port_row(vnet_lan, b.name))["mirrors"] == 0
+    proc = vnet(vnet_lan, "switch", "mirror", b.name, "--buffer", str(10**15))
+    assert proc.returncode != 0 and "1 to 65536 frames" in proc.stderr
+    proc = vnet(vnet_lan, "switch", "mirror", b.name, "-c", "-1")
+    assert proc.returncode != 0 and "at least 1" in proc.stderr
+
+
+async def test_a_filter_that_takes_seconds_to_compile_does_not_stall_forwarding(vnet_lan):
+    """libpcap's optimiser takes seconds over hundreds of distinct terms; the switch compiles
+    off its event loop, so pings cross meanwhile in milliseconds."""
+    import asyncio
+
+    a, b, _ = vnet_lan.nodes
+    assert (await a.ping(b.ip)).ok  # ARP resolved: only ICMP below
+    slow = " or ".join(f"port {p}" for p in range(1, 301))
+    start = asyncio.ensure_future(vnet_lan.switch.call("mirror_start", wait=300, port=b.name, filter=slow))
+    try:
+        res = await a.ping(b.ip, count=3)
+        overlapped = not start.done()
+        assert res.ok and max(res.rtts_ms) < 1000, res.rtts_ms
+        row = await start
+    finally:
+        if not start.done():
+            start.cancel()
+    await vnet_lan.switch.call("mirror_stop", id=row["id"])
+    assert overlapped, "the compile ended before the pings: nothing was shown (make the filter longer)"

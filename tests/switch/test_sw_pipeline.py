@@ -164,3 +164,33 @@ def test_close_flushes_everything_held(tools):
     rx(tools, "a", [eth(MAC["b"], MAC["a"])] * 3, T0)
     tools.close()
     assert tools.next_at() is None and tools.impairs["a"]["in"].counters["impair_flushed"] == 3
+
+
+def test_a_mirror_that_raises_never_stops_forwarding_and_is_counted_and_logged_rate_limited(tools, caplog):
+    """Any bug in a mirror (here its filter raising) costs the mirror the frame, never the
+    switch its forwarding: counted in mirror_errors, logged at most net_ratelimit's burst."""
+    row = tools.mirror_start("a", T0)
+    good = tools.mirror_start("a", T0)
+
+    def broken(frame, wirelen=None):
+        raise RuntimeError("a bug in a filter")
+    tools.mirrors[row["id"]].capture._match = broken
+    sent = 0
+    with caplog.at_level("ERROR", logger="vnet.switch.pipeline"):
+        for i in range(30):
+            out = rx(tools, "a", [eth(MAC["b"], MAC["a"], i)], T0 + i * 0.01)
+            sent += len(frames_of(out, PEER["b"]))
+    assert sent == 30  # every frame forwarded
+    assert tools.mirror_errors == 30
+    assert tools.mirrors[good["id"]].capture.matched == 30  # the other mirror of the port still records
+    assert 1 <= len([r for r in caplog.records if "a bug in a filter" in r.getMessage()]) <= 10
+
+
+def test_mirror_limits_name_the_bounds(tools):
+    from vnet.proto.capture import CaptureLimitError
+
+    for args, words in [({"buffer": 10**15}, "1 to 65536 frames"), ({"count": -1}, "at least 1"),
+                        ({"snaplen": 10**6}, "1 to 262144 bytes"), ({"buffer": True}, "whole number")]:
+        with pytest.raises(CaptureLimitError, match=words):
+            tools.mirror_start("a", T0, **args)
+    assert tools.mirrors == {} and tools.hooks_in == {}

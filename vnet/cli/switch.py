@@ -9,7 +9,7 @@ import os
 from typing import Any
 
 from vnet.proto.wire import DEFAULT_CONTROL_PORT, DEFAULT_DATA_PORT
-from vnet.cli.capture import run_capture
+from vnet.cli.capture import add_capture_options, run_capture
 from vnet.cli.common import CliError, IntermixedParser, emit_json, setup_logging, switch_client
 
 
@@ -223,6 +223,4 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     sp.add_argument("--clear", action="store_true", help="remove every impairment (before applying any given)")
     sp = switch_cmd("mirror", "record what crosses a switch port, both directions, like tcpdump")
     sp.add_argument("port", nargs="?", metavar="PORT")
-    sp.add_argument("-w", dest="write", metavar="FILE", help="write a pcap file instead of printing")
-    sp.add_argument("-c", dest="count", type=int, default=None, help="stop after COUNT frames")
-    sp.add_argument("filter", nargs="*", metavar="FILTER", help="as vnet capture's, e.g. 'icmp', 'not arp'")
+    add_capture_options(sp)

@@ -41,6 +41,25 @@ def netns_list() -> list[str]:
         return []
 
 
+def netns_pids(name: str) -> list[int]:
+    """``ip netns pids NAME``: the processes whose network namespace is NAME."""
+    try:
+        target = os.stat(netns_path(name))
+    except FileNotFoundError:
+        return []
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            st = os.stat(f"/proc/{entry}/ns/net")
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino):
+            pids.append(int(entry))
+    return pids
+
+
 def _check_name(name: str) -> None:
     if not name or "/" in name or name in (".", "..") or len(name) > 64:
         raise NetnsError(f"network namespace name {name!r}: use up to 64 letters, digits, '-', '_' or '.'")

@@ -194,6 +194,9 @@ def _tap_create_here(config: TapConfig) -> TapDevice:
         if ipr.link_lookup(ifname=name):
             raise TapError(f"interface {name} already exists in {config.where()}: another node uses it, "
                            f"or an earlier run left it; remove it (ip link del {name}) or pick another name")
+        lo = ipr.link_lookup(ifname="lo")
+        if config.netns and lo:
+            ipr.link("set", index=lo[0], state="up")  # a fresh namespace's loopback starts down
         fd = _tun_open(config)
         try:
             try:

@@ -109,6 +109,8 @@ class NodeConfig:
     lease_time: float = 3600.0
     curve_secret: str | None = None  # this node's key pair (.key_secret): CURVE to the switch
     curve_server_key: str | None = None  # the LAN's public key (the switch's .key)
+    stack: str = "vnet"  # the upper layer on vnet0: vnet's own stack, or the kernel's through a TAP
+    netns: str | None = None  # kernel stack: the network namespace of its vnet0 (None: this one)
 
     def validate(self) -> None:
         """Raise ValueError naming the setting and what would be accepted."""
@@ -152,6 +154,13 @@ class NodeConfig:
             DhcpPool.check(str(iface.ip), iface.network.prefixlen, str(first), str(last))
         if self.lease_time < 10:
             raise ValueError(f"lease time {self.lease_time:g} s: must be at least 10 s")
+        if self.stack not in ("vnet", "kernel"):
+            raise ValueError(f"stack {self.stack!r}: use vnet (vnet's own, the default) or kernel (a TAP)")
+        if self.stack == "vnet" and self.netns is not None:
+            raise ValueError("netns: only a kernel-stack node has a namespace (add --stack kernel)")
+        if self.stack == "kernel" and (self.dhcp or self.dhcp_server):
+            raise ValueError("dhcp: a kernel-stack node runs the system's DHCP programs in its namespace "
+                             "(udhcpc, dnsmasq: `vnet --node NAME exec -- ...`), not vnet's")
 
     def curve(self) -> auth.CurveClient | None:
         """The CURVE client keys, read from their files (KeyFileError saying what is wrong)."""
@@ -166,6 +175,10 @@ class NodeConfig:
         except ValueError:
             raise ValueError(f"dhcp pool {self.dhcp_server!r}: expected FIRST-LAST, e.g. 10.0.0.100-10.0.0.199") from None
         return first, last
+
+
+class StartError(Exception):
+    """The node cannot start for a reason its operator can fix (the sentence says how)."""
 
 
 class NodeDaemon:
@@ -730,13 +743,21 @@ def _flag_names(dev) -> list[str]:
 
 async def serve(config: NodeConfig, ready_line: bool = True) -> int:
     """Run a node until SIGTERM/SIGINT (or a REFUSE from the switch); return an exit code."""
-    daemon = NodeDaemon(config)
+    if config.stack == "kernel":
+        from vnet.node.kernelnode import KernelNodeDaemon
+        daemon = KernelNodeDaemon(config)
+    else:
+        daemon = NodeDaemon(config)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await daemon.start()
+        try:
+            await daemon.start()
+        except StartError as exc:
+            print(f"vnet node {config.name}: {exc}", file=sys.stderr)
+            return 2
         if ready_line:
             print_ready({"node": config.name, "control": daemon.control.endpoint,
                           "mac": mac_str(bytes(daemon.dev.dev_addr))})

@@ -305,3 +305,41 @@ class TapEdge:
     def _rx_handler(self, skb, dev) -> None:
         self.handed_up += 1
         self.tap.write(skb_mac_header(skb))
+
+
+NUD_STATES = {0x01: "INCOMPLETE", 0x02: "REACHABLE", 0x04: "STALE", 0x08: "DELAY", 0x10: "PROBE",
+              0x20: "FAILED", 0x40: "NOARP", 0x80: "PERMANENT", 0x00: "NONE"}
+
+
+def tap_kernel_view(config: TapConfig) -> dict:
+    """What the kernel says about its vnet0 (rtnetlink, in the TAP's namespace): the IPv4
+    addresses as the vnet stack reports its own, the neighbours, the link's stats64,
+    operstate and MTU. Blocking (pyroute2): call it from a thread. TapError if it is gone."""
+    from pyroute2 import IPRoute
+
+    try:
+        with netns_entered(config.netns):
+            return _kernel_view_here(config, IPRoute)
+    except NetnsError as exc:
+        raise TapError(str(exc)) from None
+
+
+def _kernel_view_here(config: TapConfig, IPRoute) -> dict:
+    ipr = IPRoute()
+    try:
+        links = ipr.get_links(ifname=config.name)
+        if not links:
+            raise TapError(f"interface {config.name} is gone from {config.where()}")
+        link = links[0]
+        index = link["index"]
+        addresses = [{"address": a.get_attr("IFA_ADDRESS"), "prefixlen": a["prefixlen"], "state": "ok",
+                      "broadcast": a.get_attr("IFA_BROADCAST")}
+                     for a in ipr.get_addr(index=index, family=2)]
+        neigh = [{"ip": n.get_attr("NDA_DST"), "mac": n.get_attr("NDA_LLADDR"),
+                  "state": NUD_STATES.get(n["state"], hex(n["state"]))}
+                 for n in ipr.get_neighbours(ifindex=index, family=2)]
+        return {"name": config.name, "netns": config.netns, "index": index, "mtu": link.get_attr("IFLA_MTU"),
+                "operstate": link.get_attr("IFLA_OPERSTATE"), "address": link.get_attr("IFLA_ADDRESS"),
+                "addresses": addresses, "neigh": neigh, "stats64": dict(link.get_attr("IFLA_STATS64") or {})}
+    finally:
+        ipr.close()

@@ -17,7 +17,9 @@ import ipaddress
 import json
 import os
 import shutil
+import secrets
 import signal
+import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -61,11 +63,15 @@ class NodeHandle:
     embedded LAN, a ``docker exec`` relay for the Docker LAN; the API is the same.
     """
 
-    def __init__(self, client: Any, name: str, ip: str | None = None, mac: str | None = None) -> None:
+    def __init__(self, client: Any, name: str, ip: str | None = None, mac: str | None = None,
+                 stack: str = "vnet", netns: str | None = None, programs: "Programs | None" = None) -> None:
         self.name = name
         self.ip = ip
         self.mac = mac
+        self.stack = stack
+        self.netns = netns  # a kernel-stack node's network namespace (its vnet0 lives there)
         self._client = client
+        self._programs = programs
 
     def __repr__(self) -> str:
         return f"<NodeHandle {self.name} {self.ip} {self.mac}>"
@@ -162,8 +168,73 @@ class NodeHandle:
             self.mac = (await self.link())["address"]
         return health
 
+    def _netns_argv(self, argv: Iterable[str]) -> list[str]:
+        argv = [str(a) for a in argv]
+        if not argv:
+            raise ValueError("run/popen: give the program to run, e.g. ['ping', '-c', '1', '10.0.0.2']")
+        if self.stack != "kernel" or self.netns is None:
+            raise LanError(f"{self.name} runs vnet's own stack: it has no kernel interface, so a program run "
+                           f"for it would not be on the LAN; start it with stack='kernel' to run programs on it")
+        return ["ip", "netns", "exec", self.netns, *argv]
+
+    async def run(self, argv: Iterable[str], timeout: float = 30.0, input: bytes | None = None
+                  ) -> subprocess.CompletedProcess:
+        """Run a program in the node's namespace (as `ip netns exec`) to completion; returns
+        its CompletedProcess (returncode, stdout, stderr as bytes). A program still running
+        after ``timeout`` seconds is killed and TimeoutError raised. Kernel-stack nodes only:
+        a vnet-stack node refuses with LanError (its LAN is not the kernel's)."""
+        full = self._netns_argv(argv)
+        proc = await asyncio.create_subprocess_exec(
+            *full, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL)
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(input), timeout)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise TimeoutError(f"{self.name}: {' '.join(full[4:])} still running after {timeout:g} s: killed") from None
+        return subprocess.CompletedProcess(full[4:], proc.returncode, out, err)
+
+    async def popen(self, argv: Iterable[str], **kwargs: Any) -> asyncio.subprocess.Process:
+        """Start a program in the node's namespace and return it (an asyncio Process; pass
+        stdout=asyncio.subprocess.PIPE etc. as to create_subprocess_exec). The LAN owns it:
+        teardown stops it (SIGTERM, then SIGKILL after a grace period) if it still runs."""
+        full = self._netns_argv(argv)
+        kwargs.setdefault("stdin", asyncio.subprocess.DEVNULL)
+        proc = await asyncio.create_subprocess_exec(*full, **kwargs)
+        if self._programs is not None:
+            self._programs.add(proc)
+        return proc
+
     async def close(self) -> None:
         await self._client.close()
+
+
+class Programs:
+    """The programs a LAN's nodes started with ``popen``: stopped at teardown."""
+
+    def __init__(self) -> None:
+        self.procs: list[asyncio.subprocess.Process] = []
+
+    def add(self, proc: asyncio.subprocess.Process) -> None:
+        self.procs.append(proc)
+
+    async def stop_all(self, grace: float = 3.0) -> None:
+        procs, self.procs = self.procs, []
+        await asyncio.gather(*(_stop_program(p, grace) for p in procs), return_exceptions=True)
+
+
+async def _stop_program(proc: asyncio.subprocess.Process, grace: float) -> None:
+    if proc.returncode is None:
+        try:
+            proc.terminate()
+        except ProcessLookupError:
+            pass
+        try:
+            await asyncio.wait_for(proc.wait(), grace)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
 
 
 class CaptureHandle:
@@ -346,6 +417,9 @@ class Lan:
         node_args: Iterable[str] = (),
         switch_args: Iterable[str] = (),
         curve: bool = False,
+        stack: str = "vnet",
+        stacks: Iterable[str] | None = None,
+        name: str | None = None,
     ) -> None:
         try:
             self.subnet = ipaddress.IPv4Network(subnet)
@@ -355,6 +429,20 @@ class Lan:
         if nodes < 1 or nodes > hosts:
             raise ValueError(f"nodes={nodes}: {self.subnet} has room for 1 to {hosts} nodes")
         self.n_nodes = nodes
+        self.stacks = list(stacks) if stacks is not None else [stack] * nodes
+        if len(self.stacks) != nodes:
+            raise ValueError(f"stacks={self.stacks}: give one stack per node ({nodes})")
+        for st in [stack, *self.stacks]:
+            if st not in ("vnet", "kernel"):
+                raise ValueError(f"stack {st!r}: use 'vnet' (vnet's own stack) or 'kernel' (the kernel's, via a TAP)")
+        self.default_stack = stack
+        self.name = name or f"l{secrets.token_hex(3)}"
+        from vnet.netns import lan_netns_name
+
+        lan_netns_name(self.name, "node1")  # a name a namespace can carry, or ValueError now
+        self._netns = None  # LanNamespaces, made on the first kernel-stack node
+        self.programs = Programs()
+        self.leftovers_removed: list[str] = []
         self.switch_bind = switch_bind
         self.switch_control_bind = switch_control
         self._own_runtime = runtime_dir is None
@@ -385,10 +473,12 @@ class Lan:
         await self.close()
 
     async def start(self) -> None:
+        if "kernel" in self.stacks:
+            self._kernel_ready()
         self._ctx = zmq.asyncio.Context()
         try:
             await self.start_switch()
-            await asyncio.gather(*(self.add_node(wait=False) for _ in range(self.n_nodes)))
+            await asyncio.gather(*(self.add_node(wait=False, stack=st) for st in self.stacks))
             await asyncio.gather(*(n.wait_ready(self.start_timeout) for n in self.nodes))
         except BaseException:
             await self.close()
@@ -420,8 +510,27 @@ class Lan:
             self.switch = SwitchHandle(control, info["control"], info["data"])
         return self.switch
 
+    def _kernel_ready(self) -> None:
+        """Check a kernel-stack node can be made here (LanError saying why not), and remove
+        the namespaces a LAN killed with SIGKILL left behind (once per LAN), saying so."""
+        from vnet.netns import LanNamespaces, remove_leftovers
+
+        if self._netns is not None:
+            return
+        if not os.path.exists("/dev/net/tun"):
+            raise LanError("a kernel-stack node needs /dev/net/tun: load the tun module (modprobe tun), "
+                           "or pass the device to the container")
+        if os.geteuid() != 0:
+            raise LanError("a kernel-stack node needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN) to make its TAP "
+                           "and network namespace: run as root, or use stack='vnet' (no privileges)")
+        if shutil.which("ip") is None:
+            raise LanError("a kernel-stack node needs iproute2's `ip` to run programs in its namespace: "
+                           "install iproute2")
+        self.leftovers_removed = remove_leftovers(say=lambda text: print(f"vnet: {text}", file=sys.stderr))
+        self._netns = LanNamespaces(self.name)
+
     async def add_node(self, name: str | None = None, wait: bool = True, extra_args: Iterable[str] = (),
-                       dhcp: bool = False, allowed: bool = True) -> NodeHandle:
+                       dhcp: bool = False, allowed: bool = True, stack: str | None = None) -> NodeHandle:
         """Start one more node and return its handle: ``nodeI`` at the next host address, or,
         with ``dhcp=True``, with no static address, asking the LAN's DHCP server for one.
         On a CURVE LAN the node gets a key pair, which the switch allows unless ``allowed`` is
@@ -431,8 +540,25 @@ class Lan:
         name = name or f"node{index}"
         ip = None if dhcp else str(self.subnet.network_address + index)
         control = f"ipc://{self.runtime_dir}/{name}.ctl"
-        handle = NodeHandle(AsyncControlClient(self._ctx, control, timeout=10.0), name, ip)
-        self.nodes.append(handle)
+        stack = stack or self.default_stack
+        stack_args: list[str] = []
+        netns = None
+        if stack == "kernel":
+            if dhcp:
+                raise ValueError(f"{name}: a kernel-stack node gets a lease from a DHCP client run in its namespace "
+                                 f"(add it without dhcp, then e.g. run udhcpc there)")
+            self._kernel_ready()
+        handle = NodeHandle(AsyncControlClient(self._ctx, control, timeout=10.0), name, ip, stack=stack,
+                            programs=self.programs)
+        self.nodes.append(handle)  # before any await: the LAN's node order is the order they were added
+        if stack == "kernel":
+            from vnet.node.netns import NetnsError
+
+            try:
+                netns = handle.netns = await asyncio.to_thread(self._netns.create, name)
+            except NetnsError as exc:
+                raise LanError(str(exc)) from None
+            stack_args = ["--stack", "kernel", "--netns", netns]
         addressing = ["--dhcp"] if dhcp else ["--address", f"{ip}/{self.subnet.prefixlen}"]
         curve_args: list[str] = []
         if self.curve:
@@ -445,10 +571,12 @@ class Lan:
             "--control", control, "--mtu", str(self.mtu),
             "--heartbeat-interval", str(self.heartbeat_interval),
             "--heartbeat-timeout", str(self.heartbeat_timeout),
-            *self.node_args, *extra_args,
+            *stack_args, *self.node_args, *extra_args,
         ]
         proc, info = await self._spawn(name, args)
         self._node_procs[name] = proc
+        if netns is not None:
+            self._netns.add_member(netns, proc.proc.pid)
         handle.mac = info["mac"]
         if wait:
             await handle.wait_ready(self.start_timeout)
@@ -531,6 +659,7 @@ class Lan:
         return final
 
     async def close(self) -> None:
+        await self.programs.stop_all()
         handles = [*self.nodes, *([self.switch] if self.switch else [])]
         await asyncio.gather(*(h.close() for h in handles), return_exceptions=True)
         procs = list(self._node_procs.values())
@@ -542,6 +671,11 @@ class Lan:
         if self._ctx is not None:
             self._ctx.term()
             self._ctx = None
+        if self._netns is not None:
+            failed = await asyncio.to_thread(self._netns.remove_all)
+            if failed:
+                print(f"vnet: could not remove namespaces {', '.join(failed)}; the next kernel-stack LAN "
+                      f"removes them", file=sys.stderr)
         if self._own_runtime:
             shutil.rmtree(self.runtime_dir, ignore_errors=True)
 
@@ -610,13 +744,14 @@ async def _terminate(p: _Proc, sig: int = signal.SIGTERM, grace: float = 5.0) ->
 # -- the `vnet lan` commands ------------------------------------------------------------------
 
 
-async def lan_up(nodes: int, subnet: str, curve: bool = False) -> int:
+async def lan_up(nodes: int, subnet: str, curve: bool = False, stack: str = "vnet") -> int:
     """``vnet lan up``: a LAN on the default switch ports and runtime directory, until signalled."""
     from vnet.proto.wire import DEFAULT_CONTROL_PORT, DEFAULT_DATA_PORT
     from vnet.proto.control import runtime_dir
 
     lan = Lan(nodes, subnet, switch_bind=f"tcp://127.0.0.1:{DEFAULT_DATA_PORT}",
-              switch_control=f"tcp://127.0.0.1:{DEFAULT_CONTROL_PORT}", runtime_dir=runtime_dir(), curve=curve)
+              switch_control=f"tcp://127.0.0.1:{DEFAULT_CONTROL_PORT}", runtime_dir=runtime_dir(), curve=curve,
+              stack=stack, name="lan")
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -629,7 +764,9 @@ async def lan_up(nodes: int, subnet: str, curve: bool = False) -> int:
             return 2
         print(f"vnet LAN up: switch {lan.switch.data} (control {lan.switch.control}), subnet {lan.subnet}")
         for n in lan.nodes:
-            print(f"  {n.name:<8} {n.ip:<15} {n.mac}   vnet --node {n.name} ping <ip>")
+            how = (f"vnet --node {n.name} exec -- ping <ip>   (namespace {n.netns})" if n.stack == "kernel"
+                   else f"vnet --node {n.name} ping <ip>")
+            print(f"  {n.name:<8} {n.ip:<15} {n.mac}   {how}")
         if curve:
             keys = lan.keys_dir
             print(f"CURVE on, keys in {keys}; ask the switch with VNET_CURVE_SECRET={keys}/switch.key_secret "
@@ -644,9 +781,17 @@ async def lan_up(nodes: int, subnet: str, curve: bool = False) -> int:
             loop.remove_signal_handler(sig)
 
 
-async def lan_demo(nodes: int, subnet: str, as_json: bool = False, count: int = 3, curve: bool = False) -> int:
-    """``vnet lan demo``: every node pings every other; exit 0 only if every pair answered."""
-    async with Lan(nodes, subnet, curve=curve) as lan:
+async def lan_demo(nodes: int, subnet: str, as_json: bool = False, count: int = 3, curve: bool = False,
+                   stack: str = "vnet") -> int:
+    """``vnet lan demo``: every node pings every other; exit 0 only if every pair answered.
+    On a kernel-stack LAN each ping is the system's ping run in the sender's namespace."""
+    try:
+        lan = Lan(nodes, subnet, curve=curve, stack=stack, name="demo")
+        await lan.start()
+    except LanError as exc:
+        print(f"vnet: error: {exc}", file=sys.stderr)
+        return 2
+    try:
         pairs = []
         for a in lan.nodes:
             for b in lan.nodes:
@@ -661,6 +806,8 @@ async def lan_demo(nodes: int, subnet: str, as_json: bool = False, count: int = 
         arp = {n.name: await n.neigh() for n in lan.nodes}
         stats = {n.name: (await n.link())["stats64"] for n in lan.nodes}
         fdb = await lan.switch.fdb()
+    finally:
+        await lan.close()
     ok = all(p["ok"] for p in pairs)
     if as_json:
         print(json.dumps({"ok": ok, "nodes": nodes, "pairs": pairs, "arp": arp, "stats": stats, "fdb": fdb}, indent=2))

@@ -15,9 +15,9 @@ def cmd_lan(args: argparse.Namespace) -> int:
         raise CliError("lan: --nodes must be at least 1")
     try:
         if args.lan_cmd == "up":
-            return asyncio.run(lanmod.lan_up(args.nodes, args.subnet, curve=args.curve))
+            return asyncio.run(lanmod.lan_up(args.nodes, args.subnet, curve=args.curve, stack=args.stack))
         return asyncio.run(lanmod.lan_demo(args.nodes, args.subnet, as_json=args.json, count=args.count,
-                                           curve=args.curve))
+                                           curve=args.curve, stack=args.stack))
     except ValueError as exc:
         raise CliError(f"lan: {exc}") from None
 
@@ -31,6 +31,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         lp.add_argument("--nodes", type=int, default=3)
         lp.add_argument("--subnet", default="10.0.0.0/24")
         lp.add_argument("--curve", action="store_true", help="CURVE on every link (keys made in the runtime directory)")
+        lp.add_argument("--stack", choices=("vnet", "kernel"), default="vnet",
+                        help="each node's stack: vnet's own (default) or the kernel's through a TAP in a "
+                             "namespace vnet-LAN-NODE (needs root and /dev/net/tun)")
         if name == "demo":
             lp.add_argument("--count", type=int, default=3, help="pings per pair (default 3)")
     lan.set_defaults(func=cmd_lan)

@@ -159,3 +159,11 @@ async def test_counters_agree_with_the_kernels_frame_for_frame(mixed):
         # the daemon's own view of the kernel agrees with ip -s -j link, and ethtool -S has the TAP's
         assert st["kernel"]["stats64"]["tx_packets"] == kernel["tx"]["packets"]
         assert st["ethtool"]["tap_read_frames"] == tap["tap_read_frames"]
+
+
+@pytest.mark.vnet_lan(nodes=2, subnet="10.39.0.0/24", stack="kernel")
+async def test_the_vnet_lan_marker_makes_kernel_stack_nodes(vnet_lan):
+    a, b = vnet_lan.nodes
+    assert a.stack == b.stack == "kernel"
+    r = await a.run(["ping", "-n", "-c", "1", "-W", "2", b.ip], timeout=10)
+    assert r.returncode == 0, r.stdout

@@ -28,10 +28,10 @@ network stack (any program: ping, iperf3, a DHCP server) sits on top of vnet's d
   filters what it did not join), and the model's carrier is mirrored onto the TAP
   (TUNSETCARRIER), so a cut cable is NO-CARRIER for the kernel too.
 
-Counter equations (docs/kernel-stack.md): kernel tx_packets == tap_read_frames ==
-model offered + tap_tx_oversize + tap_tx_runts; tap_write_frames == kernel rx_packets +
-kernel rx_dropped; frames the model handed up == tap_write_frames + tap_write_errors +
-tap_short_writes.
+Counter equations (docs/driver.md, for a node at rest): kernel tx_packets ==
+tap_read_frames == model tx_packets + tx_dropped + qdisc drops + tap_tx_oversize +
+tap_tx_runts; model rx_packets == tap_handed_up == tap_write_frames + tap_write_errors +
+tap_short_writes; tap_write_frames == kernel rx_packets.
 """
 
 from __future__ import annotations

@@ -133,3 +133,12 @@ async def test_vnet_exec_runs_in_the_nodes_namespace_with_its_status():
         assert r.returncode == 2 and "runs vnet's own stack" in r.stderr
         done = await lan.nodes[0].run(["ping", "-n", "-c", "1", "-W", "2", "10.38.0.2"], timeout=10)
         assert done.returncode == 0 and b"1 received" in done.stdout
+
+
+def test_lan_demo_with_the_kernel_stack_pings_every_pair(tmp_path):
+    r = vnet("lan", "demo", "--nodes", "2", "--stack", "kernel", "--count", "2", "--subnet", "10.40.0.0/24", "--json",
+             env={"VNET_RUNTIME_DIR": str(tmp_path)}, timeout=120)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["ok"] and len(out["pairs"]) == 2 and all(p["received"] == 2 for p in out["pairs"])
+    assert not netns_exists("vnet-demo-node1") and not netns_exists("vnet-demo-node2")

@@ -108,6 +108,7 @@ class TapDevice:
         self.config = config
         self.name = config.name
         self.stats = TapStats()
+        self.eof = False  # read() returned nothing: nothing more will come
 
     def read_batch(self, budget: int = TAP_READ_BUDGET) -> list[bytes]:
         """Frames the kernel sent, until EAGAIN or ``budget`` frames."""
@@ -125,7 +126,9 @@ class TapDevice:
                 st.tap_read_errors += 1
                 log.warning("%s: read from the TAP failed: %s", self.name, exc)
                 break
-            if not frame:
+            if not frame:  # a TAP never ends; a closed peer (a test's socket pair) does
+                st.tap_read_errors += 1
+                self.eof = True
                 break
             st.tap_read_frames += 1
             st.tap_read_bytes += len(frame)
@@ -269,7 +272,8 @@ class TapEdge:
         if not self._started:
             return
         self._started = False
-        self.loop.remove_reader(self.tap.fd)
+        if self.tap.fd >= 0:
+            self.loop.remove_reader(self.tap.fd)
         unregister_netdevice_notifier(self.dev.ns, self._netdev_event)
         netdev_rx_handler_unregister(self.dev)
         try:
@@ -290,7 +294,11 @@ class TapEdge:
         dev = self.dev
         st = self.tap.stats
         limit = dev.mtu + ETH_HLEN
-        for frame in self.tap.read_batch():
+        frames = self.tap.read_batch()
+        if self.tap.eof and self._started:
+            log.error("%s: the TAP's other side is gone: no more frames from it", self.tap.name)
+            self.loop.remove_reader(self.tap.fd)
+        for frame in frames:
             n = len(frame)
             if n > limit and (n > limit + 4 or frame[12:14] not in (b"\x81\x00", b"\x88\xa8")):
                 st.tap_tx_oversize += 1

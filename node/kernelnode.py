@@ -36,7 +36,8 @@ from vnet.node.daemon import CONTROL_COMMANDS, NodeDaemon, StartError, _netdev_c
 from vnet.node.netdevice import IFF_UP, DeviceNamespace, dev_open, dev_set_mtu, netif_carrier_ok
 from vnet.node.netns import NetnsError, netns_create, netns_exists, netns_remove
 from vnet.node.stack.ether import parse_mac
-from vnet.node.tap import TapConfig, TapEdge, TapError, tap_create, tap_kernel_view
+from vnet.node.tap import TapConfig, TapError, tap_create, tap_kernel_view
+from vnet.node.tapedge import TapEdge
 from vnet.node.vnic import vnic_probe, vnic_remove
 from vnet.node.zmqlink import ZmqLink
 from vnet.proto.control import ControlError, ControlServer, node_control_endpoint

@@ -1,37 +1,22 @@
-"""The kernel's own stack as vnet0's upper edge, through a TAP character device.
+"""The TAP character device: the kernel's own stack reached through /dev/net/tun.
 
 The educational driver this project grew from lists "a userspace backend reached through a
 character device" as its next phase; this is that backend turned around: the Linux kernel's
-network stack (any program: ping, iperf3, a DHCP server) sits on top of vnet's driver model.
-
-```
- kernel stack (ns: vnet0, a TAP)   read() /dev/net/tun            write() /dev/net/tun
-                                        |                               ^
- TapEdge._readable ----------> skb -> dev_queue_xmit        TapEdge._rx_handler (rx_handler)
-                                 qdisc -> TX ring -> link   RX ring -> NAPI -> netif_receive_skb
-```
+network stack (any program: ping, iperf3, a DHCP server) sits on top of vnet's driver model,
+and this module is its file descriptor. ``TapEdge`` (node/tapedge.py) wires it onto vnet0.
 
 - ``tap_create(TapConfig)`` opens /dev/net/tun, TUNSETIFF with IFF_TAP | IFF_NO_PI |
   IFF_TUN_EXCL (a name that exists is refused, never attached to), non-blocking, inside the
   node's network namespace if one is named (``netns_entered``: only around the ioctl and the
   rtnetlink configuration; the fd keeps working from the caller's namespace), then sets the
-  MAC, MTU and addresses and brings it up over rtnetlink (pyroute2). Every failure closes
-  the fd, which removes the interface (it is not persistent): nothing is left half-made.
-  It uses pyroute2's blocking API, so call it from a thread without a running event loop.
+  MAC, MTU and addresses and brings it (and a fresh namespace's lo) up over rtnetlink
+  (pyroute2). Every failure closes the fd, which removes the interface (it is not
+  persistent): nothing is left half-made. It uses pyroute2's blocking API, so call it from a
+  thread without a running event loop; so is ``tap_kernel_view``, the kernel's own account
+  of the interface (addresses, neighbours, stats64).
 - ``TapDevice`` is the thin I/O shell: ``read_batch`` reads frames until EAGAIN (or a
-  budget), ``write`` writes one frame; each outcome has a named counter.
-- ``TapEdge`` wires a TapDevice onto a model ``NetDevice``: frames the kernel sends become
-  skbs handed to ``dev_queue_xmit``; frames the model receives reach it as the device's
-  rx_handler (``netdev_rx_handler_register``, as a bridge port takes its device's traffic;
-  captures still see them first) and are written to the TAP. The model device is put in
-  all-multicast mode (the kernel's multicast list is not visible from here; the kernel
-  filters what it did not join), and the model's carrier is mirrored onto the TAP
-  (TUNSETCARRIER), so a cut cable is NO-CARRIER for the kernel too.
-
-Counter equations (docs/driver.md, for a node at rest): kernel tx_packets ==
-tap_read_frames == model tx_packets + tx_dropped + qdisc drops + tap_tx_oversize +
-tap_tx_runts; model rx_packets == tap_handed_up == tap_write_frames + tap_write_errors +
-tap_short_writes; tap_write_frames == kernel rx_packets.
+  budget), ``write`` writes one frame, ``set_carrier`` is TUNSETCARRIER; each outcome has a
+  named counter (``TapStats``).
 """
 
 from __future__ import annotations
@@ -45,13 +30,7 @@ import struct
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .netdevice import (
-    NETDEV_CHANGE, NETDEV_DOWN, NETDEV_UP, NetDevice, NetdevError, dev_queue_xmit,
-    dev_set_allmulti, netdev_rx_handler_register, netdev_rx_handler_unregister,
-    netif_carrier_ok, register_netdevice_notifier, unregister_netdevice_notifier,
-)
 from .netns import NetnsError, netns_entered
-from .skbuff import ETH_HLEN, skb_from_frame, skb_mac_header
 
 log = logging.getLogger(__name__)
 
@@ -246,73 +225,6 @@ def _tun_open(config: TapConfig) -> int:
                            f"{config.where()}; remove it (ip link del {name}) or pick another name") from None
         raise TapError(f"cannot create TAP {name}: {exc}") from None
     return fd
-
-
-class TapEdge:
-    """The kernel stack, through a TapDevice, as the upper layer of a model NetDevice (what
-    the bridge is to a port: the device's rx_handler, and the source of what it transmits)."""
-
-    def __init__(self, tap: TapDevice, dev: NetDevice, loop: Any) -> None:
-        self.tap = tap
-        self.dev = dev
-        self.loop = loop  # an asyncio loop: add_reader on the TAP fd
-        self.handed_up = 0  # frames the model's netif_receive_skb gave the rx_handler
-        self._started = False
-
-    def start(self) -> None:
-        dev = self.dev
-        netdev_rx_handler_register(dev, self._rx_handler)
-        dev_set_allmulti(dev, 1)
-        register_netdevice_notifier(dev.ns, self._netdev_event)
-        self.tap.set_carrier(bool(dev.running and netif_carrier_ok(dev)))
-        self.loop.add_reader(self.tap.fd, self._readable)
-        self._started = True
-
-    def stop(self) -> None:
-        if not self._started:
-            return
-        self._started = False
-        if self.tap.fd >= 0:
-            self.loop.remove_reader(self.tap.fd)
-        unregister_netdevice_notifier(self.dev.ns, self._netdev_event)
-        netdev_rx_handler_unregister(self.dev)
-        try:
-            dev_set_allmulti(self.dev, -1)
-        except NetdevError:
-            pass
-
-    def counters(self) -> dict[str, int]:
-        return {**self.tap.counters(), "tap_handed_up": self.handed_up}
-
-    def _netdev_event(self, event: int, dev: NetDevice) -> None:
-        if dev is self.dev and event in (NETDEV_UP, NETDEV_DOWN, NETDEV_CHANGE):
-            self.tap.set_carrier(bool(dev.running and netif_carrier_ok(dev)))
-
-    def _readable(self) -> None:
-        """The kernel transmitted: every frame waiting goes to dev_queue_xmit (whose drops the
-        core counts: down, no carrier, qdisc full)."""
-        dev = self.dev
-        st = self.tap.stats
-        limit = dev.mtu + ETH_HLEN
-        frames = self.tap.read_batch()
-        if self.tap.eof and self._started:
-            log.error("%s: the TAP's other side is gone: no more frames from it", self.tap.name)
-            self.loop.remove_reader(self.tap.fd)
-        for frame in frames:
-            n = len(frame)
-            if n > limit and (n > limit + 4 or frame[12:14] not in (b"\x81\x00", b"\x88\xa8")):
-                st.tap_tx_oversize += 1
-                continue
-            if n < ETH_HLEN:
-                st.tap_tx_runts += 1
-                continue
-            skb = skb_from_frame(frame)
-            skb.dev = dev
-            dev_queue_xmit(skb)
-
-    def _rx_handler(self, skb, dev) -> None:
-        self.handed_up += 1
-        self.tap.write(skb_mac_header(skb))
 
 
 NUD_STATES = {0x01: "INCOMPLETE", 0x02: "REACHABLE", 0x04: "STALE", 0x08: "DELAY", 0x10: "PROBE",

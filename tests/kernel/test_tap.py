@@ -13,7 +13,8 @@ import pytest
 from vnet.node import ethtool
 from vnet.node.link import wire_pair
 from vnet.node.netdevice import DeviceNamespace, dev_get_stats, dev_open, qdisc_get_stats
-from vnet.node.tap import TapConfig, TapEdge, TapError, tap_create
+from vnet.node.tap import TapConfig, TapError, tap_create
+from vnet.node.tapedge import TapEdge
 from vnet.node.vnic import vnic_probe, vnic_remove
 
 from .conftest import in_netns, ip_link_stats, needs_kernel

@@ -8,7 +8,8 @@ import socket
 
 from vnet.node.link import wire_pair
 from vnet.node.netdevice import DeviceNamespace, dev_get_stats, dev_open, qdisc_get_stats
-from vnet.node.tap import TapConfig, TapDevice, TapEdge
+from vnet.node.tap import TapConfig, TapDevice
+from vnet.node.tapedge import TapEdge
 from vnet.node.vnic import vnic_probe, vnic_remove
 
 MAC = bytes.fromhex("020000000a01")

@@ -13,7 +13,7 @@ there); only the TAP and the rtnetlink queries are made inside the node's namesp
 LAN made is the LAN's to remove. Without ``--netns`` the TAP is in the daemon's own
 namespace (a container's).
 
-Control commands: the driver-level ones are the same (link, ethtool, stats, inject,
+Control commands (node/commands.py's, some answered differently): the driver-level ones are the same (link, ethtool, stats, inject,
 captures); ``health``, ``addr_show`` and ``neigh_show`` report the kernel's view over
 rtnetlink; ``ping`` and ``arping`` run the system's tools in the namespace; the commands that
 only vnet's stack can serve (udp_*, addr_add/del, neigh_flush, dhcp_show) say so, naming the
@@ -32,7 +32,8 @@ from typing import Any
 import zmq.asyncio
 
 from vnet.node import ethtool
-from vnet.node.daemon import CONTROL_COMMANDS, NodeDaemon, StartError, _netdev_call, _parse_ip
+from vnet.node.commands import CONTROL_COMMANDS, _parse_ip, _stats64, netdev_call
+from vnet.node.daemon import NodeDaemon, StartError
 from vnet.node.netdevice import IFF_UP, DeviceNamespace, dev_open, dev_set_mtu, netif_carrier_ok
 from vnet.node.netns import NetnsError, netns_create, netns_exists, netns_remove
 from vnet.node.stack.ether import parse_mac
@@ -174,7 +175,7 @@ class KernelNodeDaemon(NodeDaemon):
         out = {
             "dev": self.dev.name,
             "stack_kind": "kernel",
-            "stats64": _plain_stats(self.dev),
+            "stats64": _stats64(self.dev),
             "ethtool": self._ethtool_stats(),
             "stack": {},
             "tap": self.edge.counters(),
@@ -194,7 +195,7 @@ class KernelNodeDaemon(NodeDaemon):
     def _cmd_ethtool(self, op: str, dev: str = "vnet0", **params: Any) -> Any:
         if op == "stats":
             self._dev(dev)
-            return _netdev_call(self._ethtool_stats)
+            return netdev_call(self._ethtool_stats)
         return super()._cmd_ethtool(op, dev, **params)
 
     def _netns_argv(self, argv: list[str]) -> list[str]:
@@ -243,8 +244,3 @@ class KernelNodeDaemon(NodeDaemon):
         return {"dst": dst, "status": "reply", "mac": m.group(1).lower(), "rtt_ms": float(m.group(3)) * scale,
                 "tool": "arping"}
 
-
-def _plain_stats(dev) -> dict:
-    from vnet.node.daemon import _stats64
-
-    return _stats64(dev)

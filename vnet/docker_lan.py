@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from vnet.ctlstream import StreamCodec, StreamError, StreamRequest
-from vnet.lan import LanError, NodeHandle, SwitchHandle, poll_until
+from vnet.handles import LanError, NodeHandle, SwitchHandle, poll_until
 from vnet.proto.control import decode_reply
 
 PROJECT_LABEL = "com.docker.compose.project"

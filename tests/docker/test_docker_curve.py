@@ -116,6 +116,7 @@ async def test_curve_lan_attaches_allowed_keys_only(docker_lan_factory, vnet_com
         return "node3" in await _port_names(lan) and (await n3.health())["carrier"]
 
     await poll_until(back, "node3 attaches once its key is allowed again", timeout=30, every=0.5)
+    await n3.wait_ready(30)  # back on the LAN, its address passes duplicate address detection again
     res = await n3.ping(n1.ip, count=2)
     assert res.ok, f"node3 -> node1 after its key is back: {res.replies}"
     assert (await n1.ping(n3.ip)).ok

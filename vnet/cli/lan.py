@@ -4,22 +4,110 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import signal
+import sys
 
 from vnet.cli.common import CliError, Parser
 
 
 def cmd_lan(args: argparse.Namespace) -> int:
-    from vnet import lan as lanmod
-
     if args.nodes < 1:
         raise CliError("lan: --nodes must be at least 1")
     try:
         if args.lan_cmd == "up":
-            return asyncio.run(lanmod.lan_up(args.nodes, args.subnet, curve=args.curve, stack=args.stack))
-        return asyncio.run(lanmod.lan_demo(args.nodes, args.subnet, as_json=args.json, count=args.count,
-                                           curve=args.curve, stack=args.stack))
+            return asyncio.run(lan_up(args.nodes, args.subnet, curve=args.curve, stack=args.stack))
+        return asyncio.run(lan_demo(args.nodes, args.subnet, as_json=args.json, count=args.count,
+                                    curve=args.curve, stack=args.stack))
     except ValueError as exc:
         raise CliError(f"lan: {exc}") from None
+
+
+async def lan_up(nodes: int, subnet: str, curve: bool = False, stack: str = "vnet") -> int:
+    """``vnet lan up``: a LAN on the default switch ports and runtime directory, until signalled."""
+    from vnet.lan import Lan, LanError  # zmq and the LAN only for `vnet lan`
+    from vnet.proto.control import runtime_dir
+    from vnet.proto.wire import DEFAULT_CONTROL_PORT, DEFAULT_DATA_PORT
+
+    lan = Lan(nodes, subnet, switch_bind=f"tcp://127.0.0.1:{DEFAULT_DATA_PORT}",
+              switch_control=f"tcp://127.0.0.1:{DEFAULT_CONTROL_PORT}", runtime_dir=runtime_dir(), curve=curve,
+              stack=stack, name="lan")
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        try:
+            await lan.start()
+        except LanError as exc:
+            print(f"vnet: error: {exc}", file=sys.stderr)
+            return 2
+        print(f"vnet LAN up: switch {lan.switch.data} (control {lan.switch.control}), subnet {lan.subnet}")
+        for n in lan.nodes:
+            how = (f"vnet --node {n.name} exec -- ping <ip>   (namespace {n.netns})" if n.stack == "kernel"
+                   else f"vnet --node {n.name} ping <ip>")
+            print(f"  {n.name:<8} {n.ip:<15} {n.mac}   {how}")
+        if curve:
+            keys = lan.keys_dir
+            print(f"CURVE on, keys in {keys}; ask the switch with VNET_CURVE_SECRET={keys}/switch.key_secret "
+                  f"VNET_CURVE_SERVER_KEY={keys}/switch.key vnet switch fdb")
+        print("Ctrl-C (or SIGTERM) stops the LAN.", flush=True)
+        await stop.wait()
+        print("stopping the LAN", flush=True)
+        return 0
+    finally:
+        await lan.close()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def lan_demo(nodes: int, subnet: str, as_json: bool = False, count: int = 3, curve: bool = False,
+                   stack: str = "vnet") -> int:
+    """``vnet lan demo``: every node pings every other; exit 0 only if every pair answered.
+    On a kernel-stack LAN each ping is the system's ping run in the sender's namespace."""
+    from vnet.lan import Lan, LanError
+
+    lan = Lan(nodes, subnet, curve=curve, stack=stack, name="demo")
+    try:
+        await lan.start()
+    except LanError as exc:
+        print(f"vnet: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        pairs = []
+        for a in lan.nodes:
+            for b in lan.nodes:
+                if a is b:
+                    continue
+                res = await a.ping(b.ip, count=count)
+                pairs.append({
+                    "src": a.name, "dst": b.name, "dst_ip": b.ip, "transmitted": res.transmitted,
+                    "received": res.received, "loss_pct": res.loss, "ok": res.ok,
+                    "rtt_avg_ms": sum(res.rtts_ms) / len(res.rtts_ms) if res.rtts_ms else None,
+                })
+        arp = {n.name: await n.neigh() for n in lan.nodes}
+        stats = {n.name: (await n.link())["stats64"] for n in lan.nodes}
+        fdb = await lan.switch.fdb()
+    finally:
+        await lan.close()
+    ok = all(p["ok"] for p in pairs)
+    if as_json:
+        print(json.dumps({"ok": ok, "nodes": nodes, "pairs": pairs, "arp": arp, "stats": stats, "fdb": fdb}, indent=2))
+        return 0 if ok else 1
+    print(f"{'from':<8} {'to':<8} {'ip':<15} {'sent':>4} {'recv':>4} {'rtt avg':>10}")
+    for p in pairs:
+        rtt = f"{p['rtt_avg_ms']:.3f} ms" if p["rtt_avg_ms"] is not None else "-"
+        print(f"{p['src']:<8} {p['dst']:<8} {p['dst_ip']:<15} {p['transmitted']:>4} {p['received']:>4} {rtt:>10}")
+    for name, entries in arp.items():
+        print(f"\nARP table of {name}:")
+        for e in entries:
+            print(f"  {e['ip']:<15} {e.get('mac') or '-':<17} {e['state']}")
+    print(f"\n{'node':<8} {'rx_packets':>10} {'rx_bytes':>10} {'tx_packets':>10} {'tx_bytes':>10} {'dropped':>8}")
+    for name, s in stats.items():
+        print(f"{name:<8} {s['rx_packets']:>10} {s['rx_bytes']:>10} {s['tx_packets']:>10} {s['tx_bytes']:>10} "
+              f"{s['rx_dropped'] + s['tx_dropped']:>8}")
+    print(f"\n{sum(p['ok'] for p in pairs)}/{len(pairs)} pairs answered every ping: {'OK' if ok else 'FAILED'}")
+    return 0 if ok else 1
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

@@ -13,23 +13,23 @@ from vnet.cli.common import CliError, setup_logging
 
 def run_node(args: argparse.Namespace) -> int:
     setup_logging(args.log_level)
-    from vnet.node.daemon import NodeConfig, serve
+    from vnet.node.config import NodeConfig
+    from vnet.node.daemon import serve
 
     name = args.name or os.environ.get("VNET_NODE") or socket.gethostname()
     addresses = args.address or [a for a in os.environ.get("VNET_ADDRESS", "").split(",") if a]
-    config = NodeConfig(
-        name=name,
-        switch=args.switch or os.environ.get("VNET_SWITCH") or f"tcp://127.0.0.1:{DEFAULT_DATA_PORT}",
-        addresses=addresses, control=args.control, mac=args.mac, mtu=args.mtu,
-        tx_ring_size=args.tx_ring, rx_ring_size=args.rx_ring,
-        heartbeat_interval=args.heartbeat_interval, heartbeat_timeout=args.heartbeat_timeout,
-        dhcp=args.dhcp, dhcp_server=args.dhcp_server, lease_file=args.lease_file, lease_time=args.lease_time,
-        curve_secret=getattr(args, "curve_secret", None) or os.environ.get("VNET_CURVE_SECRET"),
-        curve_server_key=getattr(args, "curve_server_key", None) or os.environ.get("VNET_CURVE_SERVER_KEY"),
-        stack=args.stack, netns=args.netns,
-    )
-    try:
-        config.validate()
+    try:  # a NodeConfig checks itself when it is made
+        config = NodeConfig(
+            name=name,
+            switch=args.switch or os.environ.get("VNET_SWITCH") or f"tcp://127.0.0.1:{DEFAULT_DATA_PORT}",
+            addresses=addresses, control=args.control, mac=args.mac, mtu=args.mtu,
+            tx_ring_size=args.tx_ring, rx_ring_size=args.rx_ring,
+            heartbeat_interval=args.heartbeat_interval, heartbeat_timeout=args.heartbeat_timeout,
+            dhcp=args.dhcp, dhcp_server=args.dhcp_server, lease_file=args.lease_file, lease_time=args.lease_time,
+            curve_secret=getattr(args, "curve_secret", None) or os.environ.get("VNET_CURVE_SECRET"),
+            curve_server_key=getattr(args, "curve_server_key", None) or os.environ.get("VNET_CURVE_SERVER_KEY"),
+            stack=args.stack, netns=args.netns,
+        )
     except ValueError as exc:
         raise CliError(f"node: {exc}") from None
     return asyncio.run(serve(config))

@@ -1,0 +1,110 @@
+"""A node's configuration: what it is (name, addresses, MAC, NIC settings) and where its switch
+is. A frozen value, checked when it is made: a bad setting is a ValueError naming the setting and
+what would be accepted (the ``vnet node`` command's exit code 2), never a daemon that starts and
+then fails."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from vnet.node.stack.dhcp import DhcpPool
+from vnet.node.stack.ether import parse_mac
+from vnet.node.vnic import VNIC_RING_MAX
+from vnet.proto import auth
+from vnet.proto.wire import DEFAULT_DATA_PORT
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """What a node is: its name, where the switch is, its addresses and NIC settings."""
+
+    name: str
+    switch: str = f"tcp://127.0.0.1:{DEFAULT_DATA_PORT}"
+    addresses: tuple[str, ...] = ()
+    control: str | None = None
+    mac: str | None = None
+    mtu: int = 1500
+    tx_ring_size: int = 256
+    rx_ring_size: int = 256
+    heartbeat_interval: float = 1.0
+    heartbeat_timeout: float = 3.0
+    dhcp: bool = False
+    dhcp_server: str | None = None
+    lease_file: str | None = None
+    lease_time: float = 3600.0
+    curve_secret: str | None = None  # this node's key pair (.key_secret): CURVE to the switch
+    curve_server_key: str | None = None  # the LAN's public key (the switch's .key)
+    stack: str = "vnet"  # the upper layer on vnet0: vnet's own stack, or the kernel's through a TAP
+    netns: str | None = None  # kernel stack: the network namespace of its vnet0 (None: the daemon's own)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "addresses", tuple(self.addresses))
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the setting and what would be accepted."""
+        if not self.name or not all(c.isalnum() or c in "-_." for c in self.name):
+            raise ValueError(f"node name {self.name!r}: use letters, digits, '-', '_' or '.'")
+        if not self.switch.startswith(("tcp://", "ipc://", "inproc://")):
+            raise ValueError(f"switch endpoint {self.switch!r}: expected tcp://HOST:PORT")
+        if self.control is not None and not auth.is_loopback_or_local(self.control):
+            raise ValueError(f"control endpoint {self.control!r}: a node's control socket is for its own host or "
+                             f"container; use ipc://PATH (the default) or tcp://127.0.0.1:PORT")
+        if (self.curve_secret is None) != (self.curve_server_key is None):
+            raise ValueError("CURVE needs both curve_secret (this node's .key_secret) and curve_server_key "
+                             "(the switch's .key); `vnet keygen DIR NODE...` writes both")
+        if self.curve_secret is not None:
+            self.curve()
+        for cidr in self.addresses:
+            try:
+                iface = ipaddress.IPv4Interface(cidr)
+            except ValueError as exc:
+                raise ValueError(f"address {cidr!r}: {exc}; expected A.B.C.D/PREFIX") from None
+            if iface.network.prefixlen > 30 or iface.ip in (iface.network.network_address, iface.network.broadcast_address):
+                raise ValueError(f"address {cidr!r}: not a usable host address in {iface.network}")
+        if self.mac is not None:
+            mac = parse_mac(self.mac)
+            if mac[0] & 1 or mac == bytes(6):
+                raise ValueError(f"mac {self.mac}: a NIC's address must be unicast and not all zeros "
+                                 f"(clear the low bit of the first byte, e.g. 02:00:00:00:00:01)")
+        if not 0 < self.heartbeat_interval < self.heartbeat_timeout:
+            raise ValueError(f"heartbeat: need 0 < interval < timeout (typically 3 intervals), got interval "
+                             f"{self.heartbeat_interval:g} s and timeout {self.heartbeat_timeout:g} s")
+        for ring, size in (("tx ring", self.tx_ring_size), ("rx ring", self.rx_ring_size)):
+            if not 1 <= size <= VNIC_RING_MAX:
+                raise ValueError(f"{ring} size {size}: must be between 1 and {VNIC_RING_MAX} descriptors")
+        if not 68 <= self.mtu <= 9000:
+            raise ValueError(f"mtu {self.mtu}: must be between 68 and 9000")
+        if self.dhcp_server is not None:
+            if not self.addresses:
+                raise ValueError("dhcp server: the node needs a static address (--address) to serve from")
+            first, last = self.dhcp_pool()
+            iface = ipaddress.IPv4Interface(self.addresses[0])
+            DhcpPool.check(str(iface.ip), iface.network.prefixlen, str(first), str(last))
+        if self.lease_time < 10:
+            raise ValueError(f"lease time {self.lease_time:g} s: must be at least 10 s")
+        if self.stack not in ("vnet", "kernel"):
+            raise ValueError(f"stack {self.stack!r}: use vnet (vnet's own, the default) or kernel (a TAP)")
+        if self.stack == "vnet" and self.netns is not None:
+            raise ValueError("netns: only a kernel-stack node has a namespace (add --stack kernel)")
+        if self.stack == "kernel" and (self.dhcp or self.dhcp_server):
+            raise ValueError("dhcp: a kernel-stack node runs the system's DHCP programs in its namespace "
+                             "(udhcpc, dnsmasq: `vnet --node NAME exec -- ...`), not vnet's")
+        if self.netns is not None and (not self.netns or "/" in self.netns or len(self.netns) > 64):
+            raise ValueError(f"netns {self.netns!r}: a namespace name of up to 64 characters without '/'")
+
+    def curve(self) -> auth.CurveClient | None:
+        """The CURVE client keys, read from their files (KeyFileError saying what is wrong)."""
+        if self.curve_secret is None:
+            return None
+        return auth.CurveClient.from_files(self.curve_secret, self.curve_server_key)
+
+    def dhcp_pool(self) -> tuple[ipaddress.IPv4Address, ipaddress.IPv4Address]:
+        """The DHCP server's pool, from "FIRST-LAST"."""
+        try:
+            first, last = (ipaddress.IPv4Address(p.strip()) for p in self.dhcp_server.split("-"))
+        except ValueError:
+            raise ValueError(f"dhcp pool {self.dhcp_server!r}: expected FIRST-LAST, e.g. 10.0.0.100-10.0.0.199") from None
+        return first, last
+

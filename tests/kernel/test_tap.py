@@ -49,11 +49,13 @@ class Side:
 
 
 async def quiesce(sides, rounds: int = 3) -> None:
-    """Let in-flight frames land: loop until no counter moved for a few iterations."""
+    """Let in-flight frames land: loop until no counter moved, the kernel's included, for a few
+    iterations (the kernel sends on its own now and then: IPv6 solicitations, MLD reports)."""
     last = None
     same = 0
     for _ in range(2000):
-        now = [(s.edge.counters(), dev_get_stats(s.dev).tx_packets, dev_get_stats(s.dev).rx_packets) for s in sides]
+        now = [(s.edge.counters(), dev_get_stats(s.dev).tx_packets, dev_get_stats(s.dev).rx_packets,
+                await asyncio.to_thread(ip_link_stats, s.netns)) for s in sides]
         same = same + 1 if now == last else 0
         if same >= rounds:
             return
@@ -86,7 +88,6 @@ async def test_ping_across_two_kernel_stacks_and_counters_agree(netns_factory):
             assert kernel["tx"]["bytes"] == tap["tap_read_bytes"]
             offered = model.tx_packets + model.tx_dropped + qdisc.drops
             assert tap["tap_read_frames"] == offered + tap["tap_tx_oversize"] + tap["tap_tx_runts"]
-            assert model.tx_bytes == tap["tap_read_bytes"]  # nothing dropped on a clean cable
             # model RX handed up == written to the TAP == kernel RX
             assert model.rx_packets == tap["tap_handed_up"]
             assert tap["tap_handed_up"] == tap["tap_write_frames"] + tap["tap_write_errors"] + tap["tap_short_writes"]

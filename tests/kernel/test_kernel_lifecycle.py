@@ -142,3 +142,27 @@ def test_lan_demo_with_the_kernel_stack_pings_every_pair(tmp_path):
     out = json.loads(r.stdout)
     assert out["ok"] and len(out["pairs"]) == 2 and all(p["received"] == 2 for p in out["pairs"])
     assert not netns_exists("vnet-demo-node1") and not netns_exists("vnet-demo-node2")
+
+
+async def test_a_daemon_without_netns_puts_vnet0_in_its_own_namespace(tmp_path, netns_factory):
+    """As in a container: the daemon runs inside the node's namespace itself (here through
+    `ip netns exec`, the switch reached over an ipc socket, which crosses namespaces)."""
+    ns = netns_factory()
+    async with Lan(1, "10.42.0.0/24", switch_bind=f"ipc://{tmp_path}/switch.sock") as lan:
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", ns, *vnet_command(), "node", "--name", "inside", "--stack", "kernel",
+             "--switch", lan.switch.data, "--address", "10.42.0.9/24", "--control", f"ipc://{tmp_path}/inside.ctl"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "VNET_RUNTIME_DIR": str(tmp_path)})
+        try:
+            line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 30)
+            assert line.startswith("vnet-ready"), line + proc.stderr.read()
+            links = subprocess.run(["ip", "-n", ns, "-o", "link", "show", "vnet0"], capture_output=True, text=True)
+            assert links.returncode == 0  # vnet0 is in the daemon's namespace
+            assert (await lan.nodes[0].ping("10.42.0.9", count=2)).ok
+            proc.send_signal(signal.SIGTERM)
+            assert await asyncio.to_thread(proc.wait, 15) == 0
+            assert netns_exists(ns)  # not made by the daemon: left alone
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

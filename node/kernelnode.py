@@ -13,8 +13,8 @@ there); only the TAP and the rtnetlink queries are made inside the node's namesp
 LAN made is the LAN's to remove. Without ``--netns`` the TAP is in the daemon's own
 namespace (a container's).
 
-Control commands (node/commands.py's, some answered differently): the driver-level ones are the same (link, ethtool, stats, inject,
-captures); ``health``, ``addr_show`` and ``neigh_show`` report the kernel's view over
+Control commands (node/commands.py's, some answered differently): the driver-level ones are
+the same (link, ethtool, stats, inject, captures); ``health``, ``addr_show`` and ``neigh_show`` report the kernel's view over
 rtnetlink; ``ping`` and ``arping`` run the system's tools in the namespace; the commands that
 only vnet's stack can serve (udp_*, addr_add/del, neigh_flush, dhcp_show) say so, naming the
 way to do it with the kernel's tools.

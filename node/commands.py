@@ -63,6 +63,7 @@ class NodeCommands:
         self._captures: dict[int, CaptureSession] = {}
         self._capture_ids = itertools.count(1)
         self._tap = None
+        self._capture_timer: asyncio.TimerHandle | None = None  # _expire_captures, while the tap is in place
 
     def _handlers(self) -> dict[str, Any]:
         return {name: getattr(self, "_cmd_" + name) for name in CONTROL_COMMANDS}
@@ -132,21 +133,7 @@ class NodeCommands:
             "stats64": _stats64(self.dev),
             "ethtool": ethtool.ethtool_get_stats(self.dev),
             "stack": self.stack.counters(),
-            "link": {
-                "tx_batches": self.link.tx_batches,
-                "tx_frames": self.link.tx_frames,
-                "tx_again": self.link.tx_again,
-                "rx_batches": self.link.rx_batches,
-                "rx_frames": self.link.rx_frames,
-                "rx_not_attached": self.link.rx_not_attached,
-                "rx_malformed": self.link.rx_malformed,
-                "attaches": self.link.attaches,
-                "carrier_losses": self.link.carrier_losses,
-                "tx_no_carrier": self.link.tx_no_carrier,
-                "cable_cuts": self.link.cable_cuts,
-                "auth_failures": self.link.auth_failures,
-                "reconnects": self.link.reconnects,
-            },
+            "link": self.link.counters(),
             "udp_queue_drops": self.udp_queue_drops,
             "captures": len(self._captures),
         }
@@ -275,7 +262,7 @@ class NodeCommands:
         self._captures[cid] = CaptureSession(capture, self._loop.time())
         if self._tap is None:
             self._tap = dev_add_pack(self.dev, ETH_P_ALL, self._tap_rcv)
-            self._loop.call_later(CAPTURE_IDLE_TIMEOUT / 3, self._expire_captures)
+            self._capture_timer = self._loop.call_later(CAPTURE_IDLE_TIMEOUT / 3, self._expire_captures)
         return {"id": cid, **capture.stats()}
 
     async def _cmd_capture_read(self, id: int, timeout: float = 1.0, max: int = 1024) -> dict:
@@ -292,18 +279,22 @@ class NodeCommands:
         if not self._captures and self._tap is not None:
             dev_remove_pack(self.dev, ETH_P_ALL, self._tap_rcv)
             self._tap = None
+            if self._capture_timer is not None:
+                self._capture_timer.cancel()
+                self._capture_timer = None
         return session.capture.stats()
 
     def _expire_captures(self) -> None:
         """Stop captures nobody has read for a while (a reader that died must not leave a tap
         behind); runs every third of the idle timeout while the tap is in place."""
+        self._capture_timer = None
         now = self._loop.time()
         for cid, session in list(self._captures.items()):
             if session.idle_for(now) > CAPTURE_IDLE_TIMEOUT:
                 log.warning("capture %d unread for %.0f s: stopped", cid, session.idle_for(now))
                 self._cmd_capture_stop(cid)
         if self._tap is not None:
-            self._loop.call_later(CAPTURE_IDLE_TIMEOUT / 3, self._expire_captures)
+            self._capture_timer = self._loop.call_later(CAPTURE_IDLE_TIMEOUT / 3, self._expire_captures)
 
     # -- helpers ------------------------------------------------------------------------------
 

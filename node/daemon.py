@@ -41,6 +41,7 @@ from vnet.node.netdevice import (
     NETDEV_DOWN,
     NETDEV_UP,
     DeviceNamespace,
+    NetdevError,
     dev_add_pack,
     dev_mc_add,
     dev_open,
@@ -112,6 +113,7 @@ class NodeDaemon(NodeCommands):
             heartbeat_interval=cfg.heartbeat_interval,
             heartbeat_timeout=cfg.heartbeat_timeout,
             on_refused=lambda reason: self.refused.set(),
+            on_mtu=self._switch_mtu,
             curve=cfg.curve(),
         )
         self.ns = DeviceNamespace()
@@ -158,16 +160,27 @@ class NodeDaemon(NodeCommands):
         for _, fut in self._echo_waiters.values():
             fut.cancel()
         self._captures.clear()
+        if self._capture_timer is not None:
+            self._capture_timer.cancel()
+            self._capture_timer = None
         if self.control is not None:
             await self.control.close()
         if self.link is not None:
-            self.link.close()
+            await self.link.aclose()
         for ctx in (self._ctx, self._link_ctx):
             if ctx is not None:
                 ctx.term()
 
     def _hello(self) -> tuple[str, list[bytes], int]:
         return self.config.name, [bytes(self.dev.dev_addr)], self.dev.mtu
+
+    def _switch_mtu(self, mtu: int) -> None:
+        """The switch's MTU is below vnet0's: lower vnet0's (the switch would drop the rest)."""
+        if self.dev is not None and mtu < self.dev.mtu:
+            try:
+                dev_set_mtu(self.dev, mtu)
+            except NetdevError as exc:  # below the device's minimum: keep it, frames count tx_oversize
+                log.error("cannot lower %s's MTU to the switch's %d: %s", self.dev.name, mtu, exc)
 
     # -- driver <-> stack glue ----------------------------------------------------------------
 
@@ -317,11 +330,13 @@ async def serve(config: NodeConfig, ready_line: bool = True) -> int:
         if ready_line:
             print_ready({"node": config.name, "control": daemon.control.endpoint,
                           "mac": mac_str(bytes(daemon.dev.dev_addr))})
-        stopper = loop.create_task(stop.wait())
-        refused = loop.create_task(daemon.refused.wait())
-        await asyncio.wait({stopper, refused}, return_when=asyncio.FIRST_COMPLETED)
-        stopper.cancel()
-        refused.cancel()
+        waiters = {loop.create_task(stop.wait()), loop.create_task(daemon.refused.wait())}
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:  # the one still waiting is cancelled and awaited, not left pending
+            for task in waiters:
+                task.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
         code = 3 if daemon.refused.is_set() else 0
         if code:
             print(f"vnet node {config.name}: {daemon.link.refused}", file=sys.stderr)

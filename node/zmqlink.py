@@ -1,19 +1,22 @@
 """The node's cable to the switch: a ``Link`` over a ZeroMQ DEALER.
 
-This is the PHY of vnet0 in the node daemon. ``open()`` (the hardware does it at
-``ndo_open``) connects to the switch's ROUTER and says HELLO; carrier comes up on WELCOME.
-Batches of frames cross as one FRAMES message each (switch/wire.py). Liveness runs both
-ways: the link sends a HEARTBEAT every interval and drops carrier when the switch has said
-nothing for the timeout, when it says BYE, or when it answers NOT_ATTACHED (it restarted
-and forgot us); then it says HELLO again with a capped, jittered backoff until the switch
-welcomes it, and carrier comes back up. A switch silent for the timeout also gets a new
-connection (and again each timeout while it stays silent): a TCP connection whose far end
-vanished without a word (an address that changed, a cable cut in between) would otherwise
-swallow the HELLOs until the kernel gives up on it, many minutes later. ``send()`` never
-blocks: with the socket's IMMEDIATE option nothing queues for a switch that is not there,
-and a full send buffer answers False (backpressure) so the TX ring fills;
-``notify_writable(cb)`` calls ``cb`` once the socket takes messages again, so the TX DMA
-engine retries at once instead of polling.
+This is the PHY of vnet0 in the node daemon, as a thin I/O shell around the link protocol's
+state machine (``LinkMachine``, node/linkproto.py: attachment, HELLO backoff, heartbeats and
+their timeout, NOT_ATTACHED, CARRIER, BYE, reconnecting a silent switch, the switch's MTU).
+The shell owns the socket, one timer and one task: it decodes what the socket reads
+(vnet.proto.wire; a message that does not decode counts ``rx_malformed``), feeds it to the
+machine, performs the actions the machine returns (send a message, carrier on or off,
+deliver a batch to the NIC, reconnect, refused, clamp the MTU), and sleeps until the
+machine's ``next_deadline()``: no polling.
+
+``open()`` (the hardware does it at ``ndo_open``) connects to the switch's ROUTER and says
+HELLO; carrier comes up on WELCOME. ``close()`` says BYE when attached, cancels the timer and
+the task and closes the socket; ``aclose()`` also awaits the cancelled task. ``send()`` never
+blocks: with the socket's IMMEDIATE option nothing queues for a switch that is not there, and
+a full send buffer answers False (backpressure) so the TX ring fills; ``notify_writable(cb)``
+calls ``cb`` once the socket takes messages again, so the TX DMA engine retries at once
+instead of polling. A frame longer than the switch's MTU allows (WELCOME says it) is still
+sent, and counted ``tx_oversize``: the switch drops it as ``oversize``.
 
 Receiving is driven by the socket's file descriptor (``loop.add_reader``), not by a task
 awaiting futures: each wakeup reads up to ``RX_BUDGET`` messages without blocking and hands
@@ -22,20 +25,17 @@ softirq) run before reading on. The link does flow control (``flow_control = Tru
 the NIC's RX ring is full in the middle of a batch it takes only part of it, and the link
 keeps the rest and reads nothing more until the NIC calls ``rx_resume()``; meanwhile the
 frames wait in ZeroMQ and in the switch's queue for this port (802.3x PAUSE, with the
-switch port's output queue as the partner's buffer).
+switch port's output queue as the partner's buffer). Messages waiting unread still tell the
+machine the switch is alive (``heard``).
 
-Carrier also follows the switch port's administrative state: a CARRIER message (a cable
-cut at the switch, ``vnet switch port NODE down``) takes carrier down while the link stays
-attached, so heartbeats go on and nothing times out; CARRIER up (or a WELCOME whose
-``carrier`` is true) brings it back.
-
-With CURVE (``curve``: the node's key pair and the LAN's public key, vnet/auth.py) the link is
-encrypted and the switch checks the node's key before the first message crosses. A socket
-monitor watches the handshakes: one the switch denies counts ``auth_failures`` and is logged
-(rate-limited); carrier never comes up, so the NIC sends nothing (frames offered count as
-carrier errors). ZeroMQ itself gives up on a refused handshake, but the switch then stays
-silent, so the keepalive makes a new connection each ``heartbeat_timeout`` (see above): a
-key added to the switch's allowed list later is picked up without a restart.
+With CURVE (``curve``: the node's key pair and the LAN's public key, vnet/proto/auth.py) the
+link is encrypted and the switch checks the node's key before the first message crosses. A
+socket monitor (the link's task) watches the handshakes: one the switch denies counts
+``auth_failures`` and is logged (rate-limited); carrier never comes up, so the NIC sends
+nothing (frames offered count as carrier errors). ZeroMQ itself gives up on a refused
+handshake, but the switch then stays silent, so the machine's one retry path applies: a new
+connection each ``heartbeat_timeout``, and a key added to the switch's allowed list later is
+picked up without a restart.
 
 A REFUSE (a protocol version mismatch, say) is final: carrier stays down, the reason is
 logged, kept in ``refused`` and passed to ``on_refused`` so the daemon can stop with it.
@@ -52,6 +52,16 @@ import zmq
 import zmq.asyncio
 
 from vnet.node.link import CarrierCallback, Frame, RxCallback
+from vnet.node.linkproto import (
+    COUNTERS as MACHINE_COUNTERS,
+    ClampMtu,
+    Deliver,
+    LinkMachine,
+    Reconnect,
+    Refused,
+    Send,
+    SetCarrier,
+)
 from vnet.proto import wire
 from vnet.proto.auth import CurveClient
 from vnet.proto.ratelimit import RateLimit
@@ -68,22 +78,51 @@ _NOBLOCK = int(zmq.NOBLOCK)
 
 RX_BUDGET = 64  # messages read per wakeup before the loop's other callbacks get a turn
 
+SHELL_COUNTERS = (
+    "tx_batches",  # FRAMES messages handed to the socket
+    "tx_frames",  # their frames
+    "tx_again",  # sends refused by a full buffer (backpressure)
+    "tx_no_carrier",  # frames in flight when carrier dropped: lost with the cable
+    "tx_oversize",  # frames longer than the switch's MTU allows (it drops them as oversize)
+    "rx_malformed",  # messages from the switch that do not decode
+    "rx_holds",  # batches the NIC paused in
+    "auth_failures",  # CURVE handshakes the switch denied (or that failed)
+)
+
+
+def _from_machine(name: str) -> property:
+    return property(lambda self: getattr(self.machine, name), doc=f"The link machine's ``{name}``.")
+
 
 class ZmqLink:
-    """A Link to the learning switch at ``endpoint``; owns its DEALER socket and tasks.
+    """A Link to the learning switch at ``endpoint``; owns its DEALER socket, its timer and
+    its task, and drives a ``LinkMachine`` (node/linkproto.py) with what the socket reads.
 
     ``hello`` is called at each (re)attachment and returns ``(name, macs, mtu)`` so the
-    switch always learns the device's current address. Counters: ``tx_batches`` and
-    ``tx_frames`` (handed to the socket, bound for the switch), ``tx_again`` (sends refused by
-    a full buffer), ``rx_batches`` and ``rx_frames`` (from the switch, offered to the NIC),
-    ``rx_not_attached`` (frames that arrived while not attached: dropped), ``rx_malformed``,
-    ``attaches``, ``carrier_losses`` (for any reason), ``cable_cuts`` (the switch took the
-    port down), ``rx_holds`` (batches the NIC paused in), ``tx_no_carrier`` (frames in
-    flight when carrier dropped, lost with the cable). ``carrier`` is what the NIC was told
-    last: attached, and the switch port administratively up (``port_up``).
+    switch always learns the device's current address. ``on_mtu(mtu)`` is called when a
+    WELCOME says the switch's MTU is below the one the node declared (the daemon clamps the
+    device's MTU); ``on_refused(sentence)`` when the switch refuses the node.
+    Counters (``counters()``): ``SHELL_COUNTERS`` and the machine's ``COUNTERS``. ``carrier``
+    is what the NIC was told last: attached, and the switch port administratively up.
     """
 
     flow_control = True  # the NIC may take part of a batch; the rest waits (rx_resume)
+
+    attached = _from_machine("attached")
+    carrier = _from_machine("carrier")
+    port = _from_machine("port")
+    port_up = _from_machine("port_up")
+    switch_mtu = _from_machine("switch_mtu")
+    heartbeat_interval = _from_machine("heartbeat_interval")
+    heartbeat_timeout = _from_machine("heartbeat_timeout")
+    attaches = _from_machine("attaches")
+    carrier_losses = _from_machine("carrier_losses")
+    cable_cuts = _from_machine("cable_cuts")
+    reconnects = _from_machine("reconnects")
+    rx_batches = _from_machine("rx_batches")
+    rx_frames = _from_machine("rx_frames")
+    rx_not_attached = _from_machine("rx_not_attached")
+    rx_unexpected = _from_machine("rx_unexpected")
 
     def __init__(
         self,
@@ -97,26 +136,21 @@ class ZmqLink:
         sndhwm: int = 1000,
         rcvhwm: int = 1000,
         on_refused: Callable[[str], None] | None = None,
+        on_mtu: Callable[[int], None] | None = None,
         protocol_version: int = wire.PROTOCOL_VERSION,
         rng: random.Random | None = None,
         curve: CurveClient | None = None,
     ) -> None:
-        if heartbeat_interval <= 0 or heartbeat_timeout <= heartbeat_interval:
-            raise ValueError(
-                f"heartbeat: need 0 < interval < timeout, got interval={heartbeat_interval} "
-                f"timeout={heartbeat_timeout}"
-            )
+        self.machine = LinkMachine(hello, heartbeat_interval=heartbeat_interval,
+                                   heartbeat_timeout=heartbeat_timeout, backoff_max=backoff_max,
+                                   protocol_version=protocol_version, rng=rng)
         self._ctx = ctx
         self.endpoint = endpoint
-        self._hello = hello
-        self.heartbeat_interval = heartbeat_interval
-        self.heartbeat_timeout = heartbeat_timeout
         self._backoff_max = backoff_max
         self._sndhwm = sndhwm
         self._rcvhwm = rcvhwm
         self._on_refused = on_refused
-        self._version = protocol_version
-        self._rng = rng or random.Random()
+        self._on_mtu = on_mtu
         self._curve = curve
         self._monitor: zmq.asyncio.Socket | None = None
         self._ratelimit = RateLimit()
@@ -125,35 +159,23 @@ class ZmqLink:
         self._fd: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._drain_handle: asyncio.Handle | None = None
+        self._timer: asyncio.TimerHandle | None = None  # at the machine's next deadline
         self._held: tuple[list, int] | None = None  # (batch, first frame the NIC did not take)
         self._paused = False  # the NIC asked for a PAUSE and has not lifted it
         self._writable_cb: Callable[[], None] | None = None
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task] = []  # running: the handshake watcher (CURVE)
+        self._closing: list[asyncio.Task] = []  # cancelled by close(), awaited by aclose()
         self._rx: RxCallback | None = None
         self._carrier: CarrierCallback | None = None
-        self.attached = False
-        self.port_up = True  # the switch port's administrative state (CARRIER, WELCOME)
-        self.carrier = False
-        self.port: int | None = None
         self.refused: str | None = None
-        self.tx_batches = 0
-        self.tx_frames = 0
-        self.tx_again = 0
-        self.rx_batches = 0
-        self.rx_frames = 0
-        self.rx_not_attached = 0
-        self.rx_malformed = 0
-        self.attaches = 0
-        self.carrier_losses = 0
-        self.tx_no_carrier = 0
-        self.cable_cuts = 0
-        self.rx_holds = 0
-        self.auth_failures = 0  # CURVE handshakes the switch denied (or that failed)
-        self.reconnects = 0  # new connections made while the switch was silent
-        self._last_reconnect = 0.0
-        self._last_heard = 0.0
-        self._next_hello = 0.0
-        self._backoff = 0.0
+        for name in SHELL_COUNTERS:
+            setattr(self, name, 0)
+
+    def counters(self) -> dict[str, int]:
+        """Every counter of the link, the machine's included, by name."""
+        out = {name: getattr(self, name) for name in SHELL_COUNTERS}
+        out.update(self.machine.counters())
+        return out
 
     # -- Link protocol ------------------------------------------------------------------------
 
@@ -178,31 +200,32 @@ class ZmqLink:
         self._sock = sock
         self._raw = zmq.Socket.shadow(sock.underlying)
         self.refused = None
-        self._backoff = 0.0
-        self._next_hello = 0.0
         self._held = None
         self._paused = False
         self._writable_cb = None
         loop = asyncio.get_running_loop()
         self._loop = loop
-        self._last_heard = self._last_reconnect = loop.time()
         self._fd = self._raw.getsockopt(zmq.FD)
         loop.add_reader(self._fd, self._drain)
-        self._tasks = [
-            loop.create_task(self._keepalive(), name=f"link keepalive {self.endpoint}"),
-        ]
         self._monitor = monitor
         if monitor is not None:
             self._tasks.append(loop.create_task(self._watch_handshakes(monitor),
                                                 name=f"link handshakes {self.endpoint}"))
+        self._perform(self.machine.open(loop.time()))
+        self._arm()
 
     def send(self, frames: Sequence[Frame]) -> bool:
-        if self._sock is None or not self.attached:
+        machine = self.machine
+        if self._raw is None or not machine.attached:
             # Frames the DMA engine had in flight when carrier dropped: the cable is gone, so
             # they are lost, and counted here (the driver counts what it refuses afterwards).
             self.tx_no_carrier += len(frames)
             return True
-        if self._send(wire.frames_msg(frames), count=True):
+        limit = machine.max_frame
+        if limit is not None and frames and max(map(len, frames)) > limit:
+            # The switch drops these (its ``oversize``); say so on this side too.
+            self.tx_oversize += sum(1 for f in frames if len(f) > limit)
+        if self._send(wire.Frames(frames).encode(), count=True):
             self.tx_frames += len(frames)
             return True
         return False
@@ -221,39 +244,111 @@ class ZmqLink:
             self._drain_handle = self._loop.call_soon(self._drain)
 
     def close(self) -> None:
-        """Say BYE (best effort), stop the tasks and close the socket. Callbacks stop now."""
+        """Say BYE (best effort), cancel the timer and the task, close the socket. Callbacks
+        stop now; ``aclose()`` also waits for the cancelled task to end."""
         sock, self._sock = self._sock, None
-        self._raw = None
+        if sock is None:
+            return
+        raw, self._raw = self._raw, None
         self._rx = self._carrier = None
         self._held = None
         self._writable_cb = None
-        if self._drain_handle is not None:
-            self._drain_handle.cancel()
-            self._drain_handle = None
-        if self._fd is not None and self._loop is not None:
+        for handle in (self._drain_handle, self._timer):
+            if handle is not None:
+                handle.cancel()
+        self._drain_handle = self._timer = None
+        if self._fd is not None:
             self._loop.remove_reader(self._fd)
             self._fd = None
         for task in self._tasks:
             task.cancel()
+        self._closing += self._tasks
         self._tasks = []
         if self._monitor is not None:
             sock.disable_monitor()
             self._monitor.close(linger=0)
             self._monitor = None
-        if sock is not None:
-            if self.attached:
+        for action in self.machine.close(self._loop.time()):
+            if type(action) is Send:
                 try:
-                    sock.send_multipart(wire.BYE, flags=zmq.NOBLOCK)
+                    raw.send_multipart(action.message.encode(), _NOBLOCK)
                 except zmq.ZMQError:
                     pass
-            sock.close(linger=200)  # long enough for the BYE to leave on a live connection
-        self.attached = False
-        self.carrier = False
+        sock.close(linger=200)  # long enough for the BYE to leave on a live connection
 
-    # -- internals ----------------------------------------------------------------------------
+    async def aclose(self) -> None:
+        """``close()``, then wait until the link's cancelled task has ended."""
+        self.close()
+        closing, self._closing = self._closing, []
+        if closing:
+            await asyncio.gather(*closing, return_exceptions=True)
+
+    # -- the machine's actions ----------------------------------------------------------------
+
+    def _perform(self, actions: list) -> None:
+        for action in actions:
+            kind = type(action)
+            if kind is Deliver:
+                self._deliver(action.frames)
+            elif kind is Send:
+                self._send(action.message.encode())
+            elif kind is SetCarrier:
+                if not action.up:
+                    log.warning("switch %s: %s: carrier down", self.endpoint, action.why)
+                if self._carrier is not None:
+                    self._carrier(action.up)
+            elif kind is Reconnect:
+                self._reconnect()
+            elif kind is Refused:
+                self.refused = f"switch {self.endpoint} refused this node: {action.reason}"
+                log.error("%s", self.refused)
+                if self._on_refused is not None:
+                    self._on_refused(self.refused)
+            elif kind is ClampMtu:
+                log.warning("switch %s has MTU %d, below this node's %d: the device's MTU is lowered "
+                            "to %d", self.endpoint, action.mtu, action.node_mtu, action.mtu)
+                if self._on_mtu is not None:
+                    self._on_mtu(action.mtu)
+
+    def _arm(self) -> None:
+        """Sleep until the machine's next deadline. A timer already due sooner is kept: it
+        finds the deadline moved (the switch spoke) and sleeps again."""
+        if self._raw is None:
+            return
+        deadline = self.machine.next_deadline()
+        timer = self._timer
+        if timer is not None:
+            if deadline is not None and timer.when() <= deadline:
+                return
+            timer.cancel()
+            self._timer = None
+        if deadline is not None:
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._raw is None:
+            return
+        self._perform(self.machine.tick(self._loop.time()))
+        self._arm()
+
+    def _reconnect(self) -> None:
+        """Drop the connection to the switch and make a new one."""
+        sock = self._sock
+        if sock is None:
+            return
+        try:
+            sock.disconnect(self.endpoint)
+        except zmq.ZMQError:
+            pass  # not connected (a refused handshake may have ended it)
+        sock.connect(self.endpoint)
+
+    # -- socket I/O ---------------------------------------------------------------------------
 
     def _send(self, msg: list[bytes], count: bool = False) -> bool:
         raw = self._raw
+        if raw is None:
+            return False
         try:
             raw.send_multipart(msg, _NOBLOCK)
         except zmq.Again:
@@ -269,70 +364,10 @@ class ZmqLink:
             self.tx_batches += 1
         return True
 
-    def _set_attached(self, up: bool) -> None:
-        if up == self.attached:
-            return
-        self.attached = up
-        if up:
-            self.attaches += 1
-            self._backoff = 0.0
-        else:
-            self._next_hello = 0.0
-        self._update_carrier()
-
-    def _update_carrier(self) -> None:
-        """Tell the NIC when carrier changes: attached, and the switch port up."""
-        up = self.attached and self.port_up
-        if up == self.carrier:
-            return
-        self.carrier = up
-        if not up:
-            self.carrier_losses += 1
-        if self._carrier is not None:
-            self._carrier(up)
-
-    def _say_hello(self, now: float) -> None:
-        name, macs, mtu = self._hello()
-        self._send(wire.hello(name, [bytes(m) for m in macs], mtu, version=self._version))
-        # capped exponential backoff with jitter, so a restarted switch is not stampeded
-        self._backoff = min(self._backoff_max, max(0.1, self._backoff * 2))
-        self._next_hello = now + self._backoff * (0.5 + self._rng.random())
-
-    async def _keepalive(self) -> None:
-        loop = asyncio.get_running_loop()
-        tick = min(0.1, self.heartbeat_interval / 2)
-        next_beat = 0.0
-        while True:
-            now = loop.time()
-            if self.refused is None:
-                silent = now - self._last_heard > self.heartbeat_timeout
-                if silent and now - self._last_reconnect > self.heartbeat_timeout:
-                    # The connection may be dead without TCP knowing (the node's or the
-                    # switch's address changed, a cable cut in between): start a new one.
-                    self._reconnect(now)
-                if self.attached:
-                    if silent:
-                        log.warning("switch %s silent for %.1f s: carrier down", self.endpoint, now - self._last_heard)
-                        self._set_attached(False)
-                    elif now >= next_beat:
-                        self._send(wire.HEARTBEAT)
-                        next_beat = now + self.heartbeat_interval
-                if not self.attached and now >= self._next_hello:
-                    self._say_hello(now)
-            await asyncio.sleep(tick)
-
-    def _reconnect(self, now: float) -> None:
-        """Drop the connection to the switch and make a new one (counted ``reconnects``)."""
-        self._last_reconnect = now
-        self.reconnects += 1
-        try:
-            self._sock.disconnect(self.endpoint)
-        except zmq.ZMQError:
-            pass  # not connected (a refused handshake may have ended it)
-        self._sock.connect(self.endpoint)
-
     async def _watch_handshakes(self, monitor: zmq.asyncio.Socket) -> None:
-        """Count and log the CURVE handshakes that fail (the monitor is closed by close())."""
+        """Count and log the CURVE handshakes that fail (the monitor is closed by close()).
+        The retry is the machine's: a denied node hears nothing, so it reconnects each
+        heartbeat timeout, and a key allowed later is picked up without a restart."""
         from zmq.utils.monitor import parse_monitor_message
 
         while True:
@@ -353,8 +388,9 @@ class ZmqLink:
         if events & _POLLOUT and self._writable_cb is not None:
             cb, self._writable_cb = self._writable_cb, None
             cb()
+        now = self._loop.time()
         if events & _POLLIN:
-            self._last_heard = self._loop.time()  # the switch is there, even if we pause
+            self.machine.heard(now)  # the switch is there, even if we pause
         if self._held is not None:
             if self._paused or not self._offer_held():
                 return  # PAUSE: rx_resume calls again
@@ -365,12 +401,36 @@ class ZmqLink:
             try:
                 parts = recv(_NOBLOCK)
             except zmq.Again:
-                return  # drained: the FD wakes us when more comes
-            self._handle(parts)
+                break  # drained: the FD wakes us when more comes
+            self.handle_message(parts, now)
             if self._held is not None or self._raw is None:
-                return
-        # more may be waiting: give the softirqs a turn, then read on
-        self._drain_handle = self._loop.call_soon(self._drain)
+                break
+        else:
+            # more may be waiting: give the softirqs a turn, then read on
+            self._drain_handle = self._loop.call_soon(self._drain)
+        self._arm()
+
+    def handle_message(self, parts: list[bytes], now: float) -> None:
+        """One message from the switch, as read from the socket: decode it (a bad one counts
+        ``rx_malformed``) and do what the machine says. The socket reader's entry, and the
+        fuzz tests'."""
+        # Messages arrive as bytes (copy=True): for the small ones that is cheaper than
+        # ZeroMQ frame objects, and for big batches the copy is a few ns per frame.
+        try:
+            msg = wire.decode(parts)
+        except wire.WireError as exc:
+            self.rx_malformed += 1
+            self._ratelimit.log(log, logging.WARNING, "from switch %s: %s", self.endpoint, exc)
+            return
+        self._perform(self.machine.receive(msg, now))
+
+    def _deliver(self, batch) -> None:
+        if self._rx is not None:
+            stopped = self._rx(batch)
+            if stopped is not None:
+                self.rx_holds += 1
+                self._held = (batch, stopped)
+                self._paused = True
 
     def _offer_held(self) -> bool:
         """Offer the NIC the frames it paused on; True when it took them all."""
@@ -384,88 +444,3 @@ class ZmqLink:
             self._paused = True
             return False
         return True
-
-    def _handle(self, parts: list[bytes]) -> None:
-        # Messages arrive as bytes (copy=True): for the small ones that is cheaper than
-        # ZeroMQ frame objects, and for big batches the copy is a few ns per frame.
-        kind = parts[0]
-        if kind == wire.MSG_FRAMES:
-            if len(parts) != 2:
-                self.rx_malformed += 1
-                self._ratelimit.log(log, logging.WARNING, "FRAMES from switch %s in %d parts, not 2",
-                                    self.endpoint, len(parts))
-                return
-            try:
-                batch = wire.unpack_frames(parts[1])
-            except wire.WireError as exc:
-                self.rx_malformed += 1
-                self._ratelimit.log(log, logging.WARNING, "malformed batch from switch %s: %s", self.endpoint, exc)
-                return
-            if not self.attached:
-                self.rx_not_attached += len(batch)
-                return
-            self.rx_batches += 1
-            self.rx_frames += len(batch)
-            if self._rx is not None and batch:
-                stopped = self._rx(batch)
-                if stopped is not None:
-                    self.rx_holds += 1
-                    self._held = (batch, stopped)
-                    self._paused = True
-        elif kind == wire.MSG_HEARTBEAT:
-            pass
-        elif kind == wire.MSG_WELCOME:
-            self._welcome(parts)
-        elif kind in (wire.MSG_BYE, wire.MSG_NOT_ATTACHED):
-            if self.attached:
-                log.warning("switch %s %s: carrier down", self.endpoint,
-                            "said BYE" if kind == wire.MSG_BYE else "forgot this port")
-            self._set_attached(False)
-        elif kind == wire.MSG_CARRIER:
-            self._port_carrier(parts)
-        elif kind == wire.MSG_REFUSE:
-            self._refuse(parts)
-        else:
-            self.rx_malformed += 1
-            self._ratelimit.log(log, logging.WARNING, "unknown message kind %r from switch %s", kind[:16],
-                                self.endpoint)
-
-    def _welcome(self, parts) -> None:
-        try:
-            info = wire.decode_map(parts[1] if len(parts) > 1 else b"", "WELCOME")
-        except wire.WireError as exc:
-            self.rx_malformed += 1
-            self._ratelimit.log(log, logging.WARNING, "from switch %s: %s", self.endpoint, exc)
-            return
-        self.port = info.get("port")
-        self.port_up = bool(info.get("carrier", True))
-        self._set_attached(True)
-        self._update_carrier()  # a WELCOME while attached may still change the port's state
-
-    def _port_carrier(self, parts) -> None:
-        """CARRIER: the switch cut this port's cable (0) or restored it (1)."""
-        try:
-            up = wire.parse_carrier(parts)
-        except wire.WireError as exc:
-            self.rx_malformed += 1
-            self._ratelimit.log(log, logging.WARNING, "from switch %s: %s", self.endpoint, exc)
-            return
-        if up != self.port_up:
-            log.warning("switch %s set this port administratively %s: carrier %s", self.endpoint,
-                        "up" if up else "down", "follows" if self.attached else "when attached")
-            if not up and self.attached:
-                self.cable_cuts += 1
-        self.port_up = up
-        self._update_carrier()
-
-    def _refuse(self, parts) -> None:
-        try:
-            info = wire.decode_map(parts[1] if len(parts) > 1 else b"", "REFUSE")
-            reason = str(info.get("reason", "no reason given"))
-        except wire.WireError as exc:
-            reason = str(exc)
-        self.refused = f"switch {self.endpoint} refused this node: {reason}"
-        log.error("%s", self.refused)
-        self._set_attached(False)
-        if self._on_refused is not None:
-            self._on_refused(self.refused)

@@ -89,20 +89,19 @@ class ControlServer:
         self._sock.setsockopt(zmq.LINGER, 0)
         if curve is not None:
             curve_server(self._sock, curve)
-        if endpoint.startswith("ipc://"):
-            path = endpoint[len("ipc://"):]
-            if os.path.exists(path):
-                os.unlink(path)  # a stale socket file from a crashed daemon
         try:
+            if endpoint.startswith("ipc://"):
+                path = endpoint[len("ipc://"):]
+                if os.path.exists(path):
+                    os.unlink(path)  # a stale socket file from a crashed daemon
             self._sock.bind(endpoint)
-        except zmq.ZMQError:
+        except BaseException:  # zmq.ZMQError, or an OSError on the socket file's path
             self._sock.close(linger=0)  # an open socket would hang the context's term()
             raise
         if endpoint.startswith("ipc://"):
             os.chmod(endpoint[len("ipc://"):], 0o600)
         self.endpoint = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
-        self._tasks: set[asyncio.Task] = set()
-        self._main: asyncio.Task | None = None
+        self._main: asyncio.Task | None = None  # _serve, owner of the answers' task group
         self.requests = 0
         self.bad_requests = 0
 
@@ -110,13 +109,15 @@ class ControlServer:
         self._main = asyncio.get_running_loop().create_task(self._serve(), name=f"control {self.endpoint}")
 
     async def _serve(self) -> None:
-        while True:
-            parts = await self._sock.recv_multipart()
-            task = asyncio.get_running_loop().create_task(self._answer(parts))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        # Every request is answered from a task of its own, owned by this group: cancelling
+        # the server task (close) cancels and awaits every answer still in flight.
+        async with asyncio.TaskGroup() as answers:
+            while True:
+                parts = await self._sock.recv_multipart()
+                answers.create_task(self._answer(parts))
 
     async def _answer(self, parts: list[bytes]) -> None:
+        """Answer one request; never raises (one bad answer must not end the task group)."""
         self.requests += 1
         try:
             sep = parts.index(b"")
@@ -125,7 +126,12 @@ class ControlServer:
         envelope, body = parts[: sep + 1] if sep else parts[:1], parts[sep + 1 :]
         reply = await self._dispatch(body)
         try:
-            await self._sock.send_multipart([*envelope, *([] if sep else [b""]), _pack(reply)])
+            payload = _pack(reply)
+        except Exception as exc:  # a handler's result msgpack cannot carry: the server's fault
+            log.error("control reply cannot be encoded: %s: %s", exc.__class__.__name__, exc)
+            payload = _pack({"ok": False, "error": f"internal error: the reply cannot be encoded: {exc}"})
+        try:
+            await self._sock.send_multipart([*envelope, *([] if sep else [b""]), payload])
         except zmq.ZMQError as exc:
             log.debug("control reply not sent: %s", exc)
 
@@ -160,10 +166,10 @@ class ControlServer:
             return {"ok": False, "error": f"internal error: {exc.__class__.__name__}: {exc}"}
 
     async def close(self) -> None:
-        tasks = [t for t in (self._main, *self._tasks) if t is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._main is not None:
+            self._main.cancel()  # its task group cancels and awaits the answers in flight
+            await asyncio.gather(self._main, return_exceptions=True)
+            self._main = None
         self._sock.close(linger=0)
         if self.endpoint.startswith("ipc://"):
             try:

@@ -95,7 +95,6 @@ from vnet.proto.wire import (
     MSG_HEARTBEAT,
     MSG_HELLO,
     NOT_ATTACHED,
-    PROTOCOL_VERSION,
     WireError,
 )
 from vnet.proto.ether import ETH_HLEN, ETH_MIN_MTU, VLAN_HLEN, ZERO_MAC
@@ -192,29 +191,6 @@ class Tick(NamedTuple):
     messages: list[Message]  # BYE to each timed-out port
     removed: list[Port]  # ports removed for silence
     aged: list[FdbEntry]  # FDB entries that aged out
-
-
-def _parse_hello(parts: list[bytes]) -> tuple[str, list[bytes], int]:
-    """Validate a HELLO; WireError carries the sentence for the REFUSE."""
-    if len(parts) != 2:
-        raise WireError(f"HELLO is 2 message parts (kind, map), got {len(parts)}")
-    msg = wire.decode_map(parts[1], "HELLO")
-    version = msg.get("version")
-    if version != PROTOCOL_VERSION:
-        raise WireError(
-            f"protocol version mismatch: the node speaks version {version!r} and this switch "
-            f"speaks version {PROTOCOL_VERSION}; run a node and a switch of the same release"
-        )
-    name = msg.get("name")
-    if not isinstance(name, str) or not name or len(name) > 255:
-        raise WireError(f"HELLO name must be a non-empty string of at most 255 characters, got {name!r}")
-    macs = msg.get("macs", [])
-    if not isinstance(macs, list) or not all(isinstance(m, bytes) and len(m) == 6 for m in macs):
-        raise WireError("HELLO macs must be a list of 6-byte binary addresses")
-    mtu = msg.get("mtu")
-    if isinstance(mtu, bool) or not isinstance(mtu, int) or not ETH_MIN_MTU <= mtu <= ETH_MAX_MTU:
-        raise WireError(f"HELLO mtu must be an integer from {ETH_MIN_MTU} to {ETH_MAX_MTU}, got {mtu!r}")
-    return name, macs, mtu
 
 
 class TokenBucket:
@@ -352,9 +328,10 @@ class SwitchCore:
                                   self._hello_bucket.rate, now=now)
             return []
         try:
-            name, macs, mtu = _parse_hello(parts)
+            hello = wire.Hello.decode(parts)
         except WireError as exc:
             return self._refuse(peer, "refused", clip(str(exc)), now)
+        name, macs, mtu = hello.name, list(hello.macs), hello.mtu
         same_name = self._by_name.get(name)
         if same_name is None and old is None and len(self.port_list) >= self.max_ports:
             return self._refuse(peer, "max_ports",
@@ -382,11 +359,11 @@ class SwitchCore:
             log.warning("port %d %r declared %d macs over its port security limit of %d: not learned",
                         port.port_id, name, refused, self.max_macs)
         log.info("port %d %r attached (mtu %d, %d macs)", port.port_id, name, mtu, len(macs))
-        welcome = wire.welcome(port.port_id, self.heartbeat_interval, self.heartbeat_timeout, self.mtu,
-                               carrier=port.admin_up)
+        welcome = wire.Welcome(port.port_id, self.heartbeat_interval, self.heartbeat_timeout, self.mtu,
+                               carrier=port.admin_up).encode()
         if not port.admin_up:
             log.info("port %d %r is administratively down: carrier off", port.port_id, name)
-            return [(peer, welcome), (peer, wire.carrier(False))]
+            return [(peer, welcome), (peer, wire.Carrier(False).encode())]
         return [(peer, welcome)]
 
     def _refuse(self, peer: bytes, counter: str, reason: str, now: float) -> list[Message]:
@@ -454,7 +431,7 @@ class SwitchCore:
         if port is not None and port.admin_up != up:
             port.admin_up = up
             log.info("port %d %r administratively %s", port.port_id, name, "up" if up else "down")
-            out.append((port.peer, wire.carrier(up)))
+            out.append((port.peer, wire.Carrier(up).encode()))
         return {"name": name, "admin": "up" if up else "down", "attached": port is not None}, out
 
     # -- port security -------------------------------------------------------------------

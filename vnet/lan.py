@@ -22,7 +22,7 @@ import shutil
 import signal
 import sys
 import tempfile
-from typing import Iterable
+from typing import Any, Awaitable, Iterable
 
 import zmq
 import zmq.asyncio
@@ -173,13 +173,16 @@ class Lan:
         await self.close()
 
     async def start(self) -> None:
+        """Start the switch, then every node at once. A node that fails cancels the others
+        (each stops the process it had started) before ``close()`` stops the rest, so a LAN
+        that cannot come up leaves no daemon behind; the failure is raised as it was."""
         if "kernel" in self.stacks:
             self._kernel_ready()
         self._ctx = zmq.asyncio.Context()
         try:
             await self.start_switch()
-            await asyncio.gather(*(self.add_node(wait=False, stack=st) for st in self.stacks))
-            await asyncio.gather(*(n.wait_ready(self.start_timeout) for n in self.nodes))
+            await _all_or_none(self.add_node(wait=False, stack=st) for st in self.stacks)
+            await _all_or_none(n.wait_ready(self.start_timeout) for n in self.nodes)
         except BaseException:
             await self.close()
             raise
@@ -400,11 +403,29 @@ class Lan:
             await _terminate(p)
             raise LanError(f"{name} did not become ready within {self.start_timeout:g} s; its log and "
                            f"where it was stuck:\n{p.log_tail(60)}{stacks}") from None
+        except asyncio.CancelledError:  # a sibling failed (Lan.start): the process is ours to stop
+            await _terminate(p)
+            raise
         text = line.decode(errors="replace").strip()
         if not text.startswith(READY_PREFIX):
             await _terminate(p)
             raise LanError(f"{name} failed to start (exit {proc.returncode}):\n{text}\n{p.log_tail()}")
         return p, json.loads(text[len(READY_PREFIX):])
+
+
+async def _all_or_none(coros: Iterable[Awaitable[Any]]) -> None:
+    """Run ``coros`` together in a task group: when one fails the others are cancelled and
+    awaited, then the first failure is raised as itself (a LanError stays a LanError), the
+    others noted on it."""
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for coro in coros:
+                tg.create_task(coro)
+    except BaseExceptionGroup as group:
+        first, *others = group.exceptions
+        for exc in others:
+            first.add_note(f"also: {exc.__class__.__name__}: {exc}")
+        raise first from None
 
 
 async def _dump_stacks(p: _Proc) -> str:

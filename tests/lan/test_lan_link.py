@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 import zmq.asyncio
 
 from vnet.node.zmqlink import ZmqLink
@@ -57,8 +58,8 @@ async def test_links_attach_and_carry_batches_both_ways():
         assert lb.send([frame(mac_a, mac_b)])
         await poll_until(lambda: _count(a, 1), "a receives the reply")
     finally:
-        la.close()
-        lb.close()
+        await la.aclose()
+        await lb.aclose()
         await server.close()
         ctx.term()
 
@@ -83,7 +84,7 @@ async def test_version_mismatch_is_refused_with_a_message_on_both_sides():
         assert server.core.totals.refused >= 1
         assert not server.core.ports
     finally:
-        link.close()
+        await link.aclose()
         await server.close()
         ctx.term()
 
@@ -120,27 +121,72 @@ async def test_carrier_follows_the_switch_through_a_restart():
         assert link.attaches == 2 and link.carrier_losses == 1
         assert [p.name for p in server.core.ports] == ["a"]
     finally:
-        link.close()
+        await link.aclose()
         await server.close()
         ctx.term()
 
 
-def test_hello_backoff_doubles_from_100_ms_capped_with_jitter():
-    """Re-attaching after the switch went away: HELLO again at 0.1, 0.2, 0.4, ... s, never
-    more than ``backoff_max``, each times a jitter factor from [0.5, 1.5), so a restarted switch
-    is not stampeded by every node at once (the link's arithmetic; no socket, no clock)."""
-    import random
+async def test_a_node_with_a_larger_mtu_is_clamped_to_the_switch_and_counts_what_is_too_long():
+    """WELCOME carries the switch's MTU: a 9000-byte node on a 1500-byte switch is told to
+    lower its MTU, and a frame still too long for the switch counts ``tx_oversize`` on the
+    link (the switch drops it as ``oversize``), so the loss is visible on the node."""
+    ctx = zmq.asyncio.Context()
+    server = SwitchServer(SwitchConfig(bind="tcp://127.0.0.1:0", control=None, mtu=1500), ctx)
+    await server.start()
+    rec = Recorder()
+    clamps: list[int] = []
+    link = ZmqLink(ctx, server.data_endpoint, lambda: ("big", [MAC_A], 9000), heartbeat_interval=0.1,
+                   heartbeat_timeout=0.5, on_mtu=clamps.append)
+    try:
+        link.open(rec.rx, rec.on_carrier)
+        await poll_until(lambda: rec.carrier_is(True), "attached")
+        assert clamps == [1500] and link.switch_mtu == 1500
+        mac_a, mac_b = MAC_A.hex(":"), MAC_B.hex(":")
+        ok, big = frame(mac_b, mac_a), frame(mac_b, mac_a, payload=bytes(3000))
+        assert link.send([ok, big, big])
+        assert link.counters()["tx_oversize"] == 2 and link.tx_frames == 3
 
-    rng = random.Random(7)
-    link = ZmqLink(None, "tcp://127.0.0.1:1", lambda: ("n", [bytes(6)], 1500), backoff_max=1.0,
-                   rng=random.Random(7))
-    link._send = lambda msg, count=False: True  # the DEALER is not what is under test
-    waits = []
-    for _ in range(7):
-        link._say_hello(100.0)
-        waits.append(round(link._next_hello - 100.0, 9))
-    jitter = [0.5 + rng.random() for _ in range(7)]
-    assert waits == [round(b * j, 9) for b, j in zip([0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0], jitter)]
-    link._set_attached(True)  # a WELCOME resets the backoff
-    link._say_hello(200.0)
-    assert 0.05 <= link._next_hello - 200.0 < 0.15
+        async def switch_counted() -> bool:
+            return server.core.totals.oversize == 2
+        await poll_until(switch_counted, "the switch drops the same two frames")
+    finally:
+        await link.aclose()
+        await server.close()
+        ctx.term()
+
+
+async def test_close_cancels_and_awaits_the_links_task_and_says_bye():
+    ctx = zmq.asyncio.Context()
+    server = SwitchServer(SwitchConfig(bind="tcp://127.0.0.1:0", control=None), ctx)
+    await server.start()
+    rec = Recorder()
+    link = make_link(ctx, server.data_endpoint, "a", MAC_A)
+    try:
+        link.open(rec.rx, rec.on_carrier)
+        await poll_until(lambda: rec.carrier_is(True), "attached")
+        await link.aclose()
+        assert not link.attached and not link.carrier
+
+        async def gone() -> bool:
+            return not server.core.ports and server.core.totals.byes == 1
+        await poll_until(gone, "the switch hears the BYE")
+        await link.aclose()  # twice is harmless
+    finally:
+        await link.aclose()
+        await server.close()
+        ctx.term()
+
+
+@pytest.mark.vnet_lan(nodes=1)
+async def test_a_jumbo_node_daemon_takes_the_switch_mtu_and_shows_tx_oversize(vnet_lan):
+    """A node started with MTU 9000 on a 1500 switch: vnet0 comes up at 1500 (the WELCOME's
+    MTU). Raised by hand past the switch's, the frames the switch will drop are counted by
+    the node's link (``vnet stats``: link tx_oversize), not only by the switch."""
+    node = await vnet_lan.add_node("jumbo", extra_args=["--mtu", "9000"])
+    assert (await node.link())["mtu"] == 1500
+    await node.link_set(mtu=9000)
+    await node.inject(frame(vnet_lan.nodes[0].mac, node.mac, size=3000))
+
+    async def counted() -> bool:
+        return (await node.stats())["link"]["tx_oversize"] == 1
+    await poll_until(counted, "the node's link counts the frame the switch cannot take")

@@ -65,6 +65,7 @@ async def _ping(args: argparse.Namespace) -> int:
     except (KeyboardInterrupt, asyncio.CancelledError):
         for t in tasks:
             t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)  # cancelled probes end before the client closes
     finally:
         await client.close()
         ctx.term()

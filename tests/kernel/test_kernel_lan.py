@@ -92,16 +92,20 @@ async def test_vnet_stack_nodes_have_no_namespace_to_run_in(mixed):
 
 
 async def test_tcpdump_in_a_namespace_sees_the_lans_frames(mixed):
-    need("tcpdump", "ping")
-    k1, k2, v3 = mixed.nodes
-    dump = await k2.popen(["tcpdump", "-i", "vnet0", "-n", "-l", "-c", "4", "icmp"],
+    need("tcpdump", "ip")
+    _, k2, v3 = mixed.nodes
+    await v3.neigh_flush()  # so the ping below starts with ARP
+    assert (await k2.run(["ip", "neigh", "flush", "dev", "vnet0"], timeout=10)).returncode == 0
+    dump = await k2.popen(["tcpdump", "-i", "vnet0", "-n", "-l", "-c", "6", "arp or icmp"],
                           stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     await read_until(dump.stderr, b"listening on vnet0")
-    await v3.ping(k2.ip, count=2)  # 2 requests in, 2 replies out
+    assert (await v3.ping(k2.ip, count=2)).ok  # ARP request in, reply out; 2 echo requests in, 2 replies out
     out, _ = await asyncio.wait_for(dump.communicate(), 15)
     lines = out.decode().splitlines()
-    assert len(lines) == 4 and sum("echo request" in x for x in lines) == 2, lines
-    assert all(v3.ip in x for x in lines)
+    assert len(lines) == 6, lines
+    assert sum(" ARP, Request who-has " + k2.ip in x for x in lines) == 1, lines
+    assert sum(" ARP, Reply " + k2.ip in x for x in lines) == 1, lines
+    assert sum("ICMP echo request" in x for x in lines) == 2 and sum("ICMP echo reply" in x for x in lines) == 2
 
 
 async def iperf(client, server, *extra: str, seconds: int = 2) -> dict:

@@ -34,10 +34,13 @@ import zmq.asyncio
 from vnet.node import ethtool
 from vnet.node.commands import CONTROL_COMMANDS, _parse_ip, _stats64, netdev_call
 from vnet.node.daemon import NodeDaemon, StartError
-from vnet.node.netdevice import IFF_UP, DeviceNamespace, dev_open, dev_set_mtu, netif_carrier_ok
+from vnet.node.netdevice import (
+    IFF_UP, NETDEV_CHANGEADDR, NETDEV_CHANGEMTU, DeviceNamespace, dev_open, dev_set_mtu, netif_carrier_ok,
+    register_netdevice_notifier,
+)
 from vnet.node.netns import NetnsError, netns_create, netns_exists, netns_remove
 from vnet.node.stack.ether import parse_mac
-from vnet.node.tap import TapConfig, TapError, tap_create, tap_kernel_view
+from vnet.node.tap import TapConfig, TapError, tap_create, tap_kernel_view, tap_set_link
 from vnet.node.tapedge import TapEdge
 from vnet.node.vnic import vnic_probe, vnic_remove
 from vnet.node.zmqlink import ZmqLink
@@ -62,6 +65,7 @@ class KernelNodeDaemon(NodeDaemon):
         self.tap = None
         self.edge: TapEdge | None = None
         self._made_netns = False
+        self._syncs: set[asyncio.Task] = set()  # rtnetlink updates of the kernel's vnet0 in flight
 
     def _tap_config(self) -> TapConfig:
         return TapConfig(name="vnet0", netns=self.config.netns, mac=bytes(self.dev.dev_addr), mtu=self.dev.mtu,
@@ -94,6 +98,7 @@ class KernelNodeDaemon(NodeDaemon):
             raise StartError(str(exc)) from None
         self.edge = TapEdge(self.tap, self.dev, self._loop)
         self.edge.start()
+        register_netdevice_notifier(self.ns, self._netdev_event)
         self.control = ControlServer(self._ctx, cfg.control or node_control_endpoint(cfg.name), self._handlers())
         self.control.start()
         dev_open(self.dev)
@@ -101,6 +106,8 @@ class KernelNodeDaemon(NodeDaemon):
     async def close(self) -> None:
         """vnet0 down (BYE to the switch), the TAP closed (the kernel removes it), the
         namespace removed if this daemon made it, every socket closed."""
+        for task in list(self._syncs):
+            await asyncio.gather(task, return_exceptions=True)
         if self.edge is not None:
             self.edge.stop()
         if self.dev is not None:
@@ -123,6 +130,22 @@ class KernelNodeDaemon(NodeDaemon):
 
     def _after_stack(self) -> None:
         """No vnet stack here: nothing to hand out, no timer to arm."""
+
+    def _netdev_event(self, event: int, dev) -> None:
+        """The model's MTU or MAC changed (`vnet ip link set`): the kernel's vnet0 follows, so
+        the NIC's filter still passes its frames and its frames still fit."""
+        if dev is not self.dev or self.tap is None or event not in (NETDEV_CHANGEMTU, NETDEV_CHANGEADDR):
+            return
+        change = {"mtu": dev.mtu} if event == NETDEV_CHANGEMTU else {"mac": bytes(dev.dev_addr)}
+        task = self._loop.create_task(self._sync_kernel_link(change))
+        self._syncs.add(task)
+        task.add_done_callback(self._syncs.discard)
+
+    async def _sync_kernel_link(self, change: dict) -> None:
+        try:
+            await asyncio.to_thread(tap_set_link, self.tap.config, **change)
+        except TapError as exc:
+            log.error("%s", exc)
 
     def _handlers(self) -> dict[str, Any]:
         handlers = {}

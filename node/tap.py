@@ -227,6 +227,36 @@ def _tun_open(config: TapConfig) -> int:
     return fd
 
 
+def tap_set_link(config: TapConfig, *, mtu: int | None = None, mac: bytes | None = None) -> None:
+    """``ip link set vnet0 mtu M address A`` in the TAP's namespace: keeps the kernel's vnet0
+    in step with the model's when either changes there. Blocking (pyroute2): call it from a
+    thread. TapError if rtnetlink refuses."""
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    settings: dict[str, Any] = {}
+    if mtu is not None:
+        settings["mtu"] = mtu
+    if mac is not None:
+        settings["address"] = ":".join(f"{b:02x}" for b in mac)
+    if not settings:
+        return
+    try:
+        with netns_entered(config.netns):
+            ipr = IPRoute()
+            try:
+                index = ipr.link_lookup(ifname=config.name)
+                if not index:
+                    raise TapError(f"interface {config.name} is gone from {config.where()}")
+                ipr.link("set", index=index[0], **settings)
+            finally:
+                ipr.close()
+    except NetnsError as exc:
+        raise TapError(str(exc)) from None
+    except NetlinkError as exc:
+        raise TapError(f"cannot set {', '.join(settings)} of {config.name} in {config.where()}: {exc}") from None
+
+
 NUD_STATES = {0x01: "INCOMPLETE", 0x02: "REACHABLE", 0x04: "STALE", 0x08: "DELAY", 0x10: "PROBE",
               0x20: "FAILED", 0x40: "NOARP", 0x80: "PERMANENT", 0x00: "NONE"}
 

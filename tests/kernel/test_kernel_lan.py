@@ -171,3 +171,25 @@ async def test_the_vnet_lan_marker_makes_kernel_stack_nodes(vnet_lan):
     assert a.stack == b.stack == "kernel"
     r = await a.run(["ping", "-n", "-c", "1", "-W", "2", b.ip], timeout=10)
     assert r.returncode == 0, r.stdout
+
+
+async def test_mtu_and_mac_changes_on_the_model_reach_the_kernels_vnet0(mixed):
+    k1, k2, _ = mixed.nodes
+
+    async def kernel_link() -> dict:
+        r = await k1.run(["ip", "-j", "link", "show", "vnet0"], timeout=10)
+        return json.loads(r.stdout)[0]
+
+    await k1.link_set(mtu=1400)
+    await poll_until(lambda: _has(kernel_link, "mtu", 1400), "the kernel's vnet0 at mtu 1400", timeout=10)
+    await k1.link_set(state="down")
+    await k1.link_set(address="02:00:00:00:77:01", state="up")
+    await poll_until(lambda: _has(kernel_link, "address", "02:00:00:00:77:01"), "the kernel's vnet0 at the new MAC",
+                     timeout=10)
+    await k1.wait_ready()
+    r = await k1.run(["ping", "-n", "-c", "2", "-i", "0.2", "-W", "2", "-s", "1372", "-M", "do", k2.ip], timeout=20)
+    assert r.returncode == 0, r.stdout  # the largest unfragmented packet at the new MTU, from the new MAC
+
+
+async def _has(get, key, value) -> bool:
+    return (await get()).get(key) == value

@@ -35,6 +35,8 @@ class NodeConfig:
     lease_time: float = 3600.0
     curve_secret: str | None = None  # this node's key pair (.key_secret): CURVE to the switch
     curve_server_key: str | None = None  # the LAN's public key (the switch's .key)
+    stack: str = "vnet"  # the upper layer on vnet0: vnet's own stack, or the kernel's through a TAP
+    netns: str | None = None  # kernel stack: the network namespace of its vnet0 (None: the daemon's own)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "addresses", tuple(self.addresses))
@@ -82,6 +84,15 @@ class NodeConfig:
             DhcpPool.check(str(iface.ip), iface.network.prefixlen, str(first), str(last))
         if self.lease_time < 10:
             raise ValueError(f"lease time {self.lease_time:g} s: must be at least 10 s")
+        if self.stack not in ("vnet", "kernel"):
+            raise ValueError(f"stack {self.stack!r}: use vnet (vnet's own, the default) or kernel (a TAP)")
+        if self.stack == "vnet" and self.netns is not None:
+            raise ValueError("netns: only a kernel-stack node has a namespace (add --stack kernel)")
+        if self.stack == "kernel" and (self.dhcp or self.dhcp_server):
+            raise ValueError("dhcp: a kernel-stack node runs the system's DHCP programs in its namespace "
+                             "(udhcpc, dnsmasq: `vnet --node NAME exec -- ...`), not vnet's")
+        if self.netns is not None and (not self.netns or "/" in self.netns or len(self.netns) > 64):
+            raise ValueError(f"netns {self.netns!r}: a namespace name of up to 64 characters without '/'")
 
     def curve(self) -> auth.CurveClient | None:
         """The CURVE client keys, read from their files (KeyFileError saying what is wrong)."""

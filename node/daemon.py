@@ -70,7 +70,11 @@ from vnet.proto.control import ControlServer, node_control_endpoint, print_ready
 
 log = logging.getLogger(__name__)
 
-__all__ = ["NodeConfig", "NodeDaemon", "serve"]
+__all__ = ["NodeConfig", "NodeDaemon", "StartError", "serve"]
+
+
+class StartError(Exception):
+    """The node cannot start for a reason its operator can fix (the sentence says how)."""
 
 
 class NodeDaemon(NodeCommands):
@@ -307,13 +311,22 @@ def _write_atomic(path: str, text: str) -> None:
 
 async def serve(config: NodeConfig, ready_line: bool = True) -> int:
     """Run a node until SIGTERM/SIGINT (or a REFUSE from the switch); return an exit code."""
-    daemon = NodeDaemon(config)
+    if config.stack == "kernel":
+        from vnet.node.kernelnode import KernelNodeDaemon  # pyroute2 only for kernel-stack nodes
+
+        daemon = KernelNodeDaemon(config)
+    else:
+        daemon = NodeDaemon(config)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await daemon.start()
+        try:
+            await daemon.start()
+        except StartError as exc:
+            print(f"vnet node {config.name}: {exc}", file=sys.stderr)
+            return 2
         if ready_line:
             print_ready({"node": config.name, "control": daemon.control.endpoint,
                           "mac": mac_str(bytes(daemon.dev.dev_addr))})

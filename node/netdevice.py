@@ -251,6 +251,7 @@ class NetDevice:
         self.napi_list: list[Any] = []
         self.ptype_all: tuple[PacketType, ...] = ()  # taps on this device only
         self.ptype_specific: dict[int, tuple[PacketType, ...]] = {}
+        self.rx_handler: Optional[PacketHandler] = None  # netdev_rx_handler_register
         self.stats = RtnlLinkStats64()  # legacy dev->stats, for drivers without ndo_get_stats64
         self.core_stats = NetdevCoreStats()
         self.ip_ptr: Any = None  # for the IPv4 layer's per-device state (in_device)
@@ -1026,6 +1027,29 @@ def dev_remove_pack(where: Union[DeviceNamespace, NetDevice], ethertype: int,
         del table[ethertype]
 
 
+def netdev_rx_handler_register(dev: NetDevice, handler: PacketHandler) -> None:
+    """Give every frame ``dev`` receives to ``handler(skb, dev)`` instead of the protocol
+    handlers (netdev_rx_handler_register: how a bridge port, macvlan or a TAP upper edge
+    takes a device's traffic). Taps still see each frame first; the handler owns the skb
+    (RX_HANDLER_CONSUMED). One handler per device: a second is NetdevError(EBUSY)."""
+    if dev.rx_handler is not None:
+        raise NetdevError(errno.EBUSY, f"{dev.name}: an rx_handler is already registered")
+    dev.rx_handler = handler
+
+
+def netdev_rx_handler_unregister(dev: NetDevice) -> None:
+    """Give the device's frames back to the protocol handlers (netdev_rx_handler_unregister)."""
+    dev.rx_handler = None
+
+
+def _deliver_rx_handler(skb: SkBuff, dev: NetDevice) -> None:
+    try:
+        dev.rx_handler(skb, dev)
+    except Exception:
+        log.exception("%s: rx_handler %r raised", dev.name, dev.rx_handler)
+        dev.core_stats.rx_dropped += 1
+
+
 def _deliver(pt: PacketType, skb: SkBuff, dev: NetDevice) -> bool:
     # A handler that raises must not wedge the NAPI poll that called us: log, count, go on.
     try:
@@ -1044,7 +1068,8 @@ def netif_receive_skb(skb: SkBuff) -> int:
     Taps (namespace-wide, then the device's) each get a clone. Then every handler for
     skb.protocol, namespace-wide then device-specific; the last one gets the skb itself. A
     frame nobody took, not even a tap, is counted in rx_dropped, as Linux does for an active
-    device (rx_nohandler is the kernel's counter for inactive bonding slaves only).
+    device (rx_nohandler is the kernel's counter for inactive bonding slaves only). A device
+    with an rx_handler (netdev_rx_handler_register) gives the frame to it after the taps.
     """
     dev = skb.dev
     ns = dev.ns
@@ -1054,6 +1079,9 @@ def netif_receive_skb(skb: SkBuff) -> int:
         for pt in ns_all + dev.ptype_all:
             _deliver(pt, skb_clone(skb), dev)
         delivered = True
+    if dev.rx_handler is not None:
+        _deliver_rx_handler(skb, dev)
+        return NET_RX_SUCCESS
     proto = skb.protocol
     handlers = ns.ptype_base.get(proto, ()) if ns is not None else ()
     specific = dev.ptype_specific.get(proto) if dev.ptype_specific else None
@@ -1098,6 +1126,14 @@ def netif_receive_skb_list(skbs: list[SkBuff]) -> None:
             if specific:
                 handlers = handlers + specific
             single = handlers[0].func if len(handlers) == 1 and not taps else None
+            if dev.rx_handler is not None:
+                handlers = ()
+                single = None
+        if dev.rx_handler is not None:
+            for pt in taps:
+                _deliver(pt, skb_clone(skb), dev)
+            _deliver_rx_handler(skb, dev)
+            continue
         if single is not None:
             # the common case, inlined: one handler, no taps
             try:

@@ -1,5 +1,6 @@
 """Client handles on a running LAN's daemons, through their control endpoints: ``NodeHandle``
-(a node: ping, arping, addresses, links, UDP, raw frames, captures), ``SwitchHandle`` (the
+(a node: ping, arping, addresses, links, UDP, raw frames, captures; on a kernel-stack node,
+programs run in its namespace with ``run``/``popen``), ``SwitchHandle`` (the
 switch: FDB, ports, stats, cable cuts, impairments, mirrors) and ``CaptureHandle`` (a running
 capture on either). They hold a client with ``async call(cmd, wait, **args)`` and ``close()``
 and nothing else, so the embedded LAN (vnet/lan.py) and the Docker LAN (vnet/docker_lan.py)
@@ -10,8 +11,9 @@ readiness check they and the tests share: poll with a deadline, never sleep and 
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 
 class LanError(RuntimeError):
@@ -45,11 +47,15 @@ class NodeHandle:
     embedded LAN, a ``docker exec`` relay for the Docker LAN; the API is the same.
     """
 
-    def __init__(self, client: Any, name: str, ip: str | None = None, mac: str | None = None) -> None:
+    def __init__(self, client: Any, name: str, ip: str | None = None, mac: str | None = None,
+                 stack: str = "vnet", netns: str | None = None, programs: Any = None) -> None:
         self.name = name
         self.ip = ip
         self.mac = mac
+        self.stack = stack
+        self.netns = netns  # a kernel-stack node's network namespace (its vnet0 lives there)
         self._client = client
+        self._programs = programs  # the LAN's record of what popen started (stopped at teardown)
 
     def __repr__(self) -> str:
         return f"<NodeHandle {self.name} {self.ip} {self.mac}>"
@@ -145,6 +151,44 @@ class NodeHandle:
         if self.mac is None:
             self.mac = (await self.link())["address"]
         return health
+
+    def _netns_argv(self, argv: Iterable[str]) -> list[str]:
+        argv = [str(a) for a in argv]
+        if not argv:
+            raise ValueError("run/popen: give the program to run, e.g. ['ping', '-c', '1', '10.0.0.2']")
+        if self.stack != "kernel" or self.netns is None:
+            raise LanError(f"{self.name} runs vnet's own stack: it has no kernel interface, so a program run "
+                           f"for it would not be on the LAN; start it with stack='kernel' to run programs on it")
+        return ["ip", "netns", "exec", self.netns, *argv]
+
+    async def run(self, argv: Iterable[str], timeout: float = 30.0, input: bytes | None = None
+                  ) -> subprocess.CompletedProcess:
+        """Run a program in the node's namespace (as `ip netns exec`) to completion; returns
+        its CompletedProcess (returncode, stdout, stderr as bytes). A program still running
+        after ``timeout`` seconds is killed and TimeoutError raised. Kernel-stack nodes only:
+        a vnet-stack node refuses with LanError (a program would not be on its LAN)."""
+        full = self._netns_argv(argv)
+        proc = await asyncio.create_subprocess_exec(
+            *full, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL)
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(input), timeout)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise TimeoutError(f"{self.name}: {' '.join(full[4:])} still running after {timeout:g} s: killed") from None
+        return subprocess.CompletedProcess(full[4:], proc.returncode, out, err)
+
+    async def popen(self, argv: Iterable[str], **kwargs: Any) -> asyncio.subprocess.Process:
+        """Start a program in the node's namespace and return it (an asyncio Process; pass
+        stdout=asyncio.subprocess.PIPE etc. as to create_subprocess_exec). The LAN owns it:
+        teardown stops it (SIGTERM, then SIGKILL after a grace period) if it still runs."""
+        full = self._netns_argv(argv)
+        kwargs.setdefault("stdin", asyncio.subprocess.DEVNULL)
+        proc = await asyncio.create_subprocess_exec(*full, **kwargs)
+        if self._programs is not None:
+            self._programs.add(proc)
+        return proc
 
     async def close(self) -> None:
         await self._client.close()

@@ -17,6 +17,7 @@ import asyncio
 import ipaddress
 import json
 import os
+import secrets
 import shutil
 import signal
 import sys
@@ -27,6 +28,8 @@ import zmq
 import zmq.asyncio
 
 from vnet.handles import CaptureHandle, LanError, NodeHandle, PingResult, SwitchHandle, poll_until
+from vnet.netns import LanNamespaces, lan_netns_name, remove_leftovers
+from vnet.node.netns import NetnsError
 from vnet.proto.auth import CurveClient, keygen
 from vnet.proto.control import FINAL_PREFIX, READY_PREFIX, AsyncControlClient
 
@@ -51,6 +54,33 @@ class _Proc:
             return ""
 
 
+class Programs:
+    """The programs a LAN's nodes started with ``NodeHandle.popen``: stopped at teardown."""
+
+    def __init__(self) -> None:
+        self.procs: list[asyncio.subprocess.Process] = []
+
+    def add(self, proc: asyncio.subprocess.Process) -> None:
+        self.procs.append(proc)
+
+    async def stop_all(self, grace: float = 3.0) -> None:
+        procs, self.procs = self.procs, []
+        await asyncio.gather(*(_stop_program(p, grace) for p in procs), return_exceptions=True)
+
+
+async def _stop_program(proc: asyncio.subprocess.Process, grace: float) -> None:
+    if proc.returncode is None:
+        try:
+            proc.terminate()
+        except ProcessLookupError:
+            pass
+        try:
+            await asyncio.wait_for(proc.wait(), grace)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
 def vnet_command() -> list[str]:
     """How to run the ``vnet`` command: this interpreter, so a venv or checkout just works.
 
@@ -67,6 +97,10 @@ class Lan:
     node control sockets live) defaults to a private temporary directory removed on close.
     With ``curve=True`` the LAN runs with CURVE: keys are made in ``runtime_dir/keys`` (the
     switch's pair and one per node, allowed) and the switch handle uses the LAN's own pair.
+    ``stack="kernel"`` (or ``stacks=[...]``, one per node) gives nodes the kernel's own stack
+    on a TAP in a namespace ``vnet-NAME-NODE`` (``name``: random unless given); their handles'
+    ``run``/``popen`` run programs there, and teardown stops those programs and removes the
+    namespaces (docs/kernel-stack.md). Needs root and /dev/net/tun.
     """
 
     def __init__(
@@ -85,6 +119,9 @@ class Lan:
         node_args: Iterable[str] = (),
         switch_args: Iterable[str] = (),
         curve: bool = False,
+        stack: str = "vnet",
+        stacks: Iterable[str] | None = None,
+        name: str | None = None,
     ) -> None:
         try:
             self.subnet = ipaddress.IPv4Network(subnet)
@@ -94,6 +131,18 @@ class Lan:
         if nodes < 1 or nodes > hosts:
             raise ValueError(f"nodes={nodes}: {self.subnet} has room for 1 to {hosts} nodes")
         self.n_nodes = nodes
+        self.stacks = list(stacks) if stacks is not None else [stack] * nodes
+        if len(self.stacks) != nodes:
+            raise ValueError(f"stacks={self.stacks}: give one stack per node ({nodes})")
+        for st in [stack, *self.stacks]:
+            if st not in ("vnet", "kernel"):
+                raise ValueError(f"stack {st!r}: use 'vnet' (vnet's own stack) or 'kernel' (the kernel's, via a TAP)")
+        self.default_stack = stack
+        self.name = name or f"l{secrets.token_hex(3)}"
+        lan_netns_name(self.name, "node1")  # a name a namespace can carry, or ValueError now
+        self._netns: LanNamespaces | None = None  # made with the first kernel-stack node
+        self.programs = Programs()
+        self.leftovers_removed: list[str] = []
         self.switch_bind = switch_bind
         self.switch_control_bind = switch_control
         self._own_runtime = runtime_dir is None
@@ -127,10 +176,12 @@ class Lan:
         """Start the switch, then every node at once. A node that fails cancels the others
         (each stops the process it had started) before ``close()`` stops the rest, so a LAN
         that cannot come up leaves no daemon behind; the failure is raised as it was."""
+        if "kernel" in self.stacks:
+            self._kernel_ready()
         self._ctx = zmq.asyncio.Context()
         try:
             await self.start_switch()
-            await _all_or_none(self.add_node(wait=False) for _ in range(self.n_nodes))
+            await _all_or_none(self.add_node(wait=False, stack=st) for st in self.stacks)
             await _all_or_none(n.wait_ready(self.start_timeout) for n in self.nodes)
         except BaseException:
             await self.close()
@@ -162,19 +213,53 @@ class Lan:
             self.switch = SwitchHandle(control, info["control"], info["data"])
         return self.switch
 
+    def _kernel_ready(self) -> None:
+        """Check a kernel-stack node can be made here (LanError saying why not), and remove
+        the namespaces a LAN killed with SIGKILL left behind (once per LAN), saying so."""
+        if self._netns is not None:
+            return
+        if not os.path.exists("/dev/net/tun"):
+            raise LanError("a kernel-stack node needs /dev/net/tun: load the tun module (modprobe tun), "
+                           "or pass the device to the container")
+        if os.geteuid() != 0:
+            raise LanError("a kernel-stack node needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN) to make its TAP "
+                           "and network namespace: run as root, or use stack='vnet' (no privileges)")
+        if shutil.which("ip") is None:
+            raise LanError("a kernel-stack node needs iproute2's `ip` to run programs in its namespace: "
+                           "install iproute2")
+        self.leftovers_removed = remove_leftovers(say=lambda text: print(f"vnet: {text}", file=sys.stderr))
+        self._netns = LanNamespaces(self.name)
+
     async def add_node(self, name: str | None = None, wait: bool = True, extra_args: Iterable[str] = (),
-                       dhcp: bool = False, allowed: bool = True) -> NodeHandle:
+                       dhcp: bool = False, allowed: bool = True, stack: str | None = None) -> NodeHandle:
         """Start one more node and return its handle: ``nodeI`` at the next host address, or,
         with ``dhcp=True``, with no static address, asking the LAN's DHCP server for one.
         On a CURVE LAN the node gets a key pair, which the switch allows unless ``allowed`` is
-        False (an intruder: a well-formed key the switch does not know)."""
+        False (an intruder: a well-formed key the switch does not know). ``stack="kernel"``
+        gives it the kernel's stack on a TAP in namespace ``vnet-LAN-NODE`` (default: the
+        LAN's ``stack``)."""
         index = self._next_index
         self._next_index += 1
         name = name or f"node{index}"
         ip = None if dhcp else str(self.subnet.network_address + index)
         control = f"ipc://{self.runtime_dir}/{name}.ctl"
-        handle = NodeHandle(AsyncControlClient(self._ctx, control, timeout=10.0), name, ip)
-        self.nodes.append(handle)
+        stack = stack or self.default_stack
+        stack_args: list[str] = []
+        netns = None
+        if stack == "kernel":
+            if dhcp:
+                raise ValueError(f"{name}: a kernel-stack node gets a lease from a DHCP client run in its namespace "
+                                 f"(add it without dhcp, then e.g. run udhcpc there)")
+            self._kernel_ready()
+        handle = NodeHandle(AsyncControlClient(self._ctx, control, timeout=10.0), name, ip, stack=stack,
+                            programs=self.programs)
+        self.nodes.append(handle)  # before any await: the LAN's node order is the order they were added
+        if stack == "kernel":
+            try:
+                netns = handle.netns = await asyncio.to_thread(self._netns.create, name)
+            except NetnsError as exc:
+                raise LanError(str(exc)) from None
+            stack_args = ["--stack", "kernel", "--netns", netns]
         addressing = ["--dhcp"] if dhcp else ["--address", f"{ip}/{self.subnet.prefixlen}"]
         curve_args: list[str] = []
         if self.curve:
@@ -187,10 +272,12 @@ class Lan:
             "--control", control, "--mtu", str(self.mtu),
             "--heartbeat-interval", str(self.heartbeat_interval),
             "--heartbeat-timeout", str(self.heartbeat_timeout),
-            *self.node_args, *extra_args,
+            *stack_args, *self.node_args, *extra_args,
         ]
         proc, info = await self._spawn(name, args)
         self._node_procs[name] = proc
+        if netns is not None:
+            self._netns.add_member(netns, proc.proc.pid)
         handle.mac = info["mac"]
         if wait:
             await handle.wait_ready(self.start_timeout)
@@ -273,6 +360,7 @@ class Lan:
         return final
 
     async def close(self) -> None:
+        await self.programs.stop_all()
         handles = [*self.nodes, *([self.switch] if self.switch else [])]
         await asyncio.gather(*(h.close() for h in handles), return_exceptions=True)
         procs = list(self._node_procs.values())
@@ -284,6 +372,11 @@ class Lan:
         if self._ctx is not None:
             self._ctx.term()
             self._ctx = None
+        if self._netns is not None:
+            failed = await asyncio.to_thread(self._netns.remove_all)
+            if failed:
+                print(f"vnet: could not remove namespaces {', '.join(failed)}; the next kernel-stack LAN "
+                      f"removes them", file=sys.stderr)
         if self._own_runtime:
             shutil.rmtree(self.runtime_dir, ignore_errors=True)
 

@@ -10,6 +10,11 @@ its outcome. The fixtures are async (pytest-asyncio), so tests are ``async def``
         a, b = vnet_lan.nodes[:2]
         assert (await a.ping(b.ip, count=3)).ok
 
+``@pytest.mark.vnet_lan(stack="kernel")`` (or ``stacks=["kernel", "vnet", ...]``, one per
+node) gives nodes the kernel's own stack on a TAP in a namespace: run any program there with
+``await node.run([...])`` / ``await node.popen([...])`` (needs root and /dev/net/tun; without
+them the LAN fails to start with a sentence saying so; docs/kernel-stack.md).
+
 ``docker_lan`` is the same with containers: vnet's own compose file (shipped in the package,
 written out once per session), or the one the ini option ``vnet_compose_file`` names, brought
 up under a unique project name, node handles with the same API; ``@pytest.mark.docker_lan(
@@ -70,8 +75,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "vnet_lan(nodes=3, subnet='10.0.0.0/24', **options): shape the vnet_lan fixture's LAN "
-        "(options are vnet.lan.Lan's keyword arguments)",
+        "vnet_lan(nodes=3, subnet='10.0.0.0/24', stack='vnet', **options): shape the vnet_lan fixture's LAN "
+        "(options are vnet.lan.Lan's keyword arguments; stack='kernel' or stacks=[...] for the kernel's stack)",
     )
     config.addinivalue_line(
         "markers", "docker_lan(scale=0, **options): shape the docker_lan fixture's LAN (vnet.docker_lan.DockerLan)"

@@ -16,21 +16,22 @@ def cmd_lan(args: argparse.Namespace) -> int:
         raise CliError("lan: --nodes must be at least 1")
     try:
         if args.lan_cmd == "up":
-            return asyncio.run(lan_up(args.nodes, args.subnet, curve=args.curve))
+            return asyncio.run(lan_up(args.nodes, args.subnet, curve=args.curve, stack=args.stack))
         return asyncio.run(lan_demo(args.nodes, args.subnet, as_json=args.json, count=args.count,
-                                    curve=args.curve))
+                                    curve=args.curve, stack=args.stack))
     except ValueError as exc:
         raise CliError(f"lan: {exc}") from None
 
 
-async def lan_up(nodes: int, subnet: str, curve: bool = False) -> int:
+async def lan_up(nodes: int, subnet: str, curve: bool = False, stack: str = "vnet") -> int:
     """``vnet lan up``: a LAN on the default switch ports and runtime directory, until signalled."""
     from vnet.lan import Lan, LanError  # zmq and the LAN only for `vnet lan`
     from vnet.proto.control import runtime_dir
     from vnet.proto.wire import DEFAULT_CONTROL_PORT, DEFAULT_DATA_PORT
 
     lan = Lan(nodes, subnet, switch_bind=f"tcp://127.0.0.1:{DEFAULT_DATA_PORT}",
-              switch_control=f"tcp://127.0.0.1:{DEFAULT_CONTROL_PORT}", runtime_dir=runtime_dir(), curve=curve)
+              switch_control=f"tcp://127.0.0.1:{DEFAULT_CONTROL_PORT}", runtime_dir=runtime_dir(), curve=curve,
+              stack=stack, name="lan")
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -43,7 +44,9 @@ async def lan_up(nodes: int, subnet: str, curve: bool = False) -> int:
             return 2
         print(f"vnet LAN up: switch {lan.switch.data} (control {lan.switch.control}), subnet {lan.subnet}")
         for n in lan.nodes:
-            print(f"  {n.name:<8} {n.ip:<15} {n.mac}   vnet --node {n.name} ping <ip>")
+            how = (f"vnet --node {n.name} exec -- ping <ip>   (namespace {n.netns})" if n.stack == "kernel"
+                   else f"vnet --node {n.name} ping <ip>")
+            print(f"  {n.name:<8} {n.ip:<15} {n.mac}   {how}")
         if curve:
             keys = lan.keys_dir
             print(f"CURVE on, keys in {keys}; ask the switch with VNET_CURVE_SECRET={keys}/switch.key_secret "
@@ -58,11 +61,19 @@ async def lan_up(nodes: int, subnet: str, curve: bool = False) -> int:
             loop.remove_signal_handler(sig)
 
 
-async def lan_demo(nodes: int, subnet: str, as_json: bool = False, count: int = 3, curve: bool = False) -> int:
-    """``vnet lan demo``: every node pings every other; exit 0 only if every pair answered."""
-    from vnet.lan import Lan
+async def lan_demo(nodes: int, subnet: str, as_json: bool = False, count: int = 3, curve: bool = False,
+                   stack: str = "vnet") -> int:
+    """``vnet lan demo``: every node pings every other; exit 0 only if every pair answered.
+    On a kernel-stack LAN each ping is the system's ping run in the sender's namespace."""
+    from vnet.lan import Lan, LanError
 
-    async with Lan(nodes, subnet, curve=curve) as lan:
+    lan = Lan(nodes, subnet, curve=curve, stack=stack, name="demo")
+    try:
+        await lan.start()
+    except LanError as exc:
+        print(f"vnet: error: {exc}", file=sys.stderr)
+        return 2
+    try:
         pairs = []
         for a in lan.nodes:
             for b in lan.nodes:
@@ -77,6 +88,8 @@ async def lan_demo(nodes: int, subnet: str, as_json: bool = False, count: int = 
         arp = {n.name: await n.neigh() for n in lan.nodes}
         stats = {n.name: (await n.link())["stats64"] for n in lan.nodes}
         fdb = await lan.switch.fdb()
+    finally:
+        await lan.close()
     ok = all(p["ok"] for p in pairs)
     if as_json:
         print(json.dumps({"ok": ok, "nodes": nodes, "pairs": pairs, "arp": arp, "stats": stats, "fdb": fdb}, indent=2))
@@ -106,6 +119,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         lp.add_argument("--nodes", type=int, default=3)
         lp.add_argument("--subnet", default="10.0.0.0/24")
         lp.add_argument("--curve", action="store_true", help="CURVE on every link (keys made in the runtime directory)")
+        lp.add_argument("--stack", choices=("vnet", "kernel"), default="vnet",
+                        help="each node's stack: vnet's own (default) or the kernel's through a TAP in a "
+                             "namespace vnet-LAN-NODE (needs root and /dev/net/tun)")
         if name == "demo":
             lp.add_argument("--count", type=int, default=3, help="pings per pair (default 3)")
     lan.set_defaults(func=cmd_lan)

@@ -28,6 +28,7 @@ def run_node(args: argparse.Namespace) -> int:
             dhcp=args.dhcp, dhcp_server=args.dhcp_server, lease_file=args.lease_file, lease_time=args.lease_time,
             curve_secret=getattr(args, "curve_secret", None) or os.environ.get("VNET_CURVE_SECRET"),
             curve_server_key=getattr(args, "curve_server_key", None) or os.environ.get("VNET_CURVE_SERVER_KEY"),
+            stack=args.stack, netns=args.netns,
         )
     except ValueError as exc:
         raise CliError(f"node: {exc}") from None
@@ -51,5 +52,11 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                     help="serve DHCP from this node's (static) address, handing out FIRST..LAST")
     nd.add_argument("--lease-file", default=None, help="DHCP server: keep the leases in this JSON file")
     nd.add_argument("--lease-time", type=float, default=3600.0, help="DHCP server: lease time in seconds")
+    nd.add_argument("--stack", choices=("vnet", "kernel"), default="vnet",
+                    help="the stack on vnet0: vnet's own (default, no privileges) or the kernel's through a "
+                         "TAP named vnet0 (root or CAP_NET_ADMIN, /dev/net/tun)")
+    nd.add_argument("--netns", default=None, metavar="NAME",
+                    help="kernel stack: put vnet0 in this network namespace (made if missing, and then "
+                         "removed at exit); default: the daemon's own")
     nd.add_argument("--log-level", default="info")
     nd.set_defaults(func=run_node)

@@ -1,0 +1,269 @@
+"""A node whose upper layer is the Linux kernel's own network stack (``--stack kernel``).
+
+The same daemon as ``NodeDaemon`` below the upper edge: the ZeroMQ link to the switch, vnet0's
+driver model (qdisc, TX ring, NAPI, counters), the control endpoint, captures. Above it,
+instead of vnet's stack, a TAP named vnet0 in the node's network namespace (``TapEdge``,
+node/tap.py): what the kernel sends goes through ``dev_queue_xmit``, what the switch delivers
+is written to the TAP after NAPI and ``netif_receive_skb``. Any program run in the namespace
+(ping, iperf3, dnsmasq, a server) is on the LAN.
+
+The daemon's own sockets stay in the namespace it started in (the switch is on loopback
+there); only the TAP and the rtnetlink queries are made inside the node's namespace. If
+``--netns NAME`` does not exist the daemon creates it and removes it when it stops; one the
+LAN made is the LAN's to remove. Without ``--netns`` the TAP is in the daemon's own
+namespace (a container's).
+
+Control commands (node/commands.py's, some answered differently): the driver-level ones are
+the same (link, ethtool, stats, inject, captures); ``health``, ``addr_show`` and ``neigh_show`` report the kernel's view over
+rtnetlink; ``ping`` and ``arping`` run the system's tools in the namespace; the commands that
+only vnet's stack can serve (udp_*, addr_add/del, neigh_flush, dhcp_show) say so, naming the
+way to do it with the kernel's tools.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import re
+import shutil
+from typing import Any
+
+import zmq.asyncio
+
+from vnet.node import ethtool
+from vnet.node.commands import CONTROL_COMMANDS, _parse_ip, _stats64, netdev_call
+from vnet.node.daemon import NodeDaemon, StartError
+from vnet.node.netdevice import (
+    IFF_UP, NETDEV_CHANGEADDR, NETDEV_CHANGEMTU, DeviceNamespace, dev_open, dev_set_mtu, netif_carrier_ok,
+    register_netdevice_notifier,
+)
+from vnet.node.netns import NetnsError, netns_create, netns_exists, netns_remove
+from vnet.node.stack.ether import parse_mac
+from vnet.node.tap import TapConfig, TapError, tap_create, tap_kernel_view, tap_set_link
+from vnet.node.tapedge import TapEdge
+from vnet.node.vnic import vnic_probe, vnic_remove
+from vnet.node.zmqlink import ZmqLink
+from vnet.proto.control import ControlError, ControlServer, node_control_endpoint
+
+log = logging.getLogger(__name__)
+
+KERNEL_ONLY = {
+    "udp_bind": "UDP sockets", "udp_unbind": "UDP sockets", "udp_send": "UDP sockets", "udp_recv": "UDP sockets",
+    "addr_add": "addresses (ip addr add)", "addr_del": "addresses (ip addr del)",
+    "neigh_flush": "the neighbour table (ip neigh flush)", "dhcp_show": "DHCP (udhcpc, dnsmasq)",
+}
+PING_RE = re.compile(r"bytes from ([0-9.]+): icmp_seq=\d+ ttl=(\d+) time=([0-9.]+) ms")
+ARPING_RE = re.compile(r"from ([0-9a-fA-F:]{17}) \(([0-9.]+)\): index=\d+ time=([0-9.]+) (usec|msec|sec)")
+
+
+class KernelNodeDaemon(NodeDaemon):
+    """One node with the kernel's stack on vnet0 (see the module docstring)."""
+
+    def __init__(self, config) -> None:
+        super().__init__(config)
+        self.tap = None
+        self.edge: TapEdge | None = None
+        self._made_netns = False
+        self._syncs: set[asyncio.Task] = set()  # rtnetlink updates of the kernel's vnet0 in flight
+
+    def _tap_config(self) -> TapConfig:
+        return TapConfig(name="vnet0", netns=self.config.netns, mac=bytes(self.dev.dev_addr), mtu=self.dev.mtu,
+                         addresses=list(self.config.addresses))
+
+    async def start(self) -> None:
+        cfg = self.config
+        self._loop = asyncio.get_running_loop()
+        try:
+            if cfg.netns is not None and not netns_exists(cfg.netns):
+                await asyncio.to_thread(netns_create, cfg.netns)
+                self._made_netns = True
+        except NetnsError as exc:
+            raise StartError(str(exc)) from None
+        self._ctx = zmq.asyncio.Context()
+        self._link_ctx = zmq.asyncio.Context()
+        self.link = ZmqLink(
+            self._link_ctx, cfg.switch, self._hello,
+            heartbeat_interval=cfg.heartbeat_interval, heartbeat_timeout=cfg.heartbeat_timeout,
+            on_refused=lambda reason: self.refused.set(), curve=cfg.curve(),
+        )
+        self.ns = DeviceNamespace()
+        self.dev = vnic_probe(self.ns, self._loop, self.link, mac=parse_mac(cfg.mac) if cfg.mac else None,
+                              node_name=cfg.name, tx_ring_size=cfg.tx_ring_size, rx_ring_size=cfg.rx_ring_size)
+        if cfg.mtu != self.dev.mtu:
+            dev_set_mtu(self.dev, cfg.mtu)
+        try:
+            self.tap = await asyncio.to_thread(tap_create, self._tap_config())
+        except TapError as exc:
+            raise StartError(str(exc)) from None
+        self.edge = TapEdge(self.tap, self.dev, self._loop)
+        self.edge.start()
+        register_netdevice_notifier(self.ns, self._netdev_event)
+        self.control = ControlServer(self._ctx, cfg.control or node_control_endpoint(cfg.name), self._handlers())
+        self.control.start()
+        dev_open(self.dev)
+
+    async def close(self) -> None:
+        """vnet0 down (BYE to the switch), the TAP closed (the kernel removes it), the
+        namespace removed if this daemon made it, every socket closed."""
+        for task in list(self._syncs):
+            await asyncio.gather(task, return_exceptions=True)
+        if self.edge is not None:
+            self.edge.stop()
+        if self.dev is not None:
+            vnic_remove(self.dev)
+        if self.tap is not None:
+            self.tap.close()
+        if self._made_netns:
+            try:
+                netns_remove(self.config.netns)
+            except NetnsError as exc:
+                log.error("%s", exc)
+        self._captures.clear()
+        if self.control is not None:
+            await self.control.close()
+        if self.link is not None:
+            self.link.close()
+        for ctx in (self._ctx, self._link_ctx):
+            if ctx is not None:
+                ctx.term()
+
+    def _after_stack(self) -> None:
+        """No vnet stack here: nothing to hand out, no timer to arm."""
+
+    def _netdev_event(self, event: int, dev) -> None:
+        """The model's MTU or MAC changed (`vnet ip link set`): the kernel's vnet0 follows, so
+        the NIC's filter still passes its frames and its frames still fit."""
+        if dev is not self.dev or self.tap is None or event not in (NETDEV_CHANGEMTU, NETDEV_CHANGEADDR):
+            return
+        change = {"mtu": dev.mtu} if event == NETDEV_CHANGEMTU else {"mac": bytes(dev.dev_addr)}
+        task = self._loop.create_task(self._sync_kernel_link(change))
+        self._syncs.add(task)
+        task.add_done_callback(self._syncs.discard)
+
+    async def _sync_kernel_link(self, change: dict) -> None:
+        try:
+            await asyncio.to_thread(tap_set_link, self.tap.config, **change)
+        except TapError as exc:
+            log.error("%s", exc)
+
+    def _handlers(self) -> dict[str, Any]:
+        handlers = {}
+        for name in CONTROL_COMMANDS:
+            if name in KERNEL_ONLY:
+                handlers[name] = self._refuser(name)
+            else:
+                handlers[name] = getattr(self, "_cmd_" + name)
+        return handlers
+
+    def _refuser(self, name: str):
+        what = KERNEL_ONLY[name]
+
+        def refuse(**_: Any) -> None:
+            raise ControlError(f"node {self.config.name} runs the kernel's stack: {what} are the kernel's here; "
+                               f"run the system's tools in its namespace, e.g. `vnet --node {self.config.name} "
+                               f"exec -- ip addr` (or `busybox nc -u`, `udhcpc`, `dnsmasq`)")
+        return refuse
+
+    async def _kernel(self) -> dict:
+        try:
+            return await asyncio.to_thread(tap_kernel_view, self.tap.config)
+        except TapError as exc:
+            raise ControlError(str(exc)) from None
+
+    # -- commands with the kernel's answers ---------------------------------------------------
+
+    async def _cmd_health(self) -> dict:
+        kernel = await self._kernel()
+        return {
+            "name": self.config.name,
+            "stack": "kernel",
+            "netns": self.config.netns,
+            "carrier": bool(netif_carrier_ok(self.dev)),
+            "up": bool(self.dev.flags & IFF_UP),
+            "attached": self.link.attached,
+            "refused": self.link.refused,
+            "addresses": kernel["addresses"],
+            "kernel_operstate": kernel["operstate"],
+        }
+
+    async def _cmd_addr_show(self) -> dict:
+        return {"dev": self.dev.name, "addresses": (await self._kernel())["addresses"], "conflicts": []}
+
+    async def _cmd_neigh_show(self) -> list[dict]:
+        return (await self._kernel())["neigh"]
+
+    async def _cmd_stats(self) -> dict:
+        kernel = await self._kernel()
+        out = {
+            "dev": self.dev.name,
+            "stack_kind": "kernel",
+            "stats64": _stats64(self.dev),
+            "ethtool": self._ethtool_stats(),
+            "stack": {},
+            "tap": self.edge.counters(),
+            "kernel": {"stats64": kernel["stats64"], "operstate": kernel["operstate"], "mtu": kernel["mtu"]},
+            "link": {k: getattr(self.link, k) for k in (
+                "tx_batches", "tx_frames", "tx_again", "rx_batches", "rx_frames", "rx_not_attached",
+                "rx_malformed", "attaches", "carrier_losses", "tx_no_carrier", "cable_cuts", "auth_failures",
+                "reconnects")},
+            "udp_queue_drops": 0,
+            "captures": len(self._captures),
+        }
+        return out
+
+    def _ethtool_stats(self) -> dict:
+        return {**ethtool.ethtool_get_stats(self.dev), **self.edge.counters()}
+
+    def _cmd_ethtool(self, op: str, dev: str = "vnet0", **params: Any) -> Any:
+        if op == "stats":
+            self._dev(dev)
+            return netdev_call(self._ethtool_stats)
+        return super()._cmd_ethtool(op, dev, **params)
+
+    def _netns_argv(self, argv: list[str]) -> list[str]:
+        ns = self.config.netns
+        return ["ip", "netns", "exec", ns, *argv] if ns else list(argv)
+
+    async def _run(self, argv: list[str], timeout: float) -> tuple[int, str]:
+        if shutil.which(argv[0]) is None:
+            raise ControlError(f"{argv[0]} is not installed on the node's host: install it "
+                               f"(Debian: apt-get install {'iputils-ping' if argv[0] == 'ping' else argv[0]})")
+        proc = await asyncio.create_subprocess_exec(*self._netns_argv(argv), stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.STDOUT,
+                                                    stdin=asyncio.subprocess.DEVNULL)
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+            return -1, ""
+        return proc.returncode, out.decode(errors="replace")
+
+    async def _cmd_ping(self, dst: str, seq: int = 1, size: int = 56, timeout: float = 4.0,
+                        ident: int | None = None) -> dict:
+        """One echo request from the kernel's stack: the system's ping in the namespace."""
+        _parse_ip(dst)
+        wait = max(1, math.ceil(float(timeout)))
+        code, out = await self._run(["ping", "-n", "-c", "1", "-W", str(wait), "-s", str(int(size)), dst],
+                                    wait + 5)
+        m = PING_RE.search(out)
+        if m:
+            return {"seq": seq, "dst": dst, "status": "reply", "ttl": int(m.group(2)), "bytes": int(size) + 8,
+                    "rtt_ms": float(m.group(3)), "from": m.group(1), "tool": "ping"}
+        if "Unreachable" in out:
+            return {"seq": seq, "dst": dst, "status": "unreachable", "error": "Destination Host Unreachable"}
+        return {"seq": seq, "dst": dst, "status": "timeout"}
+
+    async def _cmd_arping(self, dst: str, timeout: float = 1.0) -> dict:
+        """One ARP request from the kernel's vnet0: the system's arping in the namespace."""
+        _parse_ip(dst)
+        code, out = await self._run(["arping", "-c", "1", "-w", f"{float(timeout):g}", "-i", "vnet0", dst],
+                                    float(timeout) + 5)
+        m = ARPING_RE.search(out)
+        if not m:
+            return {"dst": dst, "status": "timeout"}
+        scale = {"usec": 1e-3, "msec": 1.0, "sec": 1e3}[m.group(4)]
+        return {"dst": dst, "status": "reply", "mac": m.group(1).lower(), "rtt_ms": float(m.group(3)) * scale,
+                "tool": "arping"}
+

@@ -90,6 +90,21 @@ def vnet_command() -> list[str]:
     return [sys.executable, "-P", "-m", "vnet.cli"]
 
 
+CAP_NET_ADMIN = 12  # linux/capability.h
+CAP_SYS_ADMIN = 21
+
+
+def _effective_caps(*caps: int) -> bool:
+    """Whether this process holds every capability in ``caps`` (its CapEff), as the kernel
+    checks them: root without CAP_NET_ADMIN cannot make a TAP either."""
+    try:
+        with open("/proc/self/status") as fh:
+            eff = next(int(line.split()[1], 16) for line in fh if line.startswith("CapEff:"))
+    except (OSError, StopIteration, ValueError):
+        return os.geteuid() == 0
+    return all(eff >> cap & 1 for cap in caps)
+
+
 class Lan:
     """An embedded LAN of ``nodes`` nodes on ``subnet``: node I is ``nodeI`` at host address I.
 
@@ -221,7 +236,7 @@ class Lan:
         if not os.path.exists("/dev/net/tun"):
             raise LanError("a kernel-stack node needs /dev/net/tun: load the tun module (modprobe tun), "
                            "or pass the device to the container")
-        if os.geteuid() != 0:
+        if not _effective_caps(CAP_NET_ADMIN, CAP_SYS_ADMIN):
             raise LanError("a kernel-stack node needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN) to make its TAP "
                            "and network namespace: run as root, or use stack='vnet' (no privileges)")
         if shutil.which("ip") is None:

@@ -30,6 +30,10 @@ def kernel_stack_missing() -> str | None:
 
 
 MISSING = kernel_stack_missing()
+
+# Run a command as root without the capabilities a TAP and a namespace need: dropped from the
+# bounding set, so the program runs without them while the interpreter stays readable.
+NO_NET_CAPS = ["setpriv", "--bounding-set=-net_admin,-sys_admin", "--inh-caps=-net_admin,-sys_admin"]
 needs_kernel = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
 
 

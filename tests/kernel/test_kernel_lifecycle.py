@@ -18,15 +18,15 @@ from vnet.lan import Lan, vnet_command
 from vnet.netns import OWNER_DIR
 from vnet.node.netns import netns_create, netns_exists, netns_remove
 
-from .conftest import MISSING
+from .conftest import MISSING, NO_NET_CAPS
 
 pytestmark = pytest.mark.skipif(MISSING is not None, reason=MISSING or "")
 
 
 def vnet(*args: str, env: dict | None = None, timeout: float = 60, user: bool = False) -> subprocess.CompletedProcess:
     cmd = [*vnet_command(), *args]
-    if user:  # as an unprivileged user: no capabilities at all
-        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", *cmd]
+    if user:  # root without the capabilities a TAP and a namespace need (the interpreter stays readable)
+        cmd = [*NO_NET_CAPS, *cmd]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})}, cwd="/")
 

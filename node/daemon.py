@@ -129,7 +129,8 @@ class NodeDaemon(NodeCommands):
         for mc in self.stack.mc_list():  # the all-hosts group, as ip_mc_up joins it
             dev_mc_add(self.dev, mc)
         register_netdevice_notifier(self.ns, self._netdev_event)
-        self.control = ControlServer(self._ctx, cfg.control or node_control_endpoint(cfg.name), self._handlers())
+        self.control = ControlServer(self._ctx, cfg.control or node_control_endpoint(cfg.name), self._handlers(),
+                                     policy=self._policy())
         self.control.start()
         dev_open(self.dev)
         now = self._loop.time()
@@ -149,6 +150,8 @@ class NodeDaemon(NodeCommands):
         """Bring vnet0 down (BYE to the switch), stop serving, close every socket."""
         if self._timer is not None:
             self._timer.cancel()
+        if self._udp_expiry is not None:
+            self._udp_expiry.cancel()
         if self.dev is not None:
             vnic_remove(self.dev)  # closes vnet0 first: the link says BYE
         for _, fut in self._echo_waiters.values():
@@ -206,6 +209,8 @@ class NodeDaemon(NodeCommands):
             return
         if self._timer is not None:
             self._timer.cancel()
+        if self._udp_expiry is not None:
+            self._udp_expiry.cancel()
             self._timer = None
         self._timer_when = when
         if when is not None:

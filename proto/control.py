@@ -21,6 +21,8 @@ import zmq
 import zmq.asyncio
 
 from vnet.proto.auth import CurveClient, CurveKeys, curve_server
+from vnet.proto.policy import MAX_FRAME, MAX_READ, Policy, PolicyError
+from vnet.proto.ratelimit import RateLimit
 
 log = logging.getLogger(__name__)
 
@@ -66,27 +68,60 @@ def print_final(info: dict) -> None:
     print(FINAL_PREFIX + json.dumps(info), flush=True)
 
 
+# Message size limits (ZMQ_MAXMSGSIZE): ZeroMQ drops the connection of a peer whose message is
+# bigger, before reading it whole, so a 100 MB request costs a node nothing.
+# A request is at most MAX_REQUEST_BYTES: the largest legal one is an ``inject`` of frames,
+# which clients send in batches under this (ControlClient refuses a bigger request with a
+# sentence); every other request is a few hundred bytes (a filter, a UDP payload of 64 KiB).
+MAX_REQUEST_BYTES = 1 << 20
+# A reply is at most MAX_REPLY_BYTES: the largest legal one is a capture or mirror read of
+# MAX_READ frames of MAX_FRAME bytes each, with msgpack's framing around each.
+MAX_REPLY_BYTES = MAX_READ * (MAX_FRAME + 64) + (1 << 20)
+# Requests in flight (answered later: long polls) the server holds at once, in all and per
+# client identity; the excess is answered at once with a "busy" error and counted.
+MAX_IN_FLIGHT = 1024
+MAX_IN_FLIGHT_PER_CLIENT = 64
+
+
 def _pack(obj: Any) -> bytes:
     return msgpack.packb(obj, use_bin_type=True)
 
 
 class ControlServer:
-    """Serves ``handlers`` (name -> callable taking the request's args as keywords).
+    """Serves ``handlers`` (name -> callable taking the request's args as keywords), each
+    checked against its ``policy`` (name -> proto.policy.Policy) before it runs: a handler
+    without a policy is refused here, when the server is built.
 
-    A handler may be sync or async. ``ControlError``, ``ValueError``, ``TypeError`` and
-    ``KeyError`` raised by a handler become error replies (the client's mistake); anything else
-    is logged and answered as an internal error. ``requests`` and ``bad_requests`` count.
+    A handler may be sync or async. A request that breaks its policy, and a ``ControlError``
+    raised by a handler, become error replies (the client's mistake, ``bad_requests``); any
+    other exception is a bug in the handler: its traceback is logged (rate-limited) and the
+    reply says "internal error" (``internal_errors``). At most ``max_in_flight`` requests are
+    in flight at once, ``max_per_client`` from one client identity; the excess is answered at
+    once with a busy error (``busy``). ``counters()`` has them all.
     The server owns its socket: ``close()`` cancels in-flight requests and closes it. With
     ``curve`` (the LAN key pair) it is a CURVE server: only keys the context's ZAP handler
     allows get through (vnet/auth.py).
     """
 
     def __init__(self, ctx: zmq.asyncio.Context, endpoint: str, handlers: Mapping[str, Handler],
-                 curve: "CurveKeys | None" = None) -> None:
+                 curve: "CurveKeys | None" = None, policy: Mapping[str, Policy] | None = None,
+                 max_in_flight: int = MAX_IN_FLIGHT, max_per_client: int = MAX_IN_FLIGHT_PER_CLIENT) -> None:
         self.endpoint = endpoint
         self._handlers = dict(handlers)
+        self._policy = dict(policy or {})
+        missing = sorted(set(self._handlers) - set(self._policy))
+        if missing:
+            raise ValueError(f"control commands without a policy (proto/policy.py): {', '.join(missing)}")
+        self.max_in_flight = max_in_flight
+        self.max_per_client = max_per_client
+        self._in_flight = 0
+        self._per_client: dict[bytes, int] = {}
+        self.busy = 0
+        self.internal_errors = 0
+        self._ratelimit = RateLimit()
         self._sock = ctx.socket(zmq.ROUTER)
         self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_BYTES)
         if curve is not None:
             curve_server(self._sock, curve)
         if endpoint.startswith("ipc://"):
@@ -123,13 +158,13 @@ class ControlServer:
         except ValueError:
             sep = 0  # no envelope delimiter: answer on the identity alone
         envelope, body = parts[: sep + 1] if sep else parts[:1], parts[sep + 1 :]
-        reply = await self._dispatch(body)
+        reply = await self._dispatch(body, envelope[0] if envelope else b"")
         try:
             await self._sock.send_multipart([*envelope, *([] if sep else [b""]), _pack(reply)])
         except zmq.ZMQError as exc:
             log.debug("control reply not sent: %s", exc)
 
-    async def _dispatch(self, body: list[bytes]) -> dict:
+    async def _dispatch(self, body: list[bytes], client: bytes = b"") -> dict:
         try:
             if len(body) != 1:
                 raise ControlError(f"a request is one msgpack part, got {len(body)} parts")
@@ -145,19 +180,51 @@ class ControlServer:
             handler = self._handlers.get(req["cmd"])
             if handler is None:
                 known = ", ".join(sorted(self._handlers))
-                raise ControlError(f"unknown command {req['cmd']!r}; known: {known}")
+                raise ControlError(f"unknown command {str(req['cmd'])[:60]!r}; known: {known}")
+            args = self._policy[req["cmd"]].check(req["cmd"], args)
+        except (ControlError, PolicyError) as exc:
+            self.bad_requests += 1
+            return {"ok": False, "error": str(exc)}
+        if self._in_flight >= self.max_in_flight or self._per_client.get(client, 0) >= self.max_per_client:
+            self.busy += 1
+            mine = self._per_client.get(client, 0)
+            return {"ok": False, "error": f"control busy: {self._in_flight} requests in flight "
+                    f"({mine} of them this client's; limits {self.max_in_flight} and "
+                    f"{self.max_per_client} per client): try again when some are answered"}
+        self._in_flight += 1
+        self._per_client[client] = self._per_client.get(client, 0) + 1
+        try:
             result = handler(**args)
             if inspect.isawaitable(result):
                 result = await result
             return {"ok": True, "result": result}
-        except (ControlError, ValueError, TypeError, KeyError) as exc:
+        except ControlError as exc:
             self.bad_requests += 1
             return {"ok": False, "error": str(exc) or exc.__class__.__name__}
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.exception("control request failed")
-            return {"ok": False, "error": f"internal error: {exc.__class__.__name__}: {exc}"}
+            self.internal_errors += 1
+            if self._ratelimit.allow():
+                held = self._ratelimit.suppressed
+                self._ratelimit.suppressed = 0
+                log.error("control request %s failed (a bug in its handler)%s", req["cmd"],
+                          f" ({held} similar messages suppressed)" if held else "", exc_info=exc)
+            return {"ok": False, "error": f"internal error in {req['cmd']}: {exc.__class__.__name__} "
+                    "(the server logged it)"}
+        finally:
+            self._in_flight -= 1
+            left = self._per_client[client] - 1
+            if left:
+                self._per_client[client] = left
+            else:
+                del self._per_client[client]
+
+    def counters(self) -> dict:
+        """The control socket's counters (in ``stats`` of the node and of the switch)."""
+        return {"requests": self.requests, "bad_requests": self.bad_requests,
+                "internal_errors": self.internal_errors, "control_busy": self.busy,
+                "in_flight": self._in_flight, "clients_in_flight": len(self._per_client)}
 
     async def close(self) -> None:
         tasks = [t for t in (self._main, *self._tasks) if t is not None]
@@ -170,6 +237,16 @@ class ControlServer:
                 os.unlink(self.endpoint[len("ipc://"):])
             except OSError:
                 pass
+
+
+def pack_request(cmd: str, args: Mapping[str, Any]) -> bytes:
+    """A request as it goes on the wire; ControlError if it is over MAX_REQUEST_BYTES (the
+    server would drop the connection without an answer)."""
+    raw = _pack({"cmd": cmd, "args": dict(args)})
+    if len(raw) > MAX_REQUEST_BYTES:
+        raise ControlError(f"{cmd}: a request of {len(raw)} bytes is over the limit of {MAX_REQUEST_BYTES} "
+                           "(send it in smaller parts)")
+    return raw
 
 
 def decode_reply(raw: bytes) -> Any:
@@ -191,6 +268,7 @@ class ControlClient:
         self.timeout = timeout
         self._sock = (ctx or zmq.Context.instance()).socket(zmq.DEALER)
         self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.setsockopt(zmq.MAXMSGSIZE, MAX_REPLY_BYTES)
         self.curve = curve
         if curve is not None:
             curve.apply(self._sock)
@@ -198,7 +276,7 @@ class ControlClient:
 
     def call(self, cmd: str, wait: float | None = None, **args: Any) -> Any:
         """Send ``cmd`` with ``args``; wait up to ``wait`` s (default: the client's timeout)."""
-        self._sock.send_multipart([b"", _pack({"cmd": cmd, "args": args})])
+        self._sock.send_multipart([b"", pack_request(cmd, args)])
         wait = self.timeout if wait is None else wait
         if not self._sock.poll(int(wait * 1000)):
             hint = "is it running, and is this key allowed?" if self.curve else "is it running?"
@@ -228,6 +306,7 @@ class AsyncControlClient:
         self.timeout = timeout
         self._sock = ctx.socket(zmq.DEALER)
         self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.setsockopt(zmq.MAXMSGSIZE, MAX_REPLY_BYTES)
         if curve is not None:
             curve.apply(self._sock)
         self._sock.connect(endpoint)
@@ -248,7 +327,7 @@ class AsyncControlClient:
         fut = asyncio.get_running_loop().create_future()
         self._waiting[tag] = fut
         try:
-            await self._sock.send_multipart([tag, b"", _pack({"cmd": cmd, "args": args})])
+            await self._sock.send_multipart([tag, b"", pack_request(cmd, args)])
             wait = self.timeout if wait is None else wait
             try:
                 raw = await asyncio.wait_for(fut, wait)

@@ -62,6 +62,7 @@ class NodeCommands:
         self._udp_readers: dict[int, int] = {}  # port -> udp_recv requests waiting on it
         self._udp_expiry = None
         self.udp_lease_expired = 0
+        self.udp_lease_timeout = UDP_LEASE_TIMEOUT
         self.udp_queue_drops = 0
         self.conflicts: list[dict] = []
         self._ping_ident = os.getpid() & 0xFFFF
@@ -240,8 +241,8 @@ class NodeCommands:
         self._udp_queues[port] = asyncio.Queue(UDP_QUEUE_LEN)
         self._udp_renewed[port] = self._loop.time()
         if self._udp_expiry is None:
-            self._udp_expiry = self._loop.call_later(UDP_LEASE_TIMEOUT / 3, self._expire_udp)
-        return {"port": port, "lease": UDP_LEASE_TIMEOUT}
+            self._udp_expiry = self._loop.call_later(self.udp_lease_timeout / 3, self._expire_udp)
+        return {"port": port, "lease": self.udp_lease_timeout}
 
     def _cmd_udp_unbind(self, port: int) -> dict:
         _stack_call(self.stack.udp_unbind, port)
@@ -261,7 +262,7 @@ class NodeCommands:
         queue = self._udp_queues.get(port)
         if queue is None:
             raise ControlError(f"udp port {port} is not bound here: udp_bind it first "
-                               f"(a binding nobody reads for {UDP_LEASE_TIMEOUT:g} s is released)")
+                               f"(a binding nobody reads for {self.udp_lease_timeout:g} s is released)")
         self._udp_readers[port] = self._udp_readers.get(port, 0) + 1
         out = []
         try:
@@ -283,16 +284,16 @@ class NodeCommands:
 
     def _expire_udp(self) -> None:
         """Unbind the ports whose lease ran out: no ``udp_recv`` waiting, none for
-        UDP_LEASE_TIMEOUT seconds. Runs every third of the timeout while a port is bound."""
+        self.udp_lease_timeout seconds. Runs every third of the timeout while a port is bound."""
         self._udp_expiry = None
         now = self._loop.time()
         for port, renewed in list(self._udp_renewed.items()):
-            if port not in self._udp_readers and now - renewed > UDP_LEASE_TIMEOUT:
+            if port not in self._udp_readers and now - renewed > self.udp_lease_timeout:
                 log.warning("udp port %d unread for %.0f s (its reader went away): unbound", port, now - renewed)
                 self.udp_lease_expired += 1
                 self._cmd_udp_unbind(port)
         if self._udp_renewed:
-            self._udp_expiry = self._loop.call_later(UDP_LEASE_TIMEOUT / 3, self._expire_udp)
+            self._udp_expiry = self._loop.call_later(self.udp_lease_timeout / 3, self._expire_udp)
 
     def _cmd_inject(self, frames: list[bytes], dev: str = "vnet0") -> dict:
         d = self._dev(dev)

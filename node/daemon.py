@@ -248,7 +248,14 @@ class NodeDaemon(NodeCommands):
         elif isinstance(ev, AddressConflict):
             conflict = {"address": ip_str(ev.ip), "mac": mac_str(ev.mac)}
             self.conflicts.append(conflict)
-            log.error("address %s is already in use by %s: not using it", conflict["address"], conflict["mac"])
+            state = next((a["state"] for a in self.stack.addresses() if a["address"] == conflict["address"]), None)
+            if state == "conflict":  # found by duplicate address detection: never used
+                log.error("address %s is already in use by %s: not using it (duplicate address detection "
+                          "failed; delete it and pick another)", conflict["address"], conflict["mac"])
+            else:  # a conflict on an address in use: RFC 5227 2.4 (c), it stays ours
+                log.error("address %s is also claimed by %s: keeping it in use and defending it "
+                          "(one gratuitous ARP; check both hosts' configuration)",
+                          conflict["address"], conflict["mac"])
         elif isinstance(ev, AddressReady):
             log.info("address %s ready", ip_str(ev.ip))
         elif isinstance(ev, DhcpBound):

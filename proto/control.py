@@ -95,9 +95,13 @@ class ControlServer:
     A handler may be sync or async. A request that breaks its policy, and a ``ControlError``
     raised by a handler, become error replies (the client's mistake, ``bad_requests``); any
     other exception is a bug in the handler: its traceback is logged (rate-limited) and the
-    reply says "internal error" (``internal_errors``). At most ``max_in_flight`` requests are
-    in flight at once, ``max_per_client`` from one client identity; the excess is answered at
-    once with a busy error (``busy``). ``counters()`` has them all.
+    reply says "internal error" (``internal_errors``). At most ``max_in_flight`` requests to
+    async handlers (the long polls: they wait) are in flight at once, ``max_per_client`` from
+    one client identity; the excess is answered at once with a busy error (``busy``). Sync
+    handlers answer before the next request is read and are not capped. A client that went
+    away leaves its long polls to run out their timeouts (which the policies clamp, to
+    MAX_POLL_TIMEOUT), their replies are dropped by the ROUTER; so a departed client holds
+    at most ``max_per_client`` requests for at most that long. ``counters()`` has them all.
     The server owns its socket: ``close()`` cancels in-flight requests and closes it. With
     ``curve`` (the LAN key pair) it is a CURVE server: only keys the context's ZAP handler
     allows get through (vnet/auth.py).
@@ -185,6 +189,8 @@ class ControlServer:
         except (ControlError, PolicyError) as exc:
             self.bad_requests += 1
             return {"ok": False, "error": str(exc)}
+        if not inspect.iscoroutinefunction(handler):  # answered before the next request is read
+            return self._call_sync(req["cmd"], handler, args)
         if self._in_flight >= self.max_in_flight or self._per_client.get(client, 0) >= self.max_per_client:
             self.busy += 1
             mine = self._per_client.get(client, 0)
@@ -194,24 +200,14 @@ class ControlServer:
         self._in_flight += 1
         self._per_client[client] = self._per_client.get(client, 0) + 1
         try:
-            result = handler(**args)
-            if inspect.isawaitable(result):
-                result = await result
-            return {"ok": True, "result": result}
+            return {"ok": True, "result": await handler(**args)}
         except ControlError as exc:
             self.bad_requests += 1
             return {"ok": False, "error": str(exc) or exc.__class__.__name__}
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            self.internal_errors += 1
-            if self._ratelimit.allow():
-                held = self._ratelimit.suppressed
-                self._ratelimit.suppressed = 0
-                log.error("control request %s failed (a bug in its handler)%s", req["cmd"],
-                          f" ({held} similar messages suppressed)" if held else "", exc_info=exc)
-            return {"ok": False, "error": f"internal error in {req['cmd']}: {exc.__class__.__name__} "
-                    "(the server logged it)"}
+            return self._internal_error(req["cmd"], exc)
         finally:
             self._in_flight -= 1
             left = self._per_client[client] - 1
@@ -219,6 +215,27 @@ class ControlServer:
                 self._per_client[client] = left
             else:
                 del self._per_client[client]
+
+    def _call_sync(self, cmd: str, handler: Handler, args: dict) -> dict:
+        """A handler that answers at once: it holds nothing between requests, so the
+        in-flight caps (for long polls) do not apply and `health` answers at the cap."""
+        try:
+            return {"ok": True, "result": handler(**args)}
+        except ControlError as exc:
+            self.bad_requests += 1
+            return {"ok": False, "error": str(exc) or exc.__class__.__name__}
+        except Exception as exc:
+            return self._internal_error(cmd, exc)
+
+    def _internal_error(self, cmd: str, exc: Exception) -> dict:
+        """A bug in a handler: its traceback logged (rate-limited), "internal error" answered."""
+        self.internal_errors += 1
+        if self._ratelimit.allow():
+            held = self._ratelimit.suppressed
+            self._ratelimit.suppressed = 0
+            log.error("control request %s failed (a bug in its handler)%s", cmd,
+                      f" ({held} similar messages suppressed)" if held else "", exc_info=exc)
+        return {"ok": False, "error": f"internal error in {cmd}: {exc.__class__.__name__} (the server logged it)"}
 
     def counters(self) -> dict:
         """The control socket's counters (in ``stats`` of the node and of the switch)."""

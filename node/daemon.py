@@ -65,7 +65,7 @@ from vnet.node.stack import (
 from vnet.node.stack.ether import mac_str, parse_mac
 from vnet.node.vnic import vnic_probe, vnic_remove
 from vnet.node.zmqlink import ZmqLink
-from vnet.proto.control import ControlServer, node_control_endpoint, print_ready, runtime_dir
+from vnet.proto.control import ControlServer, EndpointInUse, node_control_endpoint, print_ready, runtime_dir
 
 log = logging.getLogger(__name__)
 
@@ -312,7 +312,11 @@ async def serve(config: NodeConfig, ready_line: bool = True) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await daemon.start()
+        try:
+            await daemon.start()
+        except EndpointInUse as exc:  # a node of this name runs: its socket is not ours to take
+            print(f"vnet node: {config.name} is already running ({exc})", file=sys.stderr)
+            return 2
         if ready_line:
             print_ready({"node": config.name, "control": daemon.control.endpoint,
                           "mac": mac_str(bytes(daemon.dev.dev_addr))})

@@ -45,6 +45,53 @@ def node_control_endpoint(name: str) -> str:
     return f"ipc://{runtime_dir()}/{name}.ctl"
 
 
+def switch_control_endpoint() -> str:
+    """The switch's default control endpoint: an ipc socket in the runtime directory (mode
+    0600 in a 0700 directory), so only this user drives the switch. TCP is opt-in
+    (``--switch-control tcp://...``): on 127.0.0.1 every local user can reach it, and other
+    hosts only with CURVE (docs/reliability.md)."""
+    return f"ipc://{runtime_dir()}/switch.sock"
+
+
+class EndpointInUse(OSError):
+    """An ipc control socket that another live process still serves."""
+
+
+def claim_ipc_path(path: str) -> None:
+    """Make way for binding the ipc socket ``path``: remove a stale socket file left by a
+    process that died, but refuse (EndpointInUse) when something still accepts connections
+    on it, rather than take a live daemon's socket over."""
+    import socket
+    import stat
+
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise EndpointInUse(f"{path} exists and is not a socket: remove it or choose another control endpoint")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1.0)
+        probe.connect(path)
+    except (ConnectionRefusedError, FileNotFoundError):
+        os.unlink(path)  # nobody listens: a stale socket from a crashed daemon
+        return
+    except OSError as exc:  # EACCES, a timeout: something is there we cannot vouch for
+        raise EndpointInUse(f"its control socket {path} exists and cannot be probed ({exc})") from None
+    finally:
+        probe.close()
+    raise EndpointInUse(f"its control socket {path} answers")
+
+
+def _socket_id(path: str) -> tuple[int, int, int] | None:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_ctime_ns)
+
+
 READY_PREFIX = "vnet-ready "
 FINAL_PREFIX = "vnet-final "
 
@@ -129,16 +176,20 @@ class ControlServer:
         if curve is not None:
             curve_server(self._sock, curve)
         if endpoint.startswith("ipc://"):
-            path = endpoint[len("ipc://"):]
-            if os.path.exists(path):
-                os.unlink(path)  # a stale socket file from a crashed daemon
+            try:
+                claim_ipc_path(endpoint[len("ipc://"):])  # a live owner keeps it
+            except EndpointInUse:
+                self._sock.close(linger=0)
+                raise
         try:
             self._sock.bind(endpoint)
         except zmq.ZMQError:
             self._sock.close(linger=0)  # an open socket would hang the context's term()
             raise
+        self._ipc_id = None  # the socket file this server bound: close() unlinks only it
         if endpoint.startswith("ipc://"):
             os.chmod(endpoint[len("ipc://"):], 0o600)
+            self._ipc_id = _socket_id(endpoint[len("ipc://"):])
         self.endpoint = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self._tasks: set[asyncio.Task] = set()
         self._main: asyncio.Task | None = None
@@ -249,9 +300,17 @@ class ControlServer:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._sock.close(linger=0)
-        if self.endpoint.startswith("ipc://"):
+        self._unlink_own_socket()
+
+    def _unlink_own_socket(self) -> None:
+        """Remove the ipc socket file if it is still the one this server bound (another
+        process may have replaced it since: that one is not ours to delete)."""
+        if self._ipc_id is None:
+            return
+        path = self.endpoint[len("ipc://"):]
+        if _socket_id(path) == self._ipc_id:
             try:
-                os.unlink(self.endpoint[len("ipc://"):])
+                os.unlink(path)
             except OSError:
                 pass
 

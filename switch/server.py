@@ -68,7 +68,7 @@ from vnet.switch.fdb import Fdb
 from vnet.switch.pipeline import MIRROR_IDLE_TIMEOUT, PortTools, Tx
 from vnet.proto import auth
 from vnet.proto.capture import FilterError
-from vnet.proto.control import ControlError, ControlServer
+from vnet.proto.control import ControlError, ControlServer, EndpointInUse, switch_control_endpoint
 from vnet.proto.policy import SWITCH_POLICY
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,9 @@ class SwitchConfig:
     """What a switch is told at start; checked on construction (ValueError naming the field)."""
 
     bind: str = f"tcp://127.0.0.1:{wire.DEFAULT_DATA_PORT}"
-    control: str | None = f"tcp://127.0.0.1:{wire.DEFAULT_CONTROL_PORT}"  # None: no control endpoint
+    # None: no control endpoint. The default is an ipc socket only this user can open
+    # (proto.control.switch_control_endpoint); TCP is opt-in.
+    control: str | None = dataclasses.field(default_factory=switch_control_endpoint)
     ageing_time: float = 300.0
     heartbeat_interval: float = 1.0
     heartbeat_timeout: float = 3.0
@@ -281,7 +283,7 @@ class SwitchServer:
             try:
                 self._control = ControlServer(self._ctx, cfg.control, self._handlers(), curve=keys,
                                               policy=SWITCH_POLICY)
-            except zmq.ZMQError as exc:
+            except (zmq.ZMQError, EndpointInUse) as exc:
                 await self._close_sockets()
                 raise OSError(f"cannot bind the switch control endpoint {cfg.control}: {exc}") from None
             self.control_endpoint = self._control.endpoint

@@ -139,3 +139,33 @@ async def test_a_conflict_found_by_dad_is_logged_as_not_using_it(lan, caplog):
         await c2.call("addr_add", cidr="10.9.0.1/24")
         await until(lambda: any("not using it" in r.getMessage() for r in caplog.records), "the DAD log line")
     assert any(a["address"] == "10.9.0.1" and a["state"] == "conflict" for a in (await c2.call("addr_show"))["addresses"])
+
+
+async def _start_listener(node, port: int):
+    import sys
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "vnet.cli", "udp", "listen", str(port), "--control", node.control.endpoint,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    line = await asyncio.wait_for(proc.stderr.readline(), 30)
+    assert line.decode().startswith("listening on udp port"), line
+    return proc, int(line.split()[-1])
+
+
+async def test_udp_listen_stopped_by_sigterm_unbinds_its_port(lan):
+    (n1, _), _ = lan
+    proc, port = await _start_listener(n1, 4200)
+    assert port == 4200 and port in n1.stack.udp.ports
+    proc.terminate()
+    assert await asyncio.wait_for(proc.wait(), 30) == 0
+    assert port not in n1.stack.udp.ports
+
+
+async def test_udp_listen_killed_by_sigkill_loses_its_port_when_the_lease_runs_out(lan):
+    (n1, _), _ = lan
+    n1.udp_lease_timeout = 0.5
+    proc, port = await _start_listener(n1, 0)  # port 0: the listener prints the port picked
+    assert port != 0 and port in n1.stack.udp.ports
+    proc.kill()
+    await asyncio.wait_for(proc.wait(), 30)
+    await until(lambda: port not in n1.stack.udp.ports, "the lease to run out", timeout=10)
+    assert n1.udp_lease_expired == 1

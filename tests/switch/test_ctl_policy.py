@@ -211,3 +211,14 @@ async def test_a_request_over_the_size_limit_is_not_read_and_the_server_goes_on(
     finally:
         raw.close(linger=0)
         ctx.term()
+
+
+def test_inject_batches_each_fit_in_one_request():
+    from vnet.cli.inject import inject_batches
+
+    frames = [bytes([i % 256]) * 1514 for i in range(3000)]  # 4.5 MB of frames
+    batches = inject_batches(frames)
+    assert [f for b in batches for f in b] == frames
+    for b in batches:
+        assert len(pack_request("inject", {"frames": b, "dev": "vnet0"})) <= MAX_REQUEST_BYTES
+        NODE_POLICY["inject"].check("inject", {"frames": b})

@@ -65,7 +65,14 @@ from vnet.node.stack import (
 from vnet.node.stack.ether import mac_str, parse_mac
 from vnet.node.vnic import vnic_probe, vnic_remove
 from vnet.node.zmqlink import ZmqLink
-from vnet.proto.control import ControlServer, EndpointInUse, node_control_endpoint, print_ready, runtime_dir
+from vnet.proto.control import (
+    ControlServer,
+    EndpointInUse,
+    claim_ipc_path,
+    node_control_endpoint,
+    print_ready,
+    runtime_dir,
+)
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +102,11 @@ class NodeDaemon(NodeCommands):
 
     async def start(self) -> None:
         cfg = self.config
+        control = cfg.control or node_control_endpoint(cfg.name)
+        if control.startswith("ipc://"):
+            # before the link says HELLO: a second node of this name must not replace the
+            # first one's switch port either (EndpointInUse)
+            claim_ipc_path(control[len("ipc://"):])
         self._loop = asyncio.get_running_loop()
         self._ctx = zmq.asyncio.Context()
         # The link has a context (an I/O thread) of its own: ZeroMQ resolves the switch's
@@ -129,7 +141,7 @@ class NodeDaemon(NodeCommands):
         for mc in self.stack.mc_list():  # the all-hosts group, as ip_mc_up joins it
             dev_mc_add(self.dev, mc)
         register_netdevice_notifier(self.ns, self._netdev_event)
-        self.control = ControlServer(self._ctx, cfg.control or node_control_endpoint(cfg.name), self._handlers(),
+        self.control = ControlServer(self._ctx, control, self._handlers(),
                                      policy=self._policy())
         self.control.start()
         dev_open(self.dev)

@@ -42,6 +42,7 @@ from vnet.proto.capture import (DEFAULT_BUFFER, DEFAULT_SNAPLEN, Capture, Captur
                                 FilterError, check_limits, compile_filter, filter_engine)
 from vnet.proto.ratelimit import RateLimit
 from vnet.proto.control import ControlError
+from vnet.proto.policy import NODE_POLICY
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,11 @@ class NodeCommands:
         self._echo_waiters: dict[tuple[int, int], tuple[bytes, asyncio.Future]] = {}
         self._arp_waiters: dict[bytes, list[asyncio.Future]] = {}
         self._udp_queues: dict[int, asyncio.Queue] = {}
+        self._udp_renewed: dict[int, float] = {}  # port -> when its lease was last renewed
+        self._udp_readers: dict[int, int] = {}  # port -> udp_recv requests waiting on it
+        self._udp_expiry = None
+        self.udp_lease_expired = 0
+        self.udp_lease_timeout = UDP_LEASE_TIMEOUT
         self.udp_queue_drops = 0
         self.conflicts: list[dict] = []
         self._ping_ident = os.getpid() & 0xFFFF
@@ -71,6 +77,9 @@ class NodeCommands:
 
     def _handlers(self) -> dict[str, Any]:
         return {name: getattr(self, "_cmd_" + name) for name in CONTROL_COMMANDS}
+
+    def _policy(self) -> dict:
+        return {name: NODE_POLICY[name] for name in CONTROL_COMMANDS}
 
     def _cmd_health(self) -> dict:
         return {
@@ -92,9 +101,9 @@ class NodeCommands:
         if state not in (None, "up", "down"):
             raise ControlError(f"link state {state!r}: use up or down")
         if mtu is not None:
-            netdev_call(dev_set_mtu, d, int(mtu))
+            netdev_call(dev_set_mtu, d, mtu)
         if address is not None:
-            netdev_call(dev_set_mac_address, d, parse_mac(address))
+            netdev_call(dev_set_mac_address, d, _stack_call(parse_mac, address))
         flags = dev_get_flags(d)
         if state is not None:
             flags = flags | IFF_UP if state == "up" else flags & ~IFF_UP
@@ -109,13 +118,13 @@ class NodeCommands:
 
     def _cmd_addr_add(self, cidr: str, dev: str = "vnet0") -> dict:
         self._dev(dev)
-        self._xmit(self.stack.add_address(cidr, self._loop.time()))
+        self._xmit(_stack_call(self.stack.add_address, cidr, self._loop.time()))
         self._after_stack()
         return self._cmd_addr_show()
 
     def _cmd_addr_del(self, cidr: str, dev: str = "vnet0") -> dict:
         self._dev(dev)
-        self.stack.del_address(cidr)
+        _stack_call(self.stack.del_address, cidr)
         return self._cmd_addr_show()
 
     def _cmd_dhcp_show(self) -> dict:
@@ -139,20 +148,31 @@ class NodeCommands:
             "stack": self.stack.counters(),
             "link": self.link.counters(),
             "udp_queue_drops": self.udp_queue_drops,
+            "udp_lease_expired": self.udp_lease_expired,
+            "control": self.control.counters(),
             "captures": len(self._captures),
             "tap_errors": self.tap_errors,
         }
 
-    def _cmd_ethtool(self, op: str, dev: str = "vnet0", **params: Any) -> Any:
+    def _cmd_ethtool(self, op: str, dev: str = "vnet0", rx_pending: int | None = None,
+                     tx_pending: int | None = None, rx_usecs: int | None = None,
+                     rx_frames: int | None = None) -> Any:
         d = self._dev(dev)
+        given = {"rx_pending": rx_pending, "tx_pending": tx_pending, "rx_usecs": rx_usecs, "rx_frames": rx_frames}
+        ring = {k: given[k] for k in ("rx_pending", "tx_pending") if given[k] is not None}
+        coalesce = {k: given[k] for k in ("rx_usecs", "rx_frames") if given[k] is not None}
+        wrong = [k for k, v in given.items() if v is not None and k not in
+                 (ring if op == "set_ringparam" else coalesce if op == "set_coalesce" else ())]
+        if wrong:
+            raise ControlError(f"ethtool {op} takes no {', '.join(wrong)}")
         ops = {
             "drvinfo": lambda: ethtool.ethtool_get_drvinfo(d),
             "link": lambda: ethtool.ethtool_get_link(d),
             "stats": lambda: ethtool.ethtool_get_stats(d),
             "get_ringparam": lambda: ethtool.ethtool_get_ringparam(d),
-            "set_ringparam": lambda: ethtool.ethtool_set_ringparam(d, **params),
+            "set_ringparam": lambda: ethtool.ethtool_set_ringparam(d, **ring),
             "get_coalesce": lambda: ethtool.ethtool_get_coalesce(d),
-            "set_coalesce": lambda: ethtool.ethtool_set_coalesce(d, **params),
+            "set_coalesce": lambda: ethtool.ethtool_set_coalesce(d, **coalesce),
         }
         if op not in ops:
             raise ControlError(f"ethtool op {op!r}: one of {', '.join(ops)}")
@@ -161,16 +181,16 @@ class NodeCommands:
 
     async def _cmd_ping(self, dst: str, seq: int = 1, size: int = 56, timeout: float = 4.0,
                         ident: int | None = None) -> dict:
-        ident = self._ping_ident if ident is None else int(ident) & 0xFFFF
+        ident = self._ping_ident if ident is None else ident
         dst_ip = _parse_ip(dst)
-        key = (ident, int(seq) & 0xFFFF)
+        key = (ident, seq)
         if key in self._echo_waiters:
             raise ControlError(f"echo id {ident} seq {seq} is already waiting for a reply")
         fut = self._loop.create_future()
         self._echo_waiters[key] = (dst_ip, fut)
         try:
             sent = self._loop.time()
-            self._xmit(_stack_call(self.stack.send_echo, dst, ident, key[1], int(size), sent))
+            self._xmit(_stack_call(self.stack.send_echo, dst, ident, seq, size, sent))
             self._after_stack()
             try:
                 got = await asyncio.wait_for(fut, timeout)
@@ -202,40 +222,70 @@ class NodeCommands:
             if fut in waiters:
                 waiters.remove(fut)
 
+    # -- UDP sockets ---------------------------------------------------------------------------
+    # A bound port is a lease, so that a reader that died (``vnet udp listen`` killed with
+    # SIGKILL) does not hold its port forever: ``udp_bind`` grants it, every ``udp_recv`` on
+    # the port renews it (a pending one holds it), and a port with no reader waiting and no
+    # renewal for UDP_LEASE_TIMEOUT seconds is unbound (``udp_lease_expired`` counts them).
+
     def _cmd_udp_bind(self, port: int) -> dict:
-        port = int(port)
-        _stack_call(self.stack.udp_bind, port)
+        port = _stack_call(self.stack.udp_bind, port)  # port 0: the ephemeral port picked
         self._udp_queues[port] = asyncio.Queue(UDP_QUEUE_LEN)
-        return {"port": port}
+        self._udp_renewed[port] = self._loop.time()
+        if self._udp_expiry is None:
+            self._udp_expiry = self._loop.call_later(self.udp_lease_timeout / 3, self._expire_udp)
+        return {"port": port, "lease": self.udp_lease_timeout}
 
     def _cmd_udp_unbind(self, port: int) -> dict:
-        port = int(port)
         _stack_call(self.stack.udp_unbind, port)
         self._udp_queues.pop(port, None)
+        self._udp_renewed.pop(port, None)
         return {"port": port}
 
-    def _cmd_udp_send(self, dst: str, port: int, data: bytes, sport: int = 0) -> dict:
+    def _cmd_udp_send(self, dst: str, port: int, data: bytes | str, sport: int = 0) -> dict:
         if isinstance(data, str):
             data = data.encode()
-        sport = int(sport) or 32768 + (os.getpid() % 28000)
-        self._xmit(_stack_call(self.stack.send_udp, sport, dst, int(port), bytes(data), self._loop.time()))
+        sport = sport or 32768 + (os.getpid() % 28000)
+        self._xmit(_stack_call(self.stack.send_udp, sport, dst, port, data, self._loop.time()))
         self._after_stack()
-        return {"dst": dst, "port": int(port), "sport": sport, "bytes": len(data)}
+        return {"dst": dst, "port": port, "sport": sport, "bytes": len(data)}
 
     async def _cmd_udp_recv(self, port: int, timeout: float = 1.0, max: int = 64) -> list[dict]:
-        queue = self._udp_queues.get(int(port))
+        queue = self._udp_queues.get(port)
         if queue is None:
-            raise ControlError(f"udp port {port} is not bound here: udp_bind it first")
+            raise ControlError(f"udp port {port} is not bound here: udp_bind it first "
+                               f"(a binding nobody reads for {self.udp_lease_timeout:g} s is released)")
+        self._udp_readers[port] = self._udp_readers.get(port, 0) + 1
         out = []
         try:
-            ev = await asyncio.wait_for(queue.get(), timeout)
-        except asyncio.TimeoutError:
-            return out
+            try:
+                ev = await asyncio.wait_for(queue.get(), timeout)
+            except asyncio.TimeoutError:
+                return out
+        finally:
+            self._udp_readers[port] -= 1
+            if not self._udp_readers[port]:
+                del self._udp_readers[port]
+            if port in self._udp_renewed:
+                self._udp_renewed[port] = self._loop.time()
         out.append(ev)
         while len(out) < max and not queue.empty():
             out.append(queue.get_nowait())
         return [{"src": ip_str(e.src_ip), "sport": e.src_port, "dst": ip_str(e.dst_ip), "port": e.dst_port,
                  "data": bytes(e.data)} for e in out]
+
+    def _expire_udp(self) -> None:
+        """Unbind the ports whose lease ran out: no ``udp_recv`` waiting, none for
+        self.udp_lease_timeout seconds. Runs every third of the timeout while a port is bound."""
+        self._udp_expiry = None
+        now = self._loop.time()
+        for port, renewed in list(self._udp_renewed.items()):
+            if port not in self._udp_readers and now - renewed > self.udp_lease_timeout:
+                log.warning("udp port %d unread for %.0f s (its reader went away): unbound", port, now - renewed)
+                self.udp_lease_expired += 1
+                self._cmd_udp_unbind(port)
+        if self._udp_renewed:
+            self._udp_expiry = self._loop.call_later(self.udp_lease_timeout / 3, self._expire_udp)
 
     def _cmd_inject(self, frames: list[bytes], dev: str = "vnet0") -> dict:
         d = self._dev(dev)
@@ -285,13 +335,13 @@ class NodeCommands:
 
     async def _cmd_capture_read(self, id: int, timeout: float = 1.0, max: int = 1024) -> dict:
         """Frames captured since the last read (waits up to ``timeout`` for the first one)."""
-        session = self._captures.get(int(id))
+        session = self._captures.get(id)
         if session is None:
             raise ControlError(f"no capture {id} on this node (it was stopped, or expired unread)")
         return await session.read(self._loop.time, timeout, max)
 
     def _cmd_capture_stop(self, id: int) -> dict:
-        session = self._captures.pop(int(id), None)
+        session = self._captures.pop(id, None)
         if session is None:
             raise ControlError(f"no capture {id} on this node")
         if not self._captures and self._tap is not None:
@@ -332,6 +382,7 @@ CONTROL_COMMANDS = (
 )
 
 CAPTURE_IDLE_TIMEOUT = 30.0  # seconds a capture may go unread before it is stopped
+UDP_LEASE_TIMEOUT = 30.0  # seconds a bound UDP port may go unread before it is unbound
 
 
 def _parse_ip(text: str) -> bytes:

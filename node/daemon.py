@@ -66,7 +66,14 @@ from vnet.node.stack import (
 from vnet.node.stack.ether import mac_str, parse_mac
 from vnet.node.vnic import vnic_probe, vnic_remove
 from vnet.node.zmqlink import ZmqLink
-from vnet.proto.control import ControlServer, node_control_endpoint, print_ready, runtime_dir
+from vnet.proto.control import (
+    ControlServer,
+    EndpointInUse,
+    claim_ipc_path,
+    node_control_endpoint,
+    print_ready,
+    runtime_dir,
+)
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +107,11 @@ class NodeDaemon(NodeCommands):
 
     async def start(self) -> None:
         cfg = self.config
+        control = cfg.control or node_control_endpoint(cfg.name)
+        if control.startswith("ipc://"):
+            # before the link says HELLO: a second node of this name must not replace the
+            # first one's switch port either (EndpointInUse)
+            claim_ipc_path(control[len("ipc://"):])
         self._loop = asyncio.get_running_loop()
         self._ctx = zmq.asyncio.Context()
         # The link has a context (an I/O thread) of its own: ZeroMQ resolves the switch's
@@ -135,7 +147,8 @@ class NodeDaemon(NodeCommands):
         for mc in self.stack.mc_list():  # the all-hosts group, as ip_mc_up joins it
             dev_mc_add(self.dev, mc)
         register_netdevice_notifier(self.ns, self._netdev_event)
-        self.control = ControlServer(self._ctx, cfg.control or node_control_endpoint(cfg.name), self._handlers())
+        self.control = ControlServer(self._ctx, control, self._handlers(),
+                                     policy=self._policy())
         self.control.start()
         dev_open(self.dev)
         now = self._loop.time()
@@ -155,6 +168,8 @@ class NodeDaemon(NodeCommands):
         """Bring vnet0 down (BYE to the switch), stop serving, close every socket."""
         if self._timer is not None:
             self._timer.cancel()
+        if self._udp_expiry is not None:
+            self._udp_expiry.cancel()
         if self.dev is not None:
             vnic_remove(self.dev)  # closes vnet0 first: the link says BYE
         for _, fut in self._echo_waiters.values():
@@ -223,6 +238,8 @@ class NodeDaemon(NodeCommands):
             return
         if self._timer is not None:
             self._timer.cancel()
+        if self._udp_expiry is not None:
+            self._udp_expiry.cancel()
             self._timer = None
         self._timer_when = when
         if when is not None:
@@ -260,7 +277,14 @@ class NodeDaemon(NodeCommands):
         elif isinstance(ev, AddressConflict):
             conflict = {"address": ip_str(ev.ip), "mac": mac_str(ev.mac)}
             self.conflicts.append(conflict)
-            log.error("address %s is already in use by %s: not using it", conflict["address"], conflict["mac"])
+            state = next((a["state"] for a in self.stack.addresses() if a["address"] == conflict["address"]), None)
+            if state == "conflict":  # found by duplicate address detection: never used
+                log.error("address %s is already in use by %s: not using it (duplicate address detection "
+                          "failed; delete it and pick another)", conflict["address"], conflict["mac"])
+            else:  # a conflict on an address in use: RFC 5227 2.4 (c), it stays ours
+                log.error("address %s is also claimed by %s: keeping it in use and defending it "
+                          "(one gratuitous ARP; check both hosts' configuration)",
+                          conflict["address"], conflict["mac"])
         elif isinstance(ev, AddressReady):
             log.info("address %s ready", ip_str(ev.ip))
         elif isinstance(ev, DhcpBound):
@@ -326,6 +350,9 @@ async def serve(config: NodeConfig, ready_line: bool = True) -> int:
             await daemon.start()
         except StartError as exc:
             print(f"vnet node {config.name}: {exc}", file=sys.stderr)
+            return 2
+        except EndpointInUse as exc:  # a node of this name runs: its socket is not ours to take
+            print(f"vnet node: {config.name} is already running ({exc})", file=sys.stderr)
             return 2
         if ready_line:
             print_ready({"node": config.name, "control": daemon.control.endpoint,

@@ -99,7 +99,8 @@ class KernelNodeDaemon(NodeDaemon):
         self.edge = TapEdge(self.tap, self.dev, self._loop)
         self.edge.start()
         register_netdevice_notifier(self.ns, self._netdev_event)
-        self.control = ControlServer(self._ctx, cfg.control or node_control_endpoint(cfg.name), self._handlers())
+        self.control = ControlServer(self._ctx, cfg.control or node_control_endpoint(cfg.name), self._handlers(),
+                                     policy=self._policy())
         self.control.start()
         dev_open(self.dev)
 

@@ -3,7 +3,7 @@
 The model is SSH's: the switch has the LAN key pair and a list of allowed public keys (one
 file per node, like ``authorized_keys``); each node has its own key pair and knows the LAN's
 public key (like ``known_hosts``). With CURVE on, ZeroMQ encrypts every message and the switch
-asks its ZAP handler (RFC 27, ``inproc://zeromq.zap.01``) about every connecting key: a key
+asks its ZAP handler (RFC 27, ``inproc://zeromq.zap.01``; pyzmq's authenticator) about every connecting key: a key
 that is not allowed never completes the handshake, so nothing it sends reaches the switch,
 let alone another node. The allowed list is read again when it changes, so adding a node's
 key needs no restart.
@@ -23,7 +23,7 @@ node with ``--curve-secret DIR/NODE.key_secret --curve-server-key DIR/switch.key
 
 from __future__ import annotations
 
-import asyncio
+import ipaddress
 import logging
 import os
 import shutil
@@ -32,13 +32,12 @@ from dataclasses import dataclass
 import zmq
 import zmq.asyncio
 import zmq.auth
-from zmq.utils import z85
+from zmq.auth.asyncio import AsyncioAuthenticator
 
 from vnet.proto.ratelimit import RateLimit
 
 log = logging.getLogger(__name__)
 
-ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 LAN_KEY_NAME = "switch"
 
 
@@ -137,70 +136,75 @@ class AllowedKeys:
         return public_z85 in self.keys()
 
 
-def zap_reply(request: list[bytes], allowed: AllowedKeys) -> tuple[list[bytes], bool, str]:
-    """Answer one ZAP request (RFC 27): (reply frames, allowed?, why). Sans-I/O."""
-    if len(request) < 6 or request[0] != b"1.0":
-        rid = request[1] if len(request) > 1 else b""
-        return [b"1.0", rid, b"500", b"malformed ZAP request", b"", b""], False, "malformed ZAP request"
-    rid, mechanism, creds = request[1], request[5], request[6:]
-    if mechanism != b"CURVE" or len(creds) != 1 or len(creds[0]) != 32:
-        why = f"mechanism {mechanism.decode(errors='replace')} is not allowed (CURVE only)"
-        return [b"1.0", rid, b"400", why.encode(), b"", b""], False, why
-    key = z85.encode(creds[0])
-    try:
-        ok = allowed.allows(key)
-    except (OSError, KeyFileError) as exc:
-        why = f"allowed keys unreadable: {exc}"
-        return [b"1.0", rid, b"500", why.encode()[:255], b"", b""], False, why
-    if not ok:
-        why = f"key {key.decode()} is not in {allowed.location}"
-        return [b"1.0", rid, b"400", b"key not allowed", b"", b""], False, why
-    return [b"1.0", rid, b"200", b"OK", key, b""], True, "allowed"
+class _AllowedKeysProvider:
+    """pyzmq's credentials provider (``configure_curve_callback``): asks ``AllowedKeys``,
+    which reads the directory again when it changes, so a key added there needs no restart."""
+
+    def __init__(self, handler: "ZapHandler") -> None:
+        self._handler = handler
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        allowed = self._handler.allowed
+        try:
+            ok = allowed.allows(key)
+        except (OSError, KeyFileError) as exc:
+            self._handler.why = f"allowed keys unreadable: {exc}"
+            return False
+        if not ok:
+            self._handler.why = f"key {key.decode(errors='replace')} is not in {allowed.location}"
+        return ok
+
+
+class _Authenticator(AsyncioAuthenticator):
+    """pyzmq's asyncio ZAP authenticator, counting and logging each answer it sends."""
+
+    def __init__(self, ctx: zmq.Context, handler: "ZapHandler") -> None:
+        super().__init__(ctx, log=logging.getLogger("zmq.auth"))
+        self._handler = handler
+
+    async def handle_zap_message(self, msg: list[bytes]) -> None:
+        self._handler.address = msg[3].decode(errors="replace") if len(msg) > 3 else "?"
+        self._handler.why = "refused"
+        await super().handle_zap_message(msg)
+
+    def _send_zap_reply(self, request_id: bytes, status_code: bytes, status_text: bytes,
+                        user_id: str = "anonymous") -> None:
+        self._handler.answered(status_code == b"200", status_text)
+        super()._send_zap_reply(request_id, status_code, status_text, user_id)
 
 
 class ZapHandler:
-    """The ZAP handler of one ZeroMQ context: owns its REP socket and task. Counters:
-    ``accepted``, ``denied`` (each logged, rate-limited). Start it before any CURVE server
-    socket binds: without a handler, libzmq lets every key in."""
+    """The ZAP handler (RFC 27) of one ZeroMQ context: pyzmq's ``AsyncioAuthenticator`` with a
+    credentials provider that allows the keys in ``allowed`` (read again when the directory
+    changes). Counters: ``accepted``, ``denied`` (each denial logged, rate-limited). Start it
+    before any CURVE server socket binds: without a handler, libzmq lets every key in."""
 
     def __init__(self, ctx: zmq.asyncio.Context, allowed: AllowedKeys) -> None:
         self.allowed = allowed
         self.accepted = 0
         self.denied = 0
+        self.address = "?"  # of the request being answered (ZAP requests are answered in turn)
+        self.why = "refused"
         self._ratelimit = RateLimit()
-        self._sock = ctx.socket(zmq.REP)
-        self._sock.setsockopt(zmq.LINGER, 0)
-        try:
-            self._sock.bind(ZAP_ENDPOINT)
-        except zmq.ZMQError:
-            self._sock.close(linger=0)
-            raise
-        self._task: asyncio.Task | None = None
+        self._auth = _Authenticator(ctx, self)
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._serve(), name="zap handler")
+        self._auth.start()  # binds inproc://zeromq.zap.01
+        self._auth.configure_curve_callback(domain="*", credentials_provider=_AllowedKeysProvider(self))
 
-    async def _serve(self) -> None:
-        while True:
-            request = await self._sock.recv_multipart()
-            reply, ok, why = zap_reply(request, self.allowed)
-            if ok:
-                self.accepted += 1
-            else:
-                self.denied += 1
-                address = request[3].decode(errors="replace") if len(request) > 3 else "?"
-                self._ratelimit.log(log, logging.WARNING, "CURVE: refused a connection from %s: %s", address, why)
-            await self._sock.send_multipart(reply)
+    def answered(self, ok: bool, status_text: bytes) -> None:
+        if ok:
+            self.accepted += 1
+            return
+        self.denied += 1
+        why = self.why if self.why != "refused" else status_text.decode(errors="replace")
+        self._ratelimit.log(log, logging.WARNING, "CURVE: refused a connection from %s: %s", self.address, why)
 
     def counters(self) -> dict:
         return {"accepted": self.accepted, "denied": self.denied, "allowed_keys": len(self.allowed.keys())}
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-        self._sock.close(linger=0)
+        self._auth.stop()
 
 
 def curve_server(sock: zmq.Socket, keys: CurveKeys) -> None:
@@ -233,11 +237,22 @@ class CurveClient:
 
 
 def is_loopback_or_local(endpoint: str) -> bool:
-    """True for ipc://, inproc:// and tcp:// on a loopback address: endpoints other hosts and
-    containers cannot reach."""
+    """True for ipc://, inproc:// and tcp:// on a loopback address (127.0.0.0/8, ::1, or the
+    name ``localhost``): endpoints other hosts and containers cannot reach. Any other host
+    name is not local, whatever it starts with (``tcp://127.evil.example:1``)."""
     if endpoint.startswith(("ipc://", "inproc://")):
         return True
     if not endpoint.startswith("tcp://"):
         return False
-    host = endpoint[len("tcp://"):].rsplit(":", 1)[0].strip("[]")
-    return host == "localhost" or host.startswith("127.") or host == "::1"
+    rest = endpoint[len("tcp://"):]
+    if ";" in rest:  # tcp://SOURCE;DEST: what is bound or reached is DEST
+        rest = rest.rsplit(";", 1)[1]
+    host = rest.rsplit(":", 1)[0]
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

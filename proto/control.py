@@ -21,6 +21,8 @@ import zmq
 import zmq.asyncio
 
 from vnet.proto.auth import CurveClient, CurveKeys, curve_server
+from vnet.proto.policy import MAX_FRAME, MAX_READ, Policy, PolicyError
+from vnet.proto.ratelimit import RateLimit
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,53 @@ def runtime_dir() -> str:
 def node_control_endpoint(name: str) -> str:
     """The default control endpoint of the node called ``name``: an ipc socket on this host."""
     return f"ipc://{runtime_dir()}/{name}.ctl"
+
+
+def switch_control_endpoint() -> str:
+    """The switch's default control endpoint: an ipc socket in the runtime directory (mode
+    0600 in a 0700 directory), so only this user drives the switch. TCP is opt-in
+    (``--switch-control tcp://...``): on 127.0.0.1 every local user can reach it, and other
+    hosts only with CURVE (docs/reliability.md)."""
+    return f"ipc://{runtime_dir()}/switch.sock"
+
+
+class EndpointInUse(OSError):
+    """An ipc control socket that another live process still serves."""
+
+
+def claim_ipc_path(path: str) -> None:
+    """Make way for binding the ipc socket ``path``: remove a stale socket file left by a
+    process that died, but refuse (EndpointInUse) when something still accepts connections
+    on it, rather than take a live daemon's socket over."""
+    import socket
+    import stat
+
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise EndpointInUse(f"{path} exists and is not a socket: remove it or choose another control endpoint")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1.0)
+        probe.connect(path)
+    except (ConnectionRefusedError, FileNotFoundError):
+        os.unlink(path)  # nobody listens: a stale socket from a crashed daemon
+        return
+    except OSError as exc:  # EACCES, a timeout: something is there we cannot vouch for
+        raise EndpointInUse(f"its control socket {path} exists and cannot be probed ({exc})") from None
+    finally:
+        probe.close()
+    raise EndpointInUse(f"its control socket {path} answers")
+
+
+def _socket_id(path: str) -> tuple[int, int, int] | None:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_ctime_ns)
 
 
 READY_PREFIX = "vnet-ready "
@@ -66,29 +115,72 @@ def print_final(info: dict) -> None:
     print(FINAL_PREFIX + json.dumps(info), flush=True)
 
 
+# Message size limits (ZMQ_MAXMSGSIZE): ZeroMQ drops the connection of a peer whose message is
+# bigger, before reading it whole, so a 100 MB request costs a node nothing.
+# A request is at most MAX_REQUEST_BYTES: the largest legal one is an ``inject`` of frames,
+# which clients send in batches under this (ControlClient refuses a bigger request with a
+# sentence); every other request is a few hundred bytes (a filter, a UDP payload of 64 KiB).
+MAX_REQUEST_BYTES = 1 << 20
+# A reply is at most MAX_REPLY_BYTES: the largest legal one is a capture or mirror read of
+# MAX_READ frames of MAX_FRAME bytes each, with msgpack's framing around each.
+MAX_REPLY_BYTES = MAX_READ * (MAX_FRAME + 64) + (1 << 20)
+# Requests in flight (answered later: long polls) the server holds at once, in all and per
+# client identity; the excess is answered at once with a "busy" error and counted.
+MAX_IN_FLIGHT = 1024
+MAX_IN_FLIGHT_PER_CLIENT = 64
+
+
 def _pack(obj: Any) -> bytes:
     return msgpack.packb(obj, use_bin_type=True)
 
 
 class ControlServer:
-    """Serves ``handlers`` (name -> callable taking the request's args as keywords).
+    """Serves ``handlers`` (name -> callable taking the request's args as keywords), each
+    checked against its ``policy`` (name -> proto.policy.Policy) before it runs: a handler
+    without a policy is refused here, when the server is built.
 
-    A handler may be sync or async. ``ControlError``, ``ValueError``, ``TypeError`` and
-    ``KeyError`` raised by a handler become error replies (the client's mistake); anything else
-    is logged and answered as an internal error. ``requests`` and ``bad_requests`` count.
+    A handler may be sync or async. A request that breaks its policy, and a ``ControlError``
+    raised by a handler, become error replies (the client's mistake, ``bad_requests``); any
+    other exception is a bug in the handler: its traceback is logged (rate-limited) and the
+    reply says "internal error" (``internal_errors``). At most ``max_in_flight`` requests to
+    async handlers (the long polls: they wait) are in flight at once, ``max_per_client`` from
+    one client identity; the excess is answered at once with a busy error (``busy``). Sync
+    handlers answer before the next request is read and are not capped. A client that went
+    away leaves its long polls to run out their timeouts (which the policies clamp, to
+    MAX_POLL_TIMEOUT), their replies are dropped by the ROUTER; so a departed client holds
+    at most ``max_per_client`` requests for at most that long. ``counters()`` has them all.
     The server owns its socket: ``close()`` cancels in-flight requests and closes it. With
     ``curve`` (the LAN key pair) it is a CURVE server: only keys the context's ZAP handler
     allows get through (vnet/auth.py).
     """
 
     def __init__(self, ctx: zmq.asyncio.Context, endpoint: str, handlers: Mapping[str, Handler],
-                 curve: "CurveKeys | None" = None) -> None:
+                 curve: "CurveKeys | None" = None, policy: Mapping[str, Policy] | None = None,
+                 max_in_flight: int = MAX_IN_FLIGHT, max_per_client: int = MAX_IN_FLIGHT_PER_CLIENT) -> None:
         self.endpoint = endpoint
         self._handlers = dict(handlers)
+        self._policy = dict(policy or {})
+        missing = sorted(set(self._handlers) - set(self._policy))
+        if missing:
+            raise ValueError(f"control commands without a policy (proto/policy.py): {', '.join(missing)}")
+        self.max_in_flight = max_in_flight
+        self.max_per_client = max_per_client
+        self._in_flight = 0
+        self._per_client: dict[bytes, int] = {}
+        self.busy = 0
+        self.internal_errors = 0
+        self._ratelimit = RateLimit()
         self._sock = ctx.socket(zmq.ROUTER)
         self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_BYTES)
         if curve is not None:
             curve_server(self._sock, curve)
+        if endpoint.startswith("ipc://"):
+            try:
+                claim_ipc_path(endpoint[len("ipc://"):])  # a live owner keeps it
+            except EndpointInUse:
+                self._sock.close(linger=0)
+                raise
         try:
             if endpoint.startswith("ipc://"):
                 path = endpoint[len("ipc://"):]
@@ -98,8 +190,10 @@ class ControlServer:
         except BaseException:  # zmq.ZMQError, or an OSError on the socket file's path
             self._sock.close(linger=0)  # an open socket would hang the context's term()
             raise
+        self._ipc_id = None  # the socket file this server bound: close() unlinks only it
         if endpoint.startswith("ipc://"):
             os.chmod(endpoint[len("ipc://"):], 0o600)
+            self._ipc_id = _socket_id(endpoint[len("ipc://"):])
         self.endpoint = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self._main: asyncio.Task | None = None  # _serve, owner of the answers' task group
         self.requests = 0
@@ -124,7 +218,7 @@ class ControlServer:
         except ValueError:
             sep = 0  # no envelope delimiter: answer on the identity alone
         envelope, body = parts[: sep + 1] if sep else parts[:1], parts[sep + 1 :]
-        reply = await self._dispatch(body)
+        reply = await self._dispatch(body, envelope[0] if envelope else b"")
         try:
             payload = _pack(reply)
         except Exception as exc:  # a handler's result msgpack cannot carry: the server's fault
@@ -135,7 +229,7 @@ class ControlServer:
         except zmq.ZMQError as exc:
             log.debug("control reply not sent: %s", exc)
 
-    async def _dispatch(self, body: list[bytes]) -> dict:
+    async def _dispatch(self, body: list[bytes], client: bytes = b"") -> dict:
         try:
             if len(body) != 1:
                 raise ControlError(f"a request is one msgpack part, got {len(body)} parts")
@@ -151,19 +245,64 @@ class ControlServer:
             handler = self._handlers.get(req["cmd"])
             if handler is None:
                 known = ", ".join(sorted(self._handlers))
-                raise ControlError(f"unknown command {req['cmd']!r}; known: {known}")
-            result = handler(**args)
-            if inspect.isawaitable(result):
-                result = await result
-            return {"ok": True, "result": result}
-        except (ControlError, ValueError, TypeError, KeyError) as exc:
+                raise ControlError(f"unknown command {str(req['cmd'])[:60]!r}; known: {known}")
+            args = self._policy[req["cmd"]].check(req["cmd"], args)
+        except (ControlError, PolicyError) as exc:
+            self.bad_requests += 1
+            return {"ok": False, "error": str(exc)}
+        if not inspect.iscoroutinefunction(handler):  # answered before the next request is read
+            return self._call_sync(req["cmd"], handler, args)
+        if self._in_flight >= self.max_in_flight or self._per_client.get(client, 0) >= self.max_per_client:
+            self.busy += 1
+            mine = self._per_client.get(client, 0)
+            return {"ok": False, "error": f"control busy: {self._in_flight} requests in flight "
+                    f"({mine} of them this client's; limits {self.max_in_flight} and "
+                    f"{self.max_per_client} per client): try again when some are answered"}
+        self._in_flight += 1
+        self._per_client[client] = self._per_client.get(client, 0) + 1
+        try:
+            return {"ok": True, "result": await handler(**args)}
+        except ControlError as exc:
             self.bad_requests += 1
             return {"ok": False, "error": str(exc) or exc.__class__.__name__}
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.exception("control request failed")
-            return {"ok": False, "error": f"internal error: {exc.__class__.__name__}: {exc}"}
+            return self._internal_error(req["cmd"], exc)
+        finally:
+            self._in_flight -= 1
+            left = self._per_client[client] - 1
+            if left:
+                self._per_client[client] = left
+            else:
+                del self._per_client[client]
+
+    def _call_sync(self, cmd: str, handler: Handler, args: dict) -> dict:
+        """A handler that answers at once: it holds nothing between requests, so the
+        in-flight caps (for long polls) do not apply and `health` answers at the cap."""
+        try:
+            return {"ok": True, "result": handler(**args)}
+        except ControlError as exc:
+            self.bad_requests += 1
+            return {"ok": False, "error": str(exc) or exc.__class__.__name__}
+        except Exception as exc:
+            return self._internal_error(cmd, exc)
+
+    def _internal_error(self, cmd: str, exc: Exception) -> dict:
+        """A bug in a handler: its traceback logged (rate-limited), "internal error" answered."""
+        self.internal_errors += 1
+        if self._ratelimit.allow():
+            held = self._ratelimit.suppressed
+            self._ratelimit.suppressed = 0
+            log.error("control request %s failed (a bug in its handler)%s", cmd,
+                      f" ({held} similar messages suppressed)" if held else "", exc_info=exc)
+        return {"ok": False, "error": f"internal error in {cmd}: {exc.__class__.__name__} (the server logged it)"}
+
+    def counters(self) -> dict:
+        """The control socket's counters (in ``stats`` of the node and of the switch)."""
+        return {"requests": self.requests, "bad_requests": self.bad_requests,
+                "internal_errors": self.internal_errors, "control_busy": self.busy,
+                "in_flight": self._in_flight, "clients_in_flight": len(self._per_client)}
 
     async def close(self) -> None:
         if self._main is not None:
@@ -171,11 +310,29 @@ class ControlServer:
             await asyncio.gather(self._main, return_exceptions=True)
             self._main = None
         self._sock.close(linger=0)
-        if self.endpoint.startswith("ipc://"):
+        self._unlink_own_socket()
+
+    def _unlink_own_socket(self) -> None:
+        """Remove the ipc socket file if it is still the one this server bound (another
+        process may have replaced it since: that one is not ours to delete)."""
+        if self._ipc_id is None:
+            return
+        path = self.endpoint[len("ipc://"):]
+        if _socket_id(path) == self._ipc_id:
             try:
-                os.unlink(self.endpoint[len("ipc://"):])
+                os.unlink(path)
             except OSError:
                 pass
+
+
+def pack_request(cmd: str, args: Mapping[str, Any]) -> bytes:
+    """A request as it goes on the wire; ControlError if it is over MAX_REQUEST_BYTES (the
+    server would drop the connection without an answer)."""
+    raw = _pack({"cmd": cmd, "args": dict(args)})
+    if len(raw) > MAX_REQUEST_BYTES:
+        raise ControlError(f"{cmd}: a request of {len(raw)} bytes is over the limit of {MAX_REQUEST_BYTES} "
+                           "(send it in smaller parts)")
+    return raw
 
 
 def decode_reply(raw: bytes) -> Any:
@@ -197,6 +354,7 @@ class ControlClient:
         self.timeout = timeout
         self._sock = (ctx or zmq.Context.instance()).socket(zmq.DEALER)
         self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.setsockopt(zmq.MAXMSGSIZE, MAX_REPLY_BYTES)
         self.curve = curve
         if curve is not None:
             curve.apply(self._sock)
@@ -204,13 +362,14 @@ class ControlClient:
 
     def call(self, cmd: str, wait: float | None = None, **args: Any) -> Any:
         """Send ``cmd`` with ``args``; wait up to ``wait`` s (default: the client's timeout)."""
+        request = pack_request(cmd, args)
         wait = self.timeout if wait is None else wait
         hint = "is it running, and is this key allowed?" if self.curve else "is it running?"
         # A DEALER with no connection yet (a server not up, a CURVE handshake refused) would
         # block in send: wait for room to send within the same deadline.
         if not self._sock.poll(int(wait * 1000), zmq.POLLOUT):
             raise TimeoutError(f"no connection to {self.endpoint} within {wait:g} s ({hint})")
-        self._sock.send_multipart([b"", _pack({"cmd": cmd, "args": args})])
+        self._sock.send_multipart([b"", request])
         if not self._sock.poll(int(wait * 1000)):
             raise TimeoutError(f"no answer from {self.endpoint} within {wait:g} s ({hint})")
         parts = self._sock.recv_multipart()
@@ -238,6 +397,7 @@ class AsyncControlClient:
         self.timeout = timeout
         self._sock = ctx.socket(zmq.DEALER)
         self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.setsockopt(zmq.MAXMSGSIZE, MAX_REPLY_BYTES)
         if curve is not None:
             curve.apply(self._sock)
         self._sock.connect(endpoint)
@@ -251,6 +411,7 @@ class AsyncControlClient:
 
     async def call_raw(self, cmd: str, wait: float | None = None, **args: Any) -> bytes:
         """``call``, returning the server's reply as it sent it (msgpack, undecoded)."""
+        request = pack_request(cmd, args)  # too large: ControlError before anything is queued
         if self._reader is None:
             self._reader = asyncio.get_running_loop().create_task(self._read())
         self._seq += 1
@@ -262,7 +423,7 @@ class AsyncControlClient:
             # The send is inside the deadline too: a DEALER with no connection yet (a server
             # not up, a CURVE handshake refused) does not take the message until it has one.
             async with asyncio.timeout(wait):
-                await self._sock.send_multipart([tag, b"", _pack({"cmd": cmd, "args": args})])
+                await self._sock.send_multipart([tag, b"", request])
                 raw = await fut
         except TimeoutError:
             raise TimeoutError(f"no answer from {self.endpoint} to {cmd!r} within {wait:g} s") from None

@@ -61,6 +61,7 @@ from vnet.switch.core import (
     VIOLATIONS,
     Message,
     SwitchCore,
+    UnknownPort,
     clip,
 )
 from vnet.switch.fdb import Fdb
@@ -68,7 +69,8 @@ from vnet.switch.pipeline import MIRROR_IDLE_TIMEOUT, PortTools, Tx
 from vnet.proto import auth
 from vnet.proto.capture import (DEFAULT_BUFFER, DEFAULT_SNAPLEN, CaptureLimitError, FilterError, check_limits,
                                 compile_filter, filter_engine)
-from vnet.proto.control import ControlError, ControlServer
+from vnet.proto.control import ControlError, ControlServer, EndpointInUse, switch_control_endpoint
+from vnet.proto.policy import SWITCH_POLICY
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +101,9 @@ class SwitchConfig:
     """What a switch is told at start; checked on construction (ValueError naming the field)."""
 
     bind: str = f"tcp://127.0.0.1:{wire.DEFAULT_DATA_PORT}"
-    control: str | None = f"tcp://127.0.0.1:{wire.DEFAULT_CONTROL_PORT}"  # None: no control endpoint
+    # None: no control endpoint. The default is an ipc socket only this user can open
+    # (proto.control.switch_control_endpoint); TCP is opt-in.
+    control: str | None = dataclasses.field(default_factory=switch_control_endpoint)
     ageing_time: float = 300.0
     heartbeat_interval: float = 1.0
     heartbeat_timeout: float = 3.0
@@ -278,8 +282,9 @@ class SwitchServer:
         self.data_endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         if cfg.control is not None:
             try:
-                self._control = ControlServer(self._ctx, cfg.control, self._handlers(), curve=keys)
-            except zmq.ZMQError as exc:
+                self._control = ControlServer(self._ctx, cfg.control, self._handlers(), curve=keys,
+                                              policy=SWITCH_POLICY)
+            except (zmq.ZMQError, EndpointInUse) as exc:
                 await self._close_sockets()
                 raise OSError(f"cannot bind the switch control endpoint {cfg.control}: {exc}") from None
             self.control_endpoint = self._control.endpoint
@@ -593,6 +598,9 @@ class SwitchServer:
     # -- control endpoint --------------------------------------------------------------
 
     def _handlers(self) -> dict:
+        """The control commands, each with its arguments' policy in proto/policy.py
+        (SWITCH_POLICY). The core's and the tools' refusals of a request (UnknownPort, and the
+        ValueError of a bad setting) become ControlError here, through ``_refused``."""
         return {
             "ping": self._c_ping,
             "fdb": self._c_fdb,
@@ -617,7 +625,7 @@ class SwitchServer:
     def _c_fdb(self, port: str | None = None, vlan: int | None = None) -> list[dict]:
         rows = self.core.fdb_view(self._now())
         if port is not None:
-            self.core.port_by_name(port)  # a clear error for a name that is not attached
+            _refused(self.core.port_by_name, port)  # a clear error for a name that is not attached
             rows = [r for r in rows if r["port"] == port]
         if vlan is not None:
             rows = [r for r in rows if r["vlan"] == vlan]
@@ -635,31 +643,33 @@ class SwitchServer:
         stats["mirror_errors"] = self.tools.mirror_errors
         if self._zap is not None:
             stats["auth"] = self._zap.counters()
+        if self._control is not None:
+            stats["control"] = self._control.counters()
         return stats
 
     def _c_flush(self, port: str | None = None) -> int:
-        return self.core.flush(port)
+        return _refused(self.core.flush, port)
 
     def _c_set_ageing(self, seconds: float) -> float:
-        self.core.fdb.set_ageing_time(seconds)
+        _refused(self.core.fdb.set_ageing_time, seconds)
         self.config.ageing_time = self.core.fdb.ageing_time
         return self.core.fdb.ageing_time
 
     def _c_port_set(self, port: str, up: bool) -> dict:
         """Administratively down (a cut cable) or up; the node is told at once."""
-        row, messages = self.core.set_admin(port, bool(up))
+        row, messages = _refused(self.core.set_admin, port, up)
         if messages:
             self._send_soon(messages)
         return row
 
     def _c_port_security(self, max_macs: int | None = None, violation: str | None = None) -> dict:
         """Show, or change, the MAC limit per port and what a violation does."""
-        return self.core.set_port_security(max_macs=max_macs, violation=violation)
+        return _refused(self.core.set_port_security, max_macs=max_macs, violation=violation)
 
     def _c_impair(self, port: str, dir: str | None = None, clear: bool = False, **params: Any) -> dict:
         """Change the named impairments of ``port`` in ``dir`` ("in", "out", "both"; the
         others stay; ``clear`` first resets them all); with nothing to change, show them."""
-        return self.tools.impair(port, self._now(), dir=dir, clear=clear, **params)
+        return _refused(self.tools.impair, port, self._now(), dir=dir, clear=clear, **params)
 
     async def _c_mirror_start(self, port: str, filter: str = "", count: int | None = None,
                               buffer: int = DEFAULT_BUFFER, snaplen: int = DEFAULT_SNAPLEN) -> dict:
@@ -668,10 +678,10 @@ class SwitchServer:
         long expression), so forwarding goes on meanwhile."""
         try:
             check_limits(buffer, count, snaplen)
-            self.core.port_by_name(port)  # a bad name fails before the compile
+            _refused(self.core.port_by_name, port)  # a bad name fails before the compile
             match = await asyncio.to_thread(compile_filter, filter)
-            row = self.tools.mirror_start(port, self._now(), filter=filter, count=count, buffer=buffer,
-                                          snaplen=snaplen, match=match)
+            row = _refused(self.tools.mirror_start, port, self._now(), filter=filter, count=count, buffer=buffer,
+                           snaplen=snaplen, match=match)
         except (FilterError, CaptureLimitError) as exc:
             raise ControlError(str(exc)) from None
         if self._mirror_expiry is None:
@@ -680,13 +690,13 @@ class SwitchServer:
 
     async def _c_mirror_read(self, id: int, timeout: float = 1.0, max: int = 1024) -> dict:
         """Frames mirrored since the last read (waits up to ``timeout`` for the first one)."""
-        m = self.tools.mirrors.get(int(id))
+        m = self.tools.mirrors.get(id)
         if m is None:
             raise ControlError(f"no mirror {id} on this switch (it was stopped, or expired unread)")
         return await m.read(self._now, timeout, max)
 
     def _c_mirror_stop(self, id: int) -> dict:
-        row = self.tools.mirror_stop(int(id))
+        row = self.tools.mirror_stop(id)
         if row is None:
             raise ControlError(f"no mirror {id} on this switch")
         return row
@@ -698,6 +708,16 @@ class SwitchServer:
             log.warning("mirror %d of port %r unread for %.0f s: stopped", mid, m.port, m.idle_for(now))
         if self.tools.mirrors:
             self._mirror_expiry = self._loop.call_later(MIRROR_IDLE_TIMEOUT / 3, self._expire_mirrors)
+
+
+def _refused(fn: Callable, *args: Any, **kwargs: Any) -> Any:
+    """Call the core or the tools for a control request: their refusals of the request (an
+    unknown port, a bad setting or filter: UnknownPort, ValueError, FilterError) are the
+    client's mistake, a ControlError with their sentence."""
+    try:
+        return fn(*args, **kwargs)
+    except (UnknownPort, FilterError, ValueError) as exc:
+        raise ControlError(str(exc)) from None
 
 
 async def serve(config: SwitchConfig, on_ready: Callable[[SwitchServer], None] | None = None,

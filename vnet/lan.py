@@ -108,8 +108,9 @@ def _effective_caps(*caps: int) -> bool:
 class Lan:
     """An embedded LAN of ``nodes`` nodes on ``subnet``: node I is ``nodeI`` at host address I.
 
-    ``switch_bind``/``switch_control`` default to random loopback ports; ``runtime_dir`` (where
-    node control sockets live) defaults to a private temporary directory removed on close.
+    ``switch_bind`` defaults to a random loopback port, ``switch_control`` to an ipc socket
+    (``switch.sock``) in ``runtime_dir`` (where node control sockets live too), which defaults
+    to a private temporary directory removed on close.
     With ``curve=True`` the LAN runs with CURVE: keys are made in ``runtime_dir/keys`` (the
     switch's pair and one per node, allowed) and the switch handle uses the LAN's own pair.
     ``stack="kernel"`` (or ``stacks=[...]``, one per node) gives nodes the kernel's own stack
@@ -124,7 +125,7 @@ class Lan:
         subnet: str = "10.0.0.0/24",
         *,
         switch_bind: str = "tcp://127.0.0.1:0",
-        switch_control: str = "tcp://127.0.0.1:0",
+        switch_control: str | None = None,
         runtime_dir: str | None = None,
         ageing_time: float = 300.0,
         heartbeat_interval: float = 1.0,
@@ -159,9 +160,9 @@ class Lan:
         self.programs = Programs()
         self.leftovers_removed: list[str] = []
         self.switch_bind = switch_bind
-        self.switch_control_bind = switch_control
         self._own_runtime = runtime_dir is None
         self.runtime_dir = runtime_dir or tempfile.mkdtemp(prefix="vnet-lan-")
+        self.switch_control_bind = switch_control or f"ipc://{self.runtime_dir}/switch.sock"
         self.ageing_time = ageing_time
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_timeout = heartbeat_timeout

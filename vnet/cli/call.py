@@ -96,8 +96,11 @@ def cmd_call(args: argparse.Namespace) -> int:
         return _call_stream(args)
     if args.stdio:
         request = sys.stdin.buffer.read()
+        from vnet.proto.control import MAX_REPLY_BYTES
+
         sock = zmq.Context.instance().socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.MAXMSGSIZE, MAX_REPLY_BYTES)
         try:
             if args.switch:
                 curve = curve_client(args)

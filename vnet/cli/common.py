@@ -11,8 +11,7 @@ import os
 import sys
 from typing import Any
 
-from vnet.proto.wire import DEFAULT_CONTROL_PORT
-from vnet.proto.control import ControlClient, node_control_endpoint, runtime_dir
+from vnet.proto.control import ControlClient, node_control_endpoint, runtime_dir, switch_control_endpoint
 
 
 class CliError(Exception):
@@ -62,10 +61,12 @@ def node_endpoint(args: argparse.Namespace) -> str:
 
 
 def switch_endpoint(args: argparse.Namespace) -> str:
+    """--switch-control, else $VNET_SWITCH_CONTROL, else the default: the ipc socket in the
+    runtime directory (only this user can open it; docs/reliability.md)."""
     return (
         getattr(args, "switch_control", None)
         or os.environ.get("VNET_SWITCH_CONTROL")
-        or f"tcp://127.0.0.1:{DEFAULT_CONTROL_PORT}"
+        or switch_control_endpoint()
     )
 
 

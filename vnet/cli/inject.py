@@ -48,12 +48,32 @@ def build_frames(source: str, src_mac: str, src_ip: str | None) -> list[bytes]:
     return frames
 
 
+def inject_batches(frames: list[bytes]) -> list[list[bytes]]:
+    """``frames`` cut into inject requests the node accepts: at most MAX_INJECT_FRAMES frames
+    and half of MAX_REQUEST_BYTES of frame bytes each (the rest is room for msgpack)."""
+    from vnet.proto.control import MAX_REQUEST_BYTES
+    from vnet.proto.policy import MAX_INJECT_FRAMES
+
+    batches: list[list[bytes]] = []
+    size = 0
+    for frame in frames:
+        if not batches or len(batches[-1]) >= MAX_INJECT_FRAMES or size + len(frame) > MAX_REQUEST_BYTES // 2:
+            batches.append([])
+            size = 0
+        batches[-1].append(frame)
+        size += len(frame)
+    return batches
+
+
 def cmd_inject(args: argparse.Namespace) -> int:
     link = node_call(args, "link_show")[0]
     addrs = node_call(args, "addr_show")["addresses"]
     frames = build_frames(args.source, link["address"], addrs[0]["address"] if addrs else None)
     frames = frames * args.count
-    r = node_call(args, "inject", frames=frames, dev=args.dev)
+    sent = 0
+    for batch in inject_batches(frames):  # one request is at most MAX_REQUEST_BYTES
+        sent += node_call(args, "inject", frames=batch, dev=args.dev)["sent"]
+    r = {"sent": sent}
     if args.json:
         emit_json(r)
     else:

@@ -27,10 +27,10 @@ async def lan_up(nodes: int, subnet: str, curve: bool = False, stack: str = "vne
     """``vnet lan up``: a LAN on the default switch ports and runtime directory, until signalled."""
     from vnet.lan import Lan, LanError  # zmq and the LAN only for `vnet lan`
     from vnet.proto.control import runtime_dir
-    from vnet.proto.wire import DEFAULT_CONTROL_PORT, DEFAULT_DATA_PORT
+    from vnet.proto.wire import DEFAULT_DATA_PORT
 
-    lan = Lan(nodes, subnet, switch_bind=f"tcp://127.0.0.1:{DEFAULT_DATA_PORT}",
-              switch_control=f"tcp://127.0.0.1:{DEFAULT_CONTROL_PORT}", runtime_dir=runtime_dir(), curve=curve,
+    # the switch's control on its default ipc socket in the runtime directory (only this user)
+    lan = Lan(nodes, subnet, switch_bind=f"tcp://127.0.0.1:{DEFAULT_DATA_PORT}", runtime_dir=runtime_dir(), curve=curve,
               stack=stack, name="lan")
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

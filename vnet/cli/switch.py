@@ -10,7 +10,7 @@ from typing import Any
 
 from vnet.proto.wire import DEFAULT_CONTROL_PORT, DEFAULT_DATA_PORT
 from vnet.cli.capture import add_capture_options, run_capture
-from vnet.cli.common import CliError, IntermixedParser, emit_json, setup_logging, switch_client
+from vnet.cli.common import CliError, IntermixedParser, emit_json, setup_logging, switch_client, switch_endpoint
 
 
 def cmd_switch(args: argparse.Namespace) -> int:
@@ -134,7 +134,7 @@ def run_switch(args: argparse.Namespace) -> int:
 
     try:
         config = SwitchConfig(
-            bind=args.bind, control=args.switch_control or f"tcp://127.0.0.1:{DEFAULT_CONTROL_PORT}",
+            bind=args.bind, control=switch_endpoint(args),
             ageing_time=args.ageing, heartbeat_interval=args.heartbeat_interval,
             heartbeat_timeout=args.heartbeat_timeout, mtu=args.mtu, fdb_max=args.fdb_max,
             port_hwm=args.port_hwm, max_macs=args.max_macs, violation=args.violation,
@@ -160,7 +160,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                         help="run the switch daemon, or query and drive it: fdb, ports, stats, flush, set-ageing, "
                              "port, impair, mirror")
     sw.add_argument("--switch-control", dest="switch_control", default=None,
-                    help=f"the switch's control endpoint (default $VNET_SWITCH_CONTROL or tcp://127.0.0.1:{DEFAULT_CONTROL_PORT})")
+                    help="the switch's control endpoint (default $VNET_SWITCH_CONTROL, else an ipc socket in the "
+                         f"runtime directory that only this user can open; tcp://127.0.0.1:{DEFAULT_CONTROL_PORT} "
+                         "lets every local user drive the switch)")
     sw.add_argument("--bind", default=f"tcp://127.0.0.1:{DEFAULT_DATA_PORT}",
                     help=f"daemon: data endpoint to bind (default tcp://127.0.0.1:{DEFAULT_DATA_PORT})")
     sw.add_argument("--ageing", type=float, default=300.0, help="daemon: FDB ageing time, s (0 = never)")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
+import sys
 
 from vnet.proto.control import ControlClient
 from vnet.cli.common import CliError, Parser, emit_json, jsonable, node_call, node_endpoint
@@ -31,28 +33,46 @@ def cmd_udp(args: argparse.Namespace) -> int:
         else:
             print(f"sent {r['bytes']} bytes to {host}:{port} from port {r['sport']}")
         return 0
-    if not 1 <= args.port <= 65535:
-        raise CliError(f"udp listen: port {args.port} is out of range 1..65535")
-    with ControlClient(node_endpoint(args), timeout=args.timeout) as client:
-        client.call("udp_bind", port=args.port)
-        got = 0
-        try:
-            while args.count is None or got < args.count:
-                batch = client.call("udp_recv", wait=args.timeout + 1.0, port=args.port, timeout=1.0)
-                for d in batch:
-                    got += 1
-                    if args.json:
-                        print(json.dumps(jsonable(d)), flush=True)
-                    else:
-                        print(f"{d['src']}:{d['sport']} -> {d['dst']}:{d['port']}: "
-                              f"{d['data'].decode(errors='replace')}", flush=True)
-                    if args.count is not None and got >= args.count:
-                        break
-        except KeyboardInterrupt:
-            pass
-        finally:
-            client.call("udp_unbind", port=args.port)
+    if not 0 <= args.port <= 65535:
+        raise CliError(f"udp listen: port {args.port} is out of range 0..65535 (0 picks a free one)")
+    # SIGTERM (kill, a supervisor stopping us) unbinds the port as Ctrl-C does; after SIGKILL
+    # the node releases it when its lease runs out (nobody renews it with udp_recv).
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        with ControlClient(node_endpoint(args), timeout=args.timeout) as client:
+            port = None
+            try:
+                port = client.call("udp_bind", port=args.port)["port"]
+                print(f"listening on udp port {port}", file=sys.stderr, flush=True)
+                _listen(args, client, port)
+            except KeyboardInterrupt:
+                pass
+            finally:
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not skip the unbind
+                if port is not None:
+                    client.call("udp_unbind", port=port)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _listen(args: argparse.Namespace, client: ControlClient, port: int) -> None:
+    got = 0
+    while args.count is None or got < args.count:
+        batch = client.call("udp_recv", wait=args.timeout + 1.0, port=port, timeout=1.0)
+        for d in batch:
+            got += 1
+            if args.json:
+                print(json.dumps(jsonable(d)), flush=True)
+            else:
+                print(f"{d['src']}:{d['sport']} -> {d['dst']}:{d['port']}: "
+                      f"{d['data'].decode(errors='replace')}", flush=True)
+            if args.count is not None and got >= args.count:
+                break
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -64,6 +84,6 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     us.add_argument("data", metavar="DATA")
     us.add_argument("--sport", type=int, default=0, help="source port (default: an ephemeral one)")
     ul = usub.add_parser("listen", parents=[common], help="print datagrams arriving on a port")
-    ul.add_argument("port", type=int, metavar="PORT")
+    ul.add_argument("port", type=int, metavar="PORT", help="the port to bind (0 picks a free one)")
     ul.add_argument("-c", dest="count", type=int, default=None, help="exit after COUNT datagrams")
     udp.set_defaults(func=cmd_udp)

@@ -139,10 +139,11 @@ PLATFORMS=(--platform "manylinux2014_$ARCH")
 glibc_minor=${GLIBC#*.}; glibc_minor=${glibc_minor%%.*}
 for ((m = 17; m <= glibc_minor; m++)); do PLATFORMS+=(--platform "manylinux_2_${m}_$ARCH"); done
 
-"$PYTHON" -c 'import vnet.compose.wheel' 2>/dev/null \
+# -P: the current folder stays off sys.path (a checkout's vnet.egg-info there is not the installed vnet)
+"$PYTHON" -P -c 'import vnet.compose.wheel' 2>/dev/null \
     || die "$PYTHON cannot import vnet: install it first (pip install vnet, or pip install -e . in a checkout), or set PYTHON"
 # vnet's own dependencies, from its installed metadata
-mapfile -t REQS < <("$PYTHON" -m vnet.compose.wheel --requirements)
+mapfile -t REQS < <("$PYTHON" -P -m vnet.compose.wheel --requirements)
 say "wheelhouse $WHEELHOUSE: ${REQS[*]}"
 tmp_wh=$(mktemp -d "$ROOT/compose/.wheelhouse.XXXXXX")
 chmod 0755 "$tmp_wh"
@@ -152,7 +153,7 @@ run "$PYTHON" -m pip download --quiet --disable-pip-version-check --only-binary=
     --python-version "$PYVER" --implementation cp --abi "$PYABI" "${PLATFORMS[@]}" \
     -d "$tmp_wh" "${REQS[@]}" \
     || die "pip could not fetch the wheels (is the package index reachable from this host?)"
-run "$PYTHON" -m vnet.compose.wheel "$tmp_wh" >/dev/null || die "could not make a wheel of this host's vnet"
+run "$PYTHON" -P -m vnet.compose.wheel "$tmp_wh" >/dev/null || die "could not make a wheel of this host's vnet"
 rm -rf "$WHEELHOUSE"
 mv "$tmp_wh" "$WHEELHOUSE"
 trap - EXIT

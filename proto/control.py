@@ -11,6 +11,7 @@ Messages are ``[b"", payload]`` after the routing envelope, so REQ and DEALER cl
 from __future__ import annotations
 
 import asyncio
+import errno
 import inspect
 import logging
 import os
@@ -68,8 +69,9 @@ def claim_ipc_path(path: str) -> None:
         st = os.lstat(path)
     except FileNotFoundError:
         return
-    if not stat.S_ISSOCK(st.st_mode):
-        raise EndpointInUse(f"{path} exists and is not a socket: remove it or choose another control endpoint")
+    if not stat.S_ISSOCK(st.st_mode):  # not a daemon's: nothing to take over, nothing to remove
+        raise FileExistsError(errno.EEXIST, f"{path} exists and is not a socket: remove it or choose "
+                                            "another control endpoint")
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         probe.settimeout(1.0)

@@ -66,7 +66,7 @@ from vnet.node.stack import (
 from vnet.node.stack.ether import mac_str, parse_mac
 from vnet.node.vnic import vnic_probe, vnic_remove
 from vnet.node.zmqlink import ZmqLink
-from vnet.proto.control import ControlServer, node_control_endpoint, print_ready, runtime_dir
+from vnet.proto.control import ControlServer, node_control_endpoint, print_final, print_ready, runtime_dir
 
 log = logging.getLogger(__name__)
 
@@ -306,7 +306,10 @@ def _write_atomic(path: str, text: str) -> None:
 
 
 async def serve(config: NodeConfig, ready_line: bool = True) -> int:
-    """Run a node until SIGTERM/SIGINT (or a REFUSE from the switch); return an exit code."""
+    """Run a node until SIGTERM/SIGINT (or a REFUSE from the switch); return an exit code.
+
+    After a clean stop it prints its final counters (``vnet-final {json}``: the ``stats``
+    control command's answer, taken after the BYE), as the switch does."""
     daemon = NodeDaemon(config)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -327,9 +330,11 @@ async def serve(config: NodeConfig, ready_line: bool = True) -> int:
         code = 3 if daemon.refused.is_set() else 0
         if code:
             print(f"vnet node {config.name}: {daemon.link.refused}", file=sys.stderr)
-        return code
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         await daemon.close()
+    if ready_line:
+        print_final({"node": config.name, **daemon._cmd_stats()}, config.name)
+    return code
 

@@ -38,9 +38,9 @@ import zmq
 import zmq.asyncio
 
 from vnet.handles import CaptureHandle, LanError, NodeHandle, PingResult, SwitchHandle, poll_until
-from vnet.proto.auth import CurveClient, keygen
 from vnet.node.config import check_ipc_path
 from vnet.pidfile import LanPidfile
+from vnet.proto.auth import CurveClient, keygen
 from vnet.proto.control import FINAL_PREFIX, READY_PREFIX, AsyncControlClient
 from vnet.supervisor import Death, RestartPolicy
 
@@ -146,8 +146,12 @@ class Lan:
         self.switch_control_bind = switch_control
         self._own_runtime = runtime_dir is None
         self.runtime_dir = runtime_dir or tempfile.mkdtemp(prefix="vnet-lan-")
-        # the longest socket name in it (a node's control socket): fail now, not half-way up
-        check_ipc_path("node control endpoint", f"ipc://{self.runtime_dir}/node{nodes}.ctl")
+        try:  # the longest socket name in it (a node's control socket): fail now, not half-way up
+            check_ipc_path("node control endpoint", f"ipc://{self.runtime_dir}/node{nodes}.ctl")
+        except ValueError:
+            if self._own_runtime:
+                shutil.rmtree(self.runtime_dir, ignore_errors=True)
+            raise
         self.ageing_time = ageing_time
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_timeout = heartbeat_timeout
@@ -411,13 +415,16 @@ class Lan:
             self.deaths.append(death)
             log.error("%s", death.report())
             if self.on_death is not None:
-                self.on_death(death)
+                try:
+                    self.on_death(death)
+                except Exception:  # the caller's bug must not end the supervision
+                    log.exception("on_death(%s) failed", name)
             if not restart:
                 self._fail(LanError(f"{name} {death.status} and is not restarted: {reason}"))
                 return
             try:
                 await self._restart(name, p)
-            except LanError as exc:
+            except Exception as exc:  # LanError (it did not come up), OSError: the LAN has failed
                 self._fail(LanError(f"{name} {death.status} and could not be restarted: {exc}"))
                 return
             log.warning("%s restarted (pid %d)", name, self._proc_of(name).proc.pid)

@@ -265,40 +265,65 @@ def test_the_next_lan_up_cleans_up_a_daemon_left_by_a_killed_one_and_says_so(tmp
 
 # -- final counters ------------------------------------------------------------------------------
 
-def _switch(tmp_path, **popen) -> subprocess.Popen:
+def _switch(tmp_path, control_port: int = 0, **popen) -> subprocess.Popen:
+    return _daemon(tmp_path, ["switch", "--bind", "tcp://127.0.0.1:0", "--switch-control",
+                              f"tcp://127.0.0.1:{control_port}"], **popen)
+
+
+def _daemon(tmp_path, args: list[str], **popen) -> subprocess.Popen:
     env = dict(os.environ, VNET_RUNTIME_DIR=str(tmp_path), PYTHONUNBUFFERED="1")
-    return subprocess.Popen([sys.executable, "-m", "vnet.cli", "switch", "--bind", "tcp://127.0.0.1:0",
-                             "--switch-control", f"tcp://127.0.0.1:{popen.pop('control_port')}"],
-                            stderr=subprocess.PIPE, text=True, env=env, **popen)
+    return subprocess.Popen([sys.executable, "-m", "vnet.cli", *args], stderr=subprocess.PIPE, text=True, env=env,
+                            **popen)
 
 
-def _final_file(tmp_path) -> dict:
-    with open(tmp_path / "switch.final.json") as fh:
+def _final_file(tmp_path, name: str = "switch") -> dict:
+    with open(tmp_path / f"{name}.final.json") as fh:
         return json.load(fh)
 
 
-def test_final_counters_survive_a_pipe_nobody_reads_any_more(tmp_path):
-    sw = _switch(tmp_path, control_port=0, stdout=subprocess.PIPE)
+@pytest.mark.parametrize("name, args, key", [
+    ("switch", ["switch", "--bind", "tcp://127.0.0.1:0", "--switch-control", "tcp://127.0.0.1:0"], "ports"),
+    ("node1", ["node", "--name", "node1", "--address", "10.0.0.1/24", "--switch", "tcp://127.0.0.1:1"], "stats64"),
+])
+def test_final_counters_survive_a_pipe_nobody_reads_any_more(tmp_path, name, args, key):
+    daemon = _daemon(tmp_path, args, stdout=subprocess.PIPE)
     try:
-        assert sw.stdout.readline().startswith("vnet-ready ")
-        sw.stdout.close()  # the reader is gone (the LAN that started it was killed)
-        sw.send_signal(signal.SIGTERM)
-        _, err = sw.communicate(timeout=30)
-        assert sw.returncode == 0, err
+        assert daemon.stdout.readline().startswith("vnet-ready ")
+        daemon.stdout.close()  # the reader is gone (the LAN that started it was killed)
+        daemon.send_signal(signal.SIGTERM)
+        _, err = daemon.communicate(timeout=30)
+        assert daemon.returncode == 0, err
         assert "Traceback" not in err and "BrokenPipe" not in err
-        final = _final_file(tmp_path)
-        assert "totals" in final or final  # the switch's stats, as `vnet switch stats` has them
+        final = _final_file(tmp_path, name)
+        assert key in final, final  # its counters, as its `stats` control command has them
         line = next(l for l in err.splitlines() if l.startswith(FINAL_PREFIX))
         assert json.loads(line[len(FINAL_PREFIX):]) == final
     finally:
-        if sw.poll() is None:
-            sw.kill()
-            sw.wait()
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+
+
+def test_a_node_prints_its_final_counters_after_a_clean_stop(tmp_path):
+    node = _daemon(tmp_path, ["node", "--name", "node1", "--address", "10.0.0.1/24", "--switch", "tcp://127.0.0.1:1"],
+                   stdout=subprocess.PIPE)
+    try:
+        assert node.stdout.readline().startswith("vnet-ready ")
+        node.send_signal(signal.SIGTERM)
+        out, err = node.communicate(timeout=30)
+        assert node.returncode == 0, err
+        final = json.loads(out.strip().splitlines()[-1][len(FINAL_PREFIX):])
+        assert final["node"] == "node1" and "tx_packets" in final["stats64"] and "carrier_losses" in final["link"]
+        assert not (tmp_path / "node1.final.json").exists()  # stdout worked: no file
+    finally:
+        if node.poll() is None:
+            node.kill()
+            node.wait()
 
 
 def test_final_counters_survive_a_closed_stdout(tmp_path):
     port = free_port()
-    sw = _switch(tmp_path, control_port=port, stdout=None, preexec_fn=lambda: os.close(1))
+    sw = _switch(tmp_path, port, stdout=None, preexec_fn=lambda: os.close(1))
     try:
         with ControlClient(f"tcp://127.0.0.1:{port}", timeout=1.0) as client:
             wait_until(lambda: _answers(client), "the switch to answer on its control endpoint", timeout=30)

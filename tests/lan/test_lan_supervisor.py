@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from vnet.lan import Lan, poll_until
-from vnet.pidfile import proc_starttime
+from vnet.lan import Lan, LanError, poll_until
+from vnet.pidfile import LanPidfile, proc_starttime
 from vnet.proto.control import FINAL_PREFIX, ControlClient
 from vnet.supervisor import RestartPolicy
 
@@ -38,6 +38,27 @@ def test_policy_never_restarts_a_refused_node_nor_with_restarts_0():
     assert not restart and "refused" in reason
     restart, reason = RestartPolicy(0, 60.0).decide("switch", 1, 0.0, node=False)
     assert not restart and "restarts=0" in reason
+
+
+# -- the pidfile, in this process ---------------------------------------------------------------
+
+async def test_a_pidfile_whose_lan_still_runs_is_an_error_naming_it(tmp_path):
+    LanPidfile(str(tmp_path)).write({}, [])  # this process is the running LAN
+    with pytest.raises(LanError, match=rf"another vnet LAN \(pid {os.getpid()}\) runs with the runtime directory"):
+        await LanPidfile(str(tmp_path)).clean_leftovers()
+    assert (tmp_path / "lan.pid").exists()  # not ours to remove
+
+
+async def test_a_dead_lans_pidfile_never_signals_a_recycled_pid_and_its_sockets_are_removed(tmp_path):
+    sock = tmp_path / "node1.ctl"
+    sock.write_text("")
+    doc = {"pid": 2 ** 22 + 1, "starttime": 1,  # no such process
+           "children": {"node1": {"pid": os.getpid(), "starttime": proc_starttime(os.getpid()) + 1}},  # recycled
+           "sockets": [str(sock)]}
+    (tmp_path / "lan.pid").write_text(json.dumps(doc))
+    said = await LanPidfile(str(tmp_path)).clean_leftovers()
+    assert said == f"cleaned up 0 processes and 1 socket file left by an earlier vnet lan up (pid {2 ** 22 + 1})"
+    assert not sock.exists() and not (tmp_path / "lan.pid").exists()  # and this process still runs
 
 
 # -- the Lan object -----------------------------------------------------------------------------

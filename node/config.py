@@ -14,6 +14,10 @@ from vnet.node.vnic import VNIC_RING_MAX
 from vnet.proto import auth
 from vnet.proto.wire import DEFAULT_DATA_PORT
 
+# sizeof(sockaddr_un.sun_path) is 108 on Linux, one of them the terminating NUL: an ipc://
+# endpoint's path is at most this long (ZeroMQ's IPC_PATH_MAX_LEN).
+IPC_PATH_MAX = 107
+
 
 @dataclass(frozen=True)
 class NodeConfig:
@@ -56,13 +60,15 @@ class NodeConfig:
                              "(the switch's .key); `vnet keygen DIR NODE...` writes both")
         if self.curve_secret is not None:
             self.curve()
+        for what, endpoint in (("switch endpoint", self.switch), ("control endpoint", self.control)):
+            check_ipc_path(what, endpoint)
+        seen: dict[ipaddress.IPv4Address, str] = {}
         for cidr in self.addresses:
-            try:
-                iface = ipaddress.IPv4Interface(cidr)
-            except ValueError as exc:
-                raise ValueError(f"address {cidr!r}: {exc}; expected A.B.C.D/PREFIX") from None
-            if iface.network.prefixlen > 30 or iface.ip in (iface.network.network_address, iface.network.broadcast_address):
-                raise ValueError(f"address {cidr!r}: not a usable host address in {iface.network}")
+            iface = _host_address(cidr)
+            if iface.ip in seen:  # the stack refuses a second one (AddrTable.add)
+                raise ValueError(f"address {cidr!r}: {iface.ip} is already given ({seen[iface.ip]}); "
+                                 f"give each address once")
+            seen[iface.ip] = cidr
         if self.mac is not None:
             mac = parse_mac(self.mac)
             if mac[0] & 1 or mac == bytes(6):
@@ -108,3 +114,37 @@ class NodeConfig:
             raise ValueError(f"dhcp pool {self.dhcp_server!r}: expected FIRST-LAST, e.g. 10.0.0.100-10.0.0.199") from None
         return first, last
 
+
+
+def check_ipc_path(what: str, endpoint: str | None) -> None:
+    """An ``ipc://PATH`` endpoint whose path a Unix socket cannot hold: ValueError saying so
+    (binding it would fail later, in the middle of starting the daemon)."""
+    if endpoint is None or not endpoint.startswith("ipc://"):
+        return
+    path = endpoint[len("ipc://"):]
+    if len(path.encode()) > IPC_PATH_MAX:
+        raise ValueError(f"{what} {endpoint!r}: the socket path is {len(path.encode())} bytes, over the "
+                         f"{IPC_PATH_MAX} a Unix socket holds (sun_path); use a shorter path, e.g. a shorter "
+                         f"VNET_RUNTIME_DIR")
+
+
+def _host_address(cidr: str) -> ipaddress.IPv4Interface:
+    """``cidr`` as a host address the stack accepts (what ``AddrTable.add`` and ``parse_cidr``
+    refuse is refused here first, with the setting named): A.B.C.D/LEN, LEN a number up to 30,
+    a unicast address that is neither the network's nor its broadcast address."""
+    try:
+        iface = ipaddress.IPv4Interface(cidr)
+    except ValueError as exc:
+        raise ValueError(f"address {cidr!r}: {exc}; expected A.B.C.D/PREFIX") from None
+    plen = cidr.partition("/")[2]
+    if not (plen.isascii() and plen.isdigit()):
+        raise ValueError(f"address {cidr!r}: give the prefix as a length, e.g. {iface.ip}/{iface.network.prefixlen}")
+    ip = iface.ip
+    if ip.is_multicast or ip.is_loopback or ip.is_unspecified or ip.packed[0] >= 240:
+        kind = ("multicast" if ip.is_multicast else "loopback" if ip.is_loopback
+                else "unspecified" if ip.is_unspecified else "reserved (240.0.0.0/4)")
+        raise ValueError(f"address {cidr!r}: a {kind} address cannot be an interface address; "
+                         f"use a unicast address such as 10.0.0.1/24")
+    if iface.network.prefixlen > 30 or ip in (iface.network.network_address, iface.network.broadcast_address):
+        raise ValueError(f"address {cidr!r}: not a usable host address in {iface.network}")
+    return iface

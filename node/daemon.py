@@ -71,6 +71,7 @@ from vnet.proto.control import (
     EndpointInUse,
     claim_ipc_path,
     node_control_endpoint,
+    print_final,
     print_ready,
     runtime_dir,
 )
@@ -334,7 +335,10 @@ def _write_atomic(path: str, text: str) -> None:
 
 
 async def serve(config: NodeConfig, ready_line: bool = True) -> int:
-    """Run a node until SIGTERM/SIGINT (or a REFUSE from the switch); return an exit code."""
+    """Run a node until SIGTERM/SIGINT (or a REFUSE from the switch); return an exit code.
+
+    After a clean stop it prints its final counters (``vnet-final {json}``: the ``stats``
+    control command's answer, taken after the BYE), as the switch does."""
     if config.stack == "kernel":
         from vnet.node.kernelnode import KernelNodeDaemon  # pyroute2 only for kernel-stack nodes
 
@@ -367,9 +371,11 @@ async def serve(config: NodeConfig, ready_line: bool = True) -> int:
         code = 3 if daemon.refused.is_set() else 0
         if code:
             print(f"vnet node {config.name}: {daemon.link.refused}", file=sys.stderr)
-        return code
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         await daemon.close()
+    if ready_line:
+        print_final({"node": config.name, **daemon._cmd_stats()}, config.name)
+    return code
 

@@ -109,12 +109,41 @@ def print_ready(info: dict) -> None:
     print(READY_PREFIX + json.dumps(info), flush=True)
 
 
-def print_final(info: dict) -> None:
+def print_final(info: dict, name: str) -> str:
     """A daemon's last line on stdout, after a clean shutdown: ``vnet-final {json}`` with its
-    final counters (a switch's ``stats``), so whoever restarts it keeps the account whole."""
-    import json
+    final counters (a switch's ``stats``), so whoever restarts it keeps the account whole.
 
-    print(FINAL_PREFIX + json.dumps(info), flush=True)
+    The counters outlive a stdout that is gone (closed, or a pipe whose reader died: the LAN
+    that started the daemon was killed): the line then goes to stderr and to
+    ``<runtime dir>/<name>.final.json`` (the JSON alone), and stdout is pointed at /dev/null so
+    the interpreter's own flush at exit cannot fail either. Returns where the line went:
+    "stdout", or the file's path."""
+    import json
+    import sys
+
+    line = FINAL_PREFIX + json.dumps(info)
+    out = sys.stdout
+    if out is not None:
+        try:
+            print(line, file=out, flush=True)
+            return "stdout"
+        except (OSError, ValueError):  # BrokenPipeError, EBADF; ValueError: a closed file object
+            try:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, out.fileno())
+                os.close(devnull)
+            except (OSError, ValueError):
+                pass
+    path = os.path.join(runtime_dir(), f"{name}.final.json")
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as fh:
+        fh.write(json.dumps(info) + "\n")
+    os.replace(tmp, path)
+    try:
+        print(f"{line}\n(stdout is gone: the final counters are also in {path})", file=sys.stderr, flush=True)
+    except (OSError, ValueError, AttributeError):  # no stderr either: the file has them
+        pass
+    return path
 
 
 # Message size limits (ZMQ_MAXMSGSIZE): ZeroMQ drops the connection of a peer whose message is

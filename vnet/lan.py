@@ -6,6 +6,15 @@ processes: it starts them, waits for each to print its ``vnet-ready`` line and f
 to have carrier and usable addresses (polling, with a deadline), and on ``close()`` sends
 SIGTERM to each and kills what has not exited within the grace period.
 
+It also supervises them, as an init system does. A task per daemon awaits its exit; a death
+the LAN did not cause (``stop_node``, ``kill_switch``, ``close`` cause theirs) is a ``Death``
+in ``lan.deaths``, logged with the exit status and the end of the daemon's log, and the
+restart policy (vnet/supervisor.py) decides: restart it (the switch on the same endpoints, a
+node with the same arguments) or give up, which sets ``lan.failure`` (``wait_failure()``).
+The daemons die with the LAN's process (PR_SET_PDEATHSIG), and ``<runtime dir>/lan.pid``
+names them, so a LAN started after one that was killed cleans up what it left
+(vnet/pidfile.py).
+
 The handles it hands out (``NodeHandle``, ``SwitchHandle``: vnet/handles.py) speak to the
 daemons' control endpoints; the Docker LAN hands out the same ones, so one test body runs
 against both.
@@ -14,15 +23,17 @@ against both.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import ipaddress
 import json
+import logging
 import os
 import secrets
 import shutil
 import signal
 import sys
 import tempfile
-from typing import Any, Awaitable, Iterable
+from typing import Any, Awaitable, Callable, Iterable
 
 import zmq
 import zmq.asyncio
@@ -30,21 +41,27 @@ import zmq.asyncio
 from vnet.handles import CaptureHandle, LanError, NodeHandle, PingResult, SwitchHandle, poll_until
 from vnet.netns import LanNamespaces, lan_netns_name, remove_leftovers
 from vnet.node.netns import NetnsError
+from vnet.node.config import check_ipc_path
+from vnet.pidfile import LanPidfile
 from vnet.proto.auth import CurveClient, keygen
 from vnet.proto.control import FINAL_PREFIX, READY_PREFIX, AsyncControlClient
+from vnet.supervisor import Death, RestartPolicy
+
+log = logging.getLogger(__name__)
 
 # The handles are vnet/handles.py's; user tests and the Docker LAN import them from here.
-__all__ = ["CaptureHandle", "Lan", "LanError", "NodeHandle", "PingResult", "SwitchHandle", "poll_until",
+__all__ = ["CaptureHandle", "Death", "Lan", "LanError", "NodeHandle", "PingResult", "SwitchHandle", "poll_until",
            "vnet_command"]
 
 
 class _Proc:
     """One daemon process and its log file; owned by the Lan."""
 
-    def __init__(self, name: str, proc: asyncio.subprocess.Process, log_path: str) -> None:
+    def __init__(self, name: str, proc: asyncio.subprocess.Process, log_path: str, args: list[str]) -> None:
         self.name = name
         self.proc = proc
         self.log_path = log_path
+        self.args = args  # what it was started with: a restart starts it the same way
 
     def log_tail(self, lines: int = 20) -> str:
         try:
@@ -105,6 +122,29 @@ def _effective_caps(*caps: int) -> bool:
     return all(eff >> cap & 1 for cap in caps)
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child get SIGTERM when this process dies
+    (``prctl(PR_SET_PDEATHSIG)``: a ``kill -9`` of the LAN takes its daemons with it), or None
+    where there is no prctl. It runs between fork and exec, so it only calls what was looked
+    up beforehand; if the parent died before the prctl took hold (the child has been
+    reparented already), the child exits at once instead of running orphaned."""
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
+
+
 class Lan:
     """An embedded LAN of ``nodes`` nodes on ``subnet``: node I is ``nodeI`` at host address I.
 
@@ -117,6 +157,11 @@ class Lan:
     on a TAP in a namespace ``vnet-NAME-NODE`` (``name``: random unless given); their handles'
     ``run``/``popen`` run programs there, and teardown stops those programs and removes the
     namespaces (docs/kernel-stack.md). Needs root and /dev/net/tun.
+
+    A daemon that dies unasked is restarted at most ``restarts`` times in ``restart_window``
+    seconds (default 0: never; ``vnet lan up`` uses 3 in 60 s); each death is appended to
+    ``deaths``, logged, and handed to ``on_death``. When the policy gives up, ``failure``
+    holds a LanError saying why and ``wait_failure()`` returns it.
     """
 
     def __init__(
@@ -138,6 +183,9 @@ class Lan:
         stack: str = "vnet",
         stacks: Iterable[str] | None = None,
         name: str | None = None,
+        restarts: int = 0,
+        restart_window: float = 60.0,
+        on_death: Callable[[Death], None] | None = None,
     ) -> None:
         try:
             self.subnet = ipaddress.IPv4Network(subnet)
@@ -163,6 +211,12 @@ class Lan:
         self._own_runtime = runtime_dir is None
         self.runtime_dir = runtime_dir or tempfile.mkdtemp(prefix="vnet-lan-")
         self.switch_control_bind = switch_control or f"ipc://{self.runtime_dir}/switch.sock"
+        try:  # the longest socket name in it (a node's control socket): fail now, not half-way up
+            check_ipc_path("node control endpoint", f"ipc://{self.runtime_dir}/node{nodes}.ctl")
+        except ValueError:
+            if self._own_runtime:
+                shutil.rmtree(self.runtime_dir, ignore_errors=True)
+            raise
         self.ageing_time = ageing_time
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_timeout = heartbeat_timeout
@@ -178,6 +232,15 @@ class Lan:
         self.switch: SwitchHandle | None = None
         self.nodes: list[NodeHandle] = []
         self._next_index = 1
+        self.policy = RestartPolicy(restarts, restart_window)
+        self.on_death = on_death
+        self.deaths: list[Death] = []
+        self.failure: LanError | None = None
+        self._failed = asyncio.Event()
+        self._watchers: dict[str, asyncio.Task] = {}  # one supervising task per daemon, owned here
+        self.pidfile = LanPidfile(self.runtime_dir)
+        self.cleaned: str | None = None  # what start() cleaned up after an earlier LAN, if anything
+        self._owns_pidfile = False
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -196,6 +259,10 @@ class Lan:
             self._kernel_ready()
         self._ctx = zmq.asyncio.Context()
         try:
+            self.cleaned = await self.pidfile.clean_leftovers()
+            if self.cleaned:
+                log.warning("%s", self.cleaned)
+            self._write_pidfile()
             await self.start_switch()
             await _all_or_none(self.add_node(wait=False, stack=st) for st in self.stacks)
             await _all_or_none(n.wait_ready(self.start_timeout) for n in self.nodes)
@@ -205,6 +272,11 @@ class Lan:
 
     async def start_switch(self) -> SwitchHandle:
         """Start (or restart, after ``kill_switch``) the switch on the same endpoints."""
+        await self._start_switch_proc()
+        self._watch("switch")
+        return self.switch
+
+    async def _start_switch_proc(self) -> None:
         curve_args: list[str] = []
         client = None
         if self.curve:
@@ -227,7 +299,7 @@ class Lan:
         if self.switch is None:
             control = AsyncControlClient(self._ctx, info["control"], timeout=10.0, curve=client)
             self.switch = SwitchHandle(control, info["control"], info["data"])
-        return self.switch
+        self._write_pidfile()
 
     def _kernel_ready(self) -> None:
         """Check a kernel-stack node can be made here (LanError saying why not), and remove
@@ -295,6 +367,8 @@ class Lan:
         if netns is not None:
             self._netns.add_member(netns, proc.proc.pid)
         handle.mac = info["mac"]
+        self._write_pidfile()
+        self._watch(name)
         if wait:
             await handle.wait_ready(self.start_timeout)
         return handle
@@ -310,6 +384,7 @@ class Lan:
 
     async def stop_node(self, name: str, sig: int = signal.SIGTERM) -> int:
         """Stop a node's process (SIGTERM: it says BYE; SIGKILL: it just vanishes)."""
+        await self._unwatch(name)
         proc = self._node_procs.pop(name)
         handle = self.node(name)
         self.nodes.remove(handle)
@@ -353,6 +428,7 @@ class Lan:
 
     async def kill_switch(self) -> int:
         """SIGKILL the switch (a crash); ``start_switch()`` brings it back on the same ports."""
+        await self._unwatch("switch")
         proc, self._switch_proc = self._switch_proc, None
         return await _terminate(proc, signal.SIGKILL)
 
@@ -360,6 +436,7 @@ class Lan:
         """SIGTERM the switch: it says BYE to every node, takes in the frames they still had
         in flight (counted ``unknown_peer``) and exits. Returns its final ``stats``, the line
         it printed last, so an account across a restart can add both switches' counters."""
+        await self._unwatch("switch")
         proc, self._switch_proc = self._switch_proc, None
         code = await _terminate(proc)
         out = (await proc.proc.stdout.read()).decode(errors="replace")
@@ -377,6 +454,8 @@ class Lan:
 
     async def close(self) -> None:
         await self.programs.stop_all()
+        for name in list(self._watchers):  # from here on, every exit is one the LAN asked for
+            await self._unwatch(name)
         handles = [*self.nodes, *([self.switch] if self.switch else [])]
         await asyncio.gather(*(h.close() for h in handles), return_exceptions=True)
         procs = list(self._node_procs.values())
@@ -395,11 +474,98 @@ class Lan:
                       f"removes them", file=sys.stderr)
         if self._own_runtime:
             shutil.rmtree(self.runtime_dir, ignore_errors=True)
+        elif self._owns_pidfile:
+            self.pidfile.remove()
+            self._owns_pidfile = False
+
+    def pids(self) -> dict[str, int]:
+        """The pid of each daemon now running for the LAN, by name ("switch", "node1", ...)."""
+        procs = [*([self._switch_proc] if self._switch_proc else []), *self._node_procs.values()]
+        return {p.name: p.proc.pid for p in procs}
 
     def logs(self) -> dict[str, str]:
         """The tail of each daemon's log, for failure reports."""
         procs = [*([self._switch_proc] if self._switch_proc else []), *self._node_procs.values()]
         return {p.name: p.log_tail() for p in procs}
+
+    # -- supervision --------------------------------------------------------------------------
+
+    async def wait_failure(self) -> LanError:
+        """Wait until the LAN has failed (a death the restart policy would not mend); the
+        LanError says which daemon and why."""
+        await self._failed.wait()
+        return self.failure
+
+    def _watch(self, name: str) -> None:
+        """Supervise ``name``'s process from a task of the LAN's (unless one already does: a
+        restart runs inside the task that supervises the daemon)."""
+        task = self._watchers.get(name)
+        if task is None or task.done():
+            self._watchers[name] = asyncio.get_running_loop().create_task(self._supervise(name),
+                                                                          name=f"supervise {name}")
+
+    async def _unwatch(self, name: str) -> None:
+        """Stop supervising ``name`` (the LAN is about to stop it itself): cancel and await."""
+        task = self._watchers.pop(name, None)
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    def _proc_of(self, name: str) -> _Proc | None:
+        return self._switch_proc if name == "switch" else self._node_procs.get(name)
+
+    async def _supervise(self, name: str) -> None:
+        """Await the daemon's exit; report it, then restart it or fail the LAN."""
+        loop = asyncio.get_running_loop()
+        while (p := self._proc_of(name)) is not None:
+            code = await p.proc.wait()
+            restart, reason = self.policy.decide(name, code, loop.time(), node=name != "switch")
+            death = Death(name, p.proc.pid, code, p.log_tail(), loop.time(), restart, reason)
+            self.deaths.append(death)
+            log.error("%s", death.report())
+            if self.on_death is not None:
+                try:
+                    self.on_death(death)
+                except Exception:  # the caller's bug must not end the supervision
+                    log.exception("on_death(%s) failed", name)
+            if not restart:
+                self._fail(LanError(f"{name} {death.status} and is not restarted: {reason}"))
+                return
+            try:
+                await self._restart(name, p)
+            except Exception as exc:  # LanError (it did not come up), OSError: the LAN has failed
+                self._fail(LanError(f"{name} {death.status} and could not be restarted: {exc}"))
+                return
+            log.warning("%s restarted (pid %d)", name, self._proc_of(name).proc.pid)
+
+    async def _restart(self, name: str, old: _Proc) -> None:
+        """Start ``name`` again as it was started. The nodes re-attach to a new switch by
+        themselves (the same endpoints); a new node gets a new MAC (unless its arguments name
+        one), which its handle follows."""
+        if name == "switch":
+            await self._start_switch_proc()
+            return
+        proc, info = await self._spawn(name, old.args)
+        self._node_procs[name] = proc
+        self.node(name).mac = info["mac"]
+        self._write_pidfile()
+
+    def _fail(self, error: LanError) -> None:
+        if self.failure is None:
+            self.failure = error
+        self._failed.set()
+
+    def _write_pidfile(self) -> None:
+        procs = {p.name: p.proc.pid for p in (self._switch_proc, *self._node_procs.values()) if p is not None}
+        sockets = [f"{self.runtime_dir}/{n.name}.ctl" for n in self.nodes]
+        if self.switch is not None:
+            sockets += [e[len("ipc://"):] for e in (self.switch.data, self.switch.control) if e.startswith("ipc://")]
+        try:
+            self.pidfile.write(procs, sockets)
+            self._owns_pidfile = True
+        except OSError as exc:  # a LAN that runs beats one that stops for its pidfile
+            log.warning("cannot write %s: %s (a LAN started after this one is killed will not clean up "
+                        "after it)", self.pidfile.path, exc)
 
     # -- processes ----------------------------------------------------------------------------
 
@@ -409,9 +575,9 @@ class Lan:
         with open(log_path, "ab") as log:
             proc = await asyncio.create_subprocess_exec(
                 *vnet_command(), *args, stdout=asyncio.subprocess.PIPE, stderr=log,
-                stdin=asyncio.subprocess.DEVNULL, env=env,
+                stdin=asyncio.subprocess.DEVNULL, env=env, preexec_fn=_die_with_parent(),
             )
-        p = _Proc(name, proc, log_path)
+        p = _Proc(name, proc, log_path, args)
         try:
             line = await asyncio.wait_for(proc.stdout.readline(), self.start_timeout)
         except asyncio.TimeoutError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import signal
 import sys
 
@@ -16,22 +17,38 @@ def cmd_lan(args: argparse.Namespace) -> int:
         raise CliError("lan: --nodes must be at least 1")
     try:
         if args.lan_cmd == "up":
-            return asyncio.run(lan_up(args.nodes, args.subnet, curve=args.curve, stack=args.stack))
+            return asyncio.run(lan_up(args.nodes, args.subnet, curve=args.curve, bind=args.bind,
+                                      switch_control=args.switch_control, stack=args.stack))
         return asyncio.run(lan_demo(args.nodes, args.subnet, as_json=args.json, count=args.count,
                                     curve=args.curve, stack=args.stack))
     except ValueError as exc:
         raise CliError(f"lan: {exc}") from None
 
 
-async def lan_up(nodes: int, subnet: str, curve: bool = False, stack: str = "vnet") -> int:
-    """``vnet lan up``: a LAN on the default switch ports and runtime directory, until signalled."""
+# A daemon of `vnet lan up` that dies unasked is restarted at most this often (in a window of
+# RESTART_WINDOW seconds); one death more and `vnet lan up` stops the LAN and exits 1.
+RESTARTS = 3
+RESTART_WINDOW = 60.0
+
+
+async def lan_up(nodes: int, subnet: str, curve: bool = False, bind: str | None = None,
+                 switch_control: str | None = None, stack: str = "vnet") -> int:
+    """``vnet lan up``: a LAN on the default switch ports and runtime directory, until signalled.
+
+    It supervises its daemons: one that dies is reported on stderr (exit status or signal, the
+    end of its log) and restarted, up to RESTARTS times in RESTART_WINDOW s; past that the LAN
+    is stopped and the command exits 1 saying why. Daemons left by an earlier ``vnet lan up``
+    that was killed are stopped first, and said so."""
     from vnet.lan import Lan, LanError  # zmq and the LAN only for `vnet lan`
     from vnet.proto.control import runtime_dir
     from vnet.proto.wire import DEFAULT_DATA_PORT
 
-    # the switch's control on its default ipc socket in the runtime directory (only this user)
-    lan = Lan(nodes, subnet, switch_bind=f"tcp://127.0.0.1:{DEFAULT_DATA_PORT}", runtime_dir=runtime_dir(), curve=curve,
-              stack=stack, name="lan")
+    logging.basicConfig(level=logging.WARNING, format="vnet lan: %(message)s", stream=sys.stderr)
+    # the switch's control on its default ipc socket in the runtime directory (only this user),
+    # unless --switch-control names another
+    lan = Lan(nodes, subnet, switch_bind=bind or f"tcp://127.0.0.1:{DEFAULT_DATA_PORT}",
+              switch_control=switch_control, runtime_dir=runtime_dir(), curve=curve, stack=stack, name="lan",
+              restarts=RESTARTS, restart_window=RESTART_WINDOW)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -52,7 +69,16 @@ async def lan_up(nodes: int, subnet: str, curve: bool = False, stack: str = "vne
             print(f"CURVE on, keys in {keys}; ask the switch with VNET_CURVE_SECRET={keys}/switch.key_secret "
                   f"VNET_CURVE_SERVER_KEY={keys}/switch.key vnet switch fdb")
         print("Ctrl-C (or SIGTERM) stops the LAN.", flush=True)
-        await stop.wait()
+        waiters = {loop.create_task(stop.wait()), loop.create_task(lan.wait_failure())}
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:  # the one still waiting is cancelled and awaited
+            for task in waiters:
+                task.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
+        if lan.failure is not None:
+            print(f"vnet: error: the LAN failed: {lan.failure}; stopping it", file=sys.stderr, flush=True)
+            return 1
         print("stopping the LAN", flush=True)
         return 0
     finally:
@@ -122,6 +148,11 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         lp.add_argument("--stack", choices=("vnet", "kernel"), default="vnet",
                         help="each node's stack: vnet's own (default) or the kernel's through a TAP in a "
                              "namespace vnet-LAN-NODE (needs root and /dev/net/tun)")
+        if name == "up":
+            lp.add_argument("--bind", default=None, metavar="ENDPOINT",
+                            help="the switch's data endpoint (default tcp://127.0.0.1:5540)")
+            lp.add_argument("--switch-control", dest="switch_control", default=None, metavar="ENDPOINT",
+                            help="the switch's control endpoint (default: an ipc socket in the runtime directory)")
         if name == "demo":
             lp.add_argument("--count", type=int, default=3, help="pings per pair (default 3)")
     lan.set_defaults(func=cmd_lan)

@@ -146,7 +146,7 @@ def run_switch(args: argparse.Namespace) -> int:
         raise CliError(f"switch: {exc}") from None
     ready = lambda server: print_ready({"switch": True, "data": server.data_endpoint,  # noqa: E731
                                         "control": server.control_endpoint})
-    final = lambda server: print_final(server.final_stats)  # noqa: E731
+    final = lambda server: print_final(server.final_stats, "switch")  # noqa: E731
     try:
         asyncio.run(serve(config, on_ready=ready, on_closed=final))
     except OSError as exc:  # an endpoint that cannot be bound: in use, bad address

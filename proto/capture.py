@@ -175,7 +175,10 @@ class _Parser:
 
     @staticmethod
     def _port(direction: str | None, text: str) -> Predicate:
-        if not text.isdigit() or not 0 <= int(text) <= 65535:
+        # isdigit() alone passes "²" and other Unicode digits that int() refuses, and
+        # int() refuses more than 4300 digits: both must be this sentence, not a ValueError.
+        if not (text.isascii() and text.isdigit() and len(text.lstrip("0")) <= 5) \
+                or not 0 <= int(text) <= 65535:
             raise FilterError(f"capture filter: port {text!r} is not a number from 0 to 65535")
         port = int(text)
 

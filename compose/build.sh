@@ -10,9 +10,12 @@
 #
 # 1. The base image. $VNET_BASE_IMAGE (default python:3.11-slim) when it is present or can be
 #    pulled. Otherwise (no registry) a Debian bookworm base with python3 is made with
-#    debootstrap and imported as $VNET_LOCAL_BASE (default vnet-base:bookworm); an existing
-#    one is reused. Needs root (or sudo) and a Debian mirror ($VNET_DEBIAN_MIRROR); installs
-#    debootstrap with apt-get when missing.
+#    debootstrap and imported as $VNET_LOCAL_BASE (default vnet-base:bookworm), with the
+#    network tools a kernel-stack node's programs use ($BASE_PACKAGES: iproute2, ping, arping,
+#    tcpdump, iperf3, curl, libpcap). An existing one is reused when its label
+#    com.vnet.base-packages lists the same packages, and made again otherwise (a base made by
+#    an older build.sh, without the tools). Needs root (or sudo) and a Debian mirror
+#    ($VNET_DEBIAN_MIRROR); installs debootstrap with apt-get when missing.
 # 2. The wheelhouse compose/wheelhouse/: a wheel of the host's vnet (`python -m
 #    vnet.compose.wheel`) and wheels of its dependencies for the base image's Python and
 #    platform (asked of the image itself), fetched by pip on this host. The image installs
@@ -47,6 +50,11 @@ VNET_DEBIAN_SUITE=${VNET_DEBIAN_SUITE:-bookworm}
 VNET_DEBIAN_MIRROR=${VNET_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 VNET_FORCE_LOCAL_BASE=${VNET_FORCE_LOCAL_BASE:-0}
 PYTHON=${PYTHON:-python3}
+# What the debootstrap base holds besides minbase; compose/Dockerfile installs the same tools
+# with apt-get on a base that lacks them (python:3.11-slim). Recorded in the base's label
+# com.vnet.base-packages: a base whose label differs is made again.
+BASE_PACKAGES=python3,python3-venv,iproute2,iputils-ping,arping,tcpdump,iperf3,curl,libpcap0.8
+BASE_PACKAGES_LABEL=com.vnet.base-packages
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WHEELHOUSE="$ROOT/compose/wheelhouse"
@@ -80,17 +88,18 @@ make_local_base() {
     dir=$(mktemp -d /var/tmp/vnet-rootfs.XXXXXX)
     # shellcheck disable=SC2064  # expand $dir now
     trap "as_root rm -rf '$dir'" EXIT
-    say "debootstrap $VNET_DEBIAN_SUITE (minbase + python3, python3-venv) into $dir (about a minute)"
-    run as_root debootstrap --variant=minbase --include=python3,python3-venv \
+    say "debootstrap $VNET_DEBIAN_SUITE (minbase + $BASE_PACKAGES) into $dir (about a minute)"
+    run as_root debootstrap --variant=minbase --include="$BASE_PACKAGES" \
         "$VNET_DEBIAN_SUITE" "$dir" "$VNET_DEBIAN_MIRROR" >/dev/null
     say "trimming the rootfs (apt caches and lists, docs, man pages, locales)"
     as_root rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/cache/apt/*.bin \
         "$dir"/var/lib/apt/lists/* "$dir"/usr/share/doc/* "$dir"/usr/share/man/* \
         "$dir"/usr/share/info/* "$dir"/usr/share/locale/* "$dir"/var/log/* "$dir"/tmp/* "$dir"/root/.cache
     say "importing the rootfs as $name"
-    as_root tar -C "$dir" --numeric-owner -c . | docker import \
+    as_root tar -C "$dir" --numeric-owner --xattrs --xattrs-include=security.capability -c . | docker import \
         --change "LABEL $LABEL" \
-        --change "LABEL org.opencontainers.image.description=\"Debian $VNET_DEBIAN_SUITE minbase with python3, made by vnet compose/build.sh\"" \
+        --change "LABEL $BASE_PACKAGES_LABEL=$BASE_PACKAGES" \
+        --change "LABEL org.opencontainers.image.description=\"Debian $VNET_DEBIAN_SUITE minbase with python3 and network tools, made by vnet compose/build.sh\"" \
         --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
         --change 'ENV LANG=C.UTF-8' \
         --change 'CMD ["/bin/bash"]' \
@@ -114,9 +123,13 @@ if [ "$VNET_FORCE_LOCAL_BASE" != 1 ]; then
 fi
 if [ -z "$BASE" ]; then
     BASE=$VNET_LOCAL_BASE
-    if have_image "$BASE"; then
+    base_packages=$(docker image inspect -f "{{index .Config.Labels \"$BASE_PACKAGES_LABEL\"}}" "$BASE" 2>/dev/null || true)
+    if [ "$base_packages" = "$BASE_PACKAGES" ]; then
         say "using $BASE (made earlier; remove it with 'docker rmi $BASE' to make it again)"
     else
+        if have_image "$BASE"; then
+            say "$BASE was made without the packages this build.sh puts in it (${base_packages:-no $BASE_PACKAGES_LABEL label}): making it again"
+        fi
         make_local_base "$BASE"
         say "made $BASE ($(docker image inspect -f '{{.Size}}' "$BASE" | awk '{printf "%d MB", $1/1e6}'))"
     fi

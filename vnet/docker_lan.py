@@ -25,6 +25,7 @@ import socket
 import struct
 import subprocess
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -230,6 +231,210 @@ class DockerStreamClient:
             await asyncio.to_thread(thread.join, 10)
 
 
+class ContainerProcess:
+    """A program running in a container, started with the Docker SDK's exec: what an asyncio
+    subprocess is on the embedded LAN (``NodeHandle.popen``), for a process that lives in
+    another host's process table.
+
+    Its output is collected as it comes (``stdout`` and ``stderr``, bytes, up to
+    ``OUTPUT_LIMIT`` each; what did not fit is counted in ``stdout_dropped``/``stderr_dropped``);
+    ``returncode`` is None until it ends, then its exit status (Docker's exec ExitCode: 128+N
+    for a signal N). Docker has no "kill this exec": the program is started by a ``sh`` that
+    writes its pid into a pid file and then ``exec``s it, and ``terminate``/``kill`` signal
+    that pid with another exec. A program that is not installed ends with 127 and sh's message
+    on stderr. With ``stdin=PIPE``, ``write`` feeds it and ``close_stdin`` ends its input.
+    """
+
+    OUTPUT_LIMIT = 4 << 20
+
+    def __init__(self, api, container: str, argv: list[str], *, stdin: bool = False) -> None:
+        self.api = api
+        self.container = container
+        self.args = argv
+        self.pidfile = f"/tmp/vnet-exec-{uuid.uuid4().hex[:12]}.pid"
+        self.returncode: int | None = None
+        self.stdout = bytearray()
+        self.stderr = bytearray()
+        self.stdout_dropped = 0
+        self.stderr_dropped = 0
+        self._stdin = stdin
+        self._sock: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._exec_id: str | None = None
+        self._done: asyncio.Event | None = None
+        self._error: str | None = None
+
+    def __repr__(self) -> str:
+        return f"<ContainerProcess {self.container}: {' '.join(self.args)} returncode={self.returncode}>"
+
+    async def start(self) -> "ContainerProcess":
+        import docker
+
+        self._done = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        cmd = ["sh", "-c", 'echo $$ > "$0" && exec "$@"', self.pidfile, *self.args]
+        try:
+            self._exec_id, self._sock = await asyncio.to_thread(self._exec, cmd)
+        except docker.errors.DockerException as exc:
+            raise LanError(f"{self.container}: cannot start {' '.join(self.args)}: {exc}") from None
+        self._thread = threading.Thread(target=self._read, args=(loop,), daemon=True,
+                                        name=f"vnet exec {self.container}")
+        self._thread.start()
+        return self
+
+    def _exec(self, cmd: list[str]) -> tuple[str, socket.socket]:
+        exec_id = self.api.exec_create(self.container, cmd, stdin=self._stdin, stdout=True, stderr=True,
+                                       tty=False)["Id"]
+        raw = self.api.exec_start(exec_id, socket=True)
+        sock = getattr(raw, "_sock", raw)
+        sock.settimeout(None)
+        return exec_id, sock
+
+    def _keep(self, stream: int, payload: bytes) -> None:
+        buf, name = (self.stdout, "stdout") if stream == 1 else (self.stderr, "stderr")
+        room = self.OUTPUT_LIMIT - len(buf)
+        buf += payload[:max(room, 0)]
+        if len(payload) > room:
+            setattr(self, f"{name}_dropped", getattr(self, f"{name}_dropped") + len(payload) - max(room, 0))
+
+    def _read(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The reader thread: collect the output until the exec ends, then its exit code."""
+        demux = _Demux()
+        try:
+            while data := self._sock.recv(65536):
+                for stream, payload in demux.feed(data):
+                    self._keep(stream, payload)
+        except OSError:
+            pass  # the stream is gone (container stopped); the exit code says the rest
+        try:
+            code = self._exit_code()
+        except Exception as exc:  # the container is gone: no exit code to be had
+            code, self._error = -1, str(exc)
+        try:  # the pid file is ours to remove
+            self._exec_quiet(["rm", "-f", self.pidfile])
+        except Exception:
+            pass  # the container is gone, and its /tmp with it
+        loop.call_soon_threadsafe(self._finish, code)
+
+    def _exit_code(self) -> int:
+        info = self.api.exec_inspect(self._exec_id)
+        for _ in range(200):  # the stream can end a moment before Docker records the exit
+            if not info.get("Running") and info.get("ExitCode") is not None:
+                return int(info["ExitCode"])
+            time.sleep(0.025)
+            info = self.api.exec_inspect(self._exec_id)
+        raise LanError(f"{self.container}: the exec of {' '.join(self.args)} never reported an exit code")
+
+    def _exec_quiet(self, cmd: list[str]) -> None:
+        exec_id = self.api.exec_create(self.container, cmd, stdout=False, stderr=False)["Id"]
+        self.api.exec_start(exec_id)
+
+    def _finish(self, code: int) -> None:
+        self.returncode = code
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
+        self._done.set()
+
+    async def wait(self) -> int:
+        await self._done.wait()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, 10)
+        return self.returncode
+
+    async def communicate(self, input: bytes | None = None) -> tuple[bytes, bytes]:
+        """Feed ``input`` (needs stdin=PIPE), close stdin, wait for the end; (stdout, stderr)."""
+        if input is not None or self._stdin:
+            await self.write(input or b"")
+            await self.close_stdin()
+        await self.wait()
+        return bytes(self.stdout), bytes(self.stderr)
+
+    async def write(self, data: bytes) -> None:
+        if not self._stdin:
+            raise ValueError(f"{self!r} was started without stdin=PIPE")
+        sock = self._sock
+        if sock is not None and data:
+            await asyncio.to_thread(sock.sendall, data)
+
+    async def close_stdin(self) -> None:
+        sock = self._sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass  # already ended
+
+    async def send_signal(self, sig: str) -> None:
+        """Signal the program (``"TERM"``, ``"KILL"``, ``"INT"``...) by its pid file, if it runs."""
+        if self.returncode is not None:
+            return
+        import docker
+
+        cmd = ["sh", "-c", '[ -s "$0" ] && kill -s "$1" "$(cat "$0")" 2>/dev/null; true', self.pidfile, sig]
+        try:
+            await asyncio.to_thread(self._exec_quiet, cmd)
+        except docker.errors.DockerException:
+            pass  # the container is gone, and the program with it
+
+    async def terminate(self) -> None:
+        await self.send_signal("TERM")
+
+    async def kill(self) -> None:
+        await self.send_signal("KILL")
+
+    async def stop(self, grace: float = 3.0) -> None:
+        """SIGTERM, then SIGKILL after ``grace`` seconds; returns when it has ended."""
+        if self.returncode is None:
+            await self.terminate()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._done.wait()), grace)
+            except asyncio.TimeoutError:
+                await self.kill()
+                try:
+                    await asyncio.wait_for(asyncio.shield(self._done.wait()), grace + 10)
+                except asyncio.TimeoutError:
+                    await self.close_stdin()
+                    sock = self._sock
+                    if sock is not None:  # the reader sees the end of the stream and finishes
+                        sock.shutdown(socket.SHUT_RDWR)
+        await self.wait()
+
+
+class ContainerRunner:
+    """``NodeHandle.run``/``popen`` for a node in a container: programs run there by exec, in
+    the container's network namespace (a kernel-stack node's vnet0 is in it). ``programs`` is
+    the LAN's list of what popen started, stopped at teardown."""
+
+    POPEN_KWARGS = {"stdin", "stdout", "stderr"}
+
+    def __init__(self, api, container: str, programs: list) -> None:
+        self.api = api
+        self.container = container
+        self.programs = programs
+
+    async def popen(self, argv: list[str], **kwargs: Any) -> ContainerProcess:
+        unknown = set(kwargs) - self.POPEN_KWARGS
+        if unknown:
+            raise TypeError(f"popen in a container takes stdin=PIPE and collects stdout and stderr itself; "
+                            f"not {', '.join(sorted(unknown))}")
+        proc = ContainerProcess(self.api, self.container, argv, stdin=kwargs.get("stdin") == subprocess.PIPE)
+        await proc.start()
+        self.programs.append(proc)
+        return proc
+
+    async def run(self, argv: list[str], timeout: float = 30.0, input: bytes | None = None
+                  ) -> subprocess.CompletedProcess:
+        proc = ContainerProcess(self.api, self.container, argv, stdin=input is not None)
+        await proc.start()
+        try:
+            out, err = await asyncio.wait_for(asyncio.shield(proc.communicate(input)), timeout)
+        except asyncio.TimeoutError:
+            await proc.stop(grace=0)
+            raise TimeoutError(f"{self.container}: {' '.join(argv)} still running after {timeout:g} s: killed") from None
+        return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
 async def _run(*cmd: str, env: dict | None = None, timeout: float = 600) -> str:
     proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE,
                                                 stderr=asyncio.subprocess.STDOUT, env=env)
@@ -293,6 +498,7 @@ class DockerLan:
         self.nodes: list[NodeHandle] = []
         self.switch: SwitchHandle | None = None
         self._channels: dict[str, DockerStreamClient] = {}
+        self.programs: list[ContainerProcess] = []  # what NodeHandle.popen started: stopped at close
 
     async def __aenter__(self) -> "DockerLan":
         await self.start()
@@ -342,15 +548,18 @@ class DockerLan:
         old = {n.name: n for n in self.nodes}
         nodes = []
         for c in containers:
-            if c["service"] in ("switch", "dhcp"):
-                continue
-            handle = NodeHandle(self.channel(c["name"]), c["node"])
+            if c["role"] != "node" or c["service"] == "dhcp":
+                continue  # the switch, the DHCP server, and containers without vnet (compose/web.yml)
+            handle = NodeHandle(self.channel(c["name"]), c["node"],
+                                runner=ContainerRunner(self.docker.api, c["name"], self.programs))
             handle.container = c["name"]
             handle.service = c["service"]
             if c["node"] in old:
                 handle.ip, handle.mac = old[c["node"]].ip, old[c["node"]].mac
             nodes.append(handle)
-        await asyncio.gather(*(n.wait_ready(self.start_timeout) for n in nodes))
+        healths = await asyncio.gather(*(n.wait_ready(self.start_timeout) for n in nodes))
+        for handle, health in zip(nodes, healths):
+            handle.stack = health.get("stack", "vnet")  # "kernel": vnet0 is in its container
         self.nodes = sorted(nodes, key=lambda n: (n.service != n.name, n.name))
 
     def node(self, name: str) -> NodeHandle:
@@ -437,6 +646,7 @@ class DockerLan:
             out.append({
                 "name": c.name,
                 "service": c.labels.get(SERVICE_LABEL, ""),
+                "role": env.get("VNET_ROLE"),  # switch, node, or None: no vnet in it
                 "node": env.get("VNET_NODE") or attrs["Config"]["Hostname"],
                 "status": attrs["State"]["Status"],
                 "health": (attrs["State"].get("Health") or {}).get("Status"),
@@ -453,7 +663,9 @@ class DockerLan:
         if bad:
             logs = await asyncio.to_thread(self.docker.containers.get(bad[0]["name"]).logs, tail=30)
             raise LanError(f"container {bad[0]['name']} exited:\n{logs.decode(errors='replace')}")
-        return bool(containers) and all(c["status"] == "running" and c["health"] == "healthy" for c in containers)
+        # vnet's containers have the image's healthcheck; another one (compose/web.yml) only runs
+        return bool(containers) and all(c["status"] == "running" and (c["health"] == "healthy" or c["role"] is None
+                                                                      and c["health"] is None) for c in containers)
 
     def _resources_now(self) -> dict[str, list]:
         flt = {"label": f"{PROJECT_LABEL}={self.project}"}
@@ -478,6 +690,8 @@ class DockerLan:
             v.remove(force=True)
 
     async def close(self) -> None:
+        programs, self.programs[:] = list(self.programs), []
+        await asyncio.gather(*(p.stop() for p in programs), return_exceptions=True)
         channels, self._channels = list(self._channels.values()), {}
         await asyncio.gather(*(c.close() for c in channels))
         self.switch = None

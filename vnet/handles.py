@@ -48,7 +48,8 @@ class NodeHandle:
     """
 
     def __init__(self, client: Any, name: str, ip: str | None = None, mac: str | None = None,
-                 stack: str = "vnet", netns: str | None = None, programs: Any = None) -> None:
+                 stack: str = "vnet", netns: str | None = None, programs: Any = None,
+                 runner: Any = None) -> None:
         self.name = name
         self.ip = ip
         self.mac = mac
@@ -56,6 +57,9 @@ class NodeHandle:
         self.netns = netns  # a kernel-stack node's network namespace (its vnet0 lives there)
         self._client = client
         self._programs = programs  # the LAN's record of what popen started (stopped at teardown)
+        # Where programs run when not by `ip netns exec` here: an object with the same async
+        # run(argv, timeout, input) and popen(argv, **kwargs) (a container's exec, vnet/docker_lan.py).
+        self._runner = runner
 
     def __repr__(self) -> str:
         return f"<NodeHandle {self.name} {self.ip} {self.mac}>"
@@ -152,14 +156,17 @@ class NodeHandle:
             self.mac = (await self.link())["address"]
         return health
 
-    def _netns_argv(self, argv: Iterable[str]) -> list[str]:
+    def _program_argv(self, argv: Iterable[str]) -> list[str]:
         argv = [str(a) for a in argv]
         if not argv:
             raise ValueError("run/popen: give the program to run, e.g. ['ping', '-c', '1', '10.0.0.2']")
-        if self.stack != "kernel" or self.netns is None:
+        if self.stack != "kernel" or (self.netns is None and self._runner is None):
             raise LanError(f"{self.name} runs vnet's own stack: it has no kernel interface, so a program run "
                            f"for it would not be on the LAN; start it with stack='kernel' to run programs on it")
-        return ["ip", "netns", "exec", self.netns, *argv]
+        return argv
+
+    def _netns_argv(self, argv: Iterable[str]) -> list[str]:
+        return ["ip", "netns", "exec", self.netns, *self._program_argv(argv)]
 
     async def run(self, argv: Iterable[str], timeout: float = 30.0, input: bytes | None = None
                   ) -> subprocess.CompletedProcess:
@@ -167,6 +174,8 @@ class NodeHandle:
         its CompletedProcess (returncode, stdout, stderr as bytes). A program still running
         after ``timeout`` seconds is killed and TimeoutError raised. Kernel-stack nodes only:
         a vnet-stack node refuses with LanError (a program would not be on its LAN)."""
+        if self._runner is not None:
+            return await self._runner.run(self._program_argv(argv), timeout=timeout, input=input)
         full = self._netns_argv(argv)
         proc = await asyncio.create_subprocess_exec(
             *full, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -182,7 +191,12 @@ class NodeHandle:
     async def popen(self, argv: Iterable[str], **kwargs: Any) -> asyncio.subprocess.Process:
         """Start a program in the node's namespace and return it (an asyncio Process; pass
         stdout=asyncio.subprocess.PIPE etc. as to create_subprocess_exec). The LAN owns it:
-        teardown stops it (SIGTERM, then SIGKILL after a grace period) if it still runs."""
+        teardown stops it (SIGTERM, then SIGKILL after a grace period) if it still runs.
+        On a containerised node the program runs in its container (an exec) and the object
+        returned is a ``vnet.docker_lan.ContainerProcess`` (returncode, wait, terminate, kill,
+        communicate)."""
+        if self._runner is not None:
+            return await self._runner.popen(self._program_argv(argv), **kwargs)
         full = self._netns_argv(argv)
         kwargs.setdefault("stdin", asyncio.subprocess.DEVNULL)
         proc = await asyncio.create_subprocess_exec(*full, **kwargs)

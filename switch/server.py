@@ -43,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import signal
 import time
 from typing import Any, Callable
@@ -277,6 +278,8 @@ class SwitchServer:
         except zmq.ZMQError as exc:
             sock.close(linger=0)
             raise OSError(f"cannot bind the switch data endpoint {cfg.bind}: {exc}") from None
+        if cfg.bind.startswith("ipc://"):
+            os.chmod(cfg.bind[len("ipc://"):], 0o600)  # as the control socket: this user's only
         self._sock = sock
         self._raw = zmq.Socket.shadow(sock.underlying)
         self.data_endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)

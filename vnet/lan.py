@@ -148,8 +148,8 @@ def _die_with_parent() -> Callable[[], None] | None:
 class Lan:
     """An embedded LAN of ``nodes`` nodes on ``subnet``: node I is ``nodeI`` at host address I.
 
-    ``switch_bind`` defaults to a random loopback port, ``switch_control`` to an ipc socket
-    (``switch.sock``) in ``runtime_dir`` (where node control sockets live too), which defaults
+    ``switch_bind`` (the data endpoint) defaults to an ipc socket ``switch.data``, and
+    ``switch_control`` to an ipc socket ``switch.sock``, in ``runtime_dir`` (where node control sockets live too), which defaults
     to a private temporary directory removed on close.
     With ``curve=True`` the LAN runs with CURVE: keys are made in ``runtime_dir/keys`` (the
     switch's pair and one per node, allowed) and the switch handle uses the LAN's own pair.
@@ -169,7 +169,7 @@ class Lan:
         nodes: int = 3,
         subnet: str = "10.0.0.0/24",
         *,
-        switch_bind: str = "tcp://127.0.0.1:0",
+        switch_bind: str | None = None,
         switch_control: str | None = None,
         runtime_dir: str | None = None,
         ageing_time: float = 300.0,
@@ -207,9 +207,11 @@ class Lan:
         self._netns: LanNamespaces | None = None  # made with the first kernel-stack node
         self.programs = Programs()
         self.leftovers_removed: list[str] = []
-        self.switch_bind = switch_bind
         self._own_runtime = runtime_dir is None
         self.runtime_dir = runtime_dir or tempfile.mkdtemp(prefix="vnet-lan-")
+        # The LAN's daemons all run here: the data port needs no TCP, an ipc socket (mode 0600 in
+        # the LAN's 0700 runtime directory) keeps other users off it.
+        self.switch_bind = switch_bind or f"ipc://{self.runtime_dir}/switch.data"
         self.switch_control_bind = switch_control or f"ipc://{self.runtime_dir}/switch.sock"
         try:  # the longest socket name in it (a node's control socket): fail now, not half-way up
             check_ipc_path("node control endpoint", f"ipc://{self.runtime_dir}/node{nodes}.ctl")

@@ -121,3 +121,21 @@ async def test_a_stale_socket_is_taken_over_and_only_the_own_socket_is_unlinked(
     await b.close()
     assert not os.path.exists(path)
     ctx.term()
+
+
+@pytest.mark.vnet_lan(nodes=2)
+async def test_the_embedded_lan_listens_on_no_tcp_port(vnet_lan):
+    """Every daemon of an embedded LAN runs on this host: the switch's data and control
+    endpoints are ipc sockets only the LAN's user can open, and no daemon listens on TCP."""
+    for endpoint in (vnet_lan.switch.data, vnet_lan.switch.control):
+        assert endpoint.startswith("ipc://"), endpoint
+        mode = os.stat(endpoint[len("ipc://"):]).st_mode
+        assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o600, (endpoint, oct(mode))
+    assert (await vnet_lan.nodes[0].ping(vnet_lan.nodes[1].ip)).ok
+    if shutil.which("ss") is None:
+        pytest.skip("needs iproute2's ss to list listening sockets")
+    listening = subprocess.run(["ss", "-Hltnp"], capture_output=True, text=True, check=True).stdout
+    pids = vnet_lan.pids()
+    assert len(pids) == 3
+    for name, pid in pids.items():
+        assert f"pid={pid}," not in listening, f"{name} (pid {pid}) listens on TCP:\n{listening}"

@@ -41,12 +41,11 @@ async def lan_up(nodes: int, subnet: str, curve: bool = False, bind: str | None 
     that was killed are stopped first, and said so."""
     from vnet.lan import Lan, LanError  # zmq and the LAN only for `vnet lan`
     from vnet.proto.control import runtime_dir
-    from vnet.proto.wire import DEFAULT_DATA_PORT
 
     logging.basicConfig(level=logging.WARNING, format="vnet lan: %(message)s", stream=sys.stderr)
     # the switch's control on its default ipc socket in the runtime directory (only this user),
     # unless --switch-control names another
-    lan = Lan(nodes, subnet, switch_bind=bind or f"tcp://127.0.0.1:{DEFAULT_DATA_PORT}",
+    lan = Lan(nodes, subnet, switch_bind=bind,
               switch_control=switch_control, runtime_dir=runtime_dir(), curve=curve, stack=stack, name="lan",
               restarts=RESTARTS, restart_window=RESTART_WINDOW)
     loop = asyncio.get_running_loop()
@@ -150,7 +149,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                              "namespace vnet-LAN-NODE (needs root and /dev/net/tun)")
         if name == "up":
             lp.add_argument("--bind", default=None, metavar="ENDPOINT",
-                            help="the switch's data endpoint (default tcp://127.0.0.1:5540)")
+                            help="the switch's data endpoint (default: an ipc socket in the runtime directory; "
+                                 "tcp://127.0.0.1:5540 lets nodes started by hand elsewhere attach)")
             lp.add_argument("--switch-control", dest="switch_control", default=None, metavar="ENDPOINT",
                             help="the switch's control endpoint (default: an ipc socket in the runtime directory)")
         if name == "demo":

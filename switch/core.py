@@ -16,8 +16,11 @@ are not attached pass a token bucket (``hello_rate`` a second after ``hello_burs
 one over it is dropped unanswered and counted ``hello_ratelimited`` (the node's HELLO backoff
 retries). Text from a peer that goes back in a REFUSE or into a log line is clipped to about
 ``CLIP`` characters. An attach costs the same however many ports there are. A port is identified by its peer id (the ROUTER identity) and has a unique
-name: a HELLO with a name already attached replaces the old port (a node restarted before its
-old port timed out), and a HELLO from an attached peer re-attaches it. The HELLO's unicast
+name, pinned to its connection while it lives: a HELLO from another peer under the name of a
+port heard within two heartbeat intervals is dropped unanswered (``name_in_use``), and one
+under the name of a port silent for longer replaces it (a node restarted before its old port
+timed out: its HELLO backoff brings it back within ``heartbeat_timeout``); a HELLO from an
+attached peer re-attaches it. The HELLO's unicast
 MACs are learned on vlan 0 at once (they then age like any entry); its mtu is recorded for
 ``ports`` while the switch enforces its own. Any message refreshes
 the port; one silent for ``heartbeat_timeout`` is removed by ``tick`` and sent BYE; a BYE from
@@ -139,7 +142,8 @@ SWITCH_COUNTERS = PORT_COUNTERS + (
     "detached",
     "byes",  # ports removed by their BYE
     "timeouts",  # ports removed for silence
-    "replaced",  # ports replaced by a HELLO with the same name
+    "replaced",  # ports replaced by a HELLO with the same name (the old one silent: a restarted node)
+    "name_in_use",  # HELLOs under the name of a live port from another peer, dropped unanswered
     "psec_shutdowns",  # ports set administratively down by a port security violation
     "hello_ratelimited",  # HELLOs from new peers over the HELLO rate, dropped unanswered
     "max_ports",  # HELLOs for a new port with max_ports attached, answered with REFUSE
@@ -337,8 +341,19 @@ class SwitchCore:
             return self._refuse(peer, "max_ports",
                                 f"this switch has its maximum of {self.max_ports} ports attached; "
                                 f"start it with a larger --max-ports, or detach a node", now)
-        if same_name is not None:
-            log.info("port %d %r replaced by a new HELLO with the same name", same_name.port_id, name)
+        if same_name is not None and same_name.peer != peer:
+            silent = now - same_name.last_seen
+            if silent < 2 * self.heartbeat_interval:
+                # A live port keeps its name (and its MACs): another peer's HELLO under it is
+                # not answered, so a second node of the same name cannot take the port over;
+                # if the old node died, its port goes silent and a later HELLO replaces it.
+                self.totals.name_in_use += 1
+                self._offence_log.log(log, logging.WARNING, "HELLO for %r from another peer while port %d "
+                                      "under that name is alive (heard %.1f s ago): dropped",
+                                      clip(name), same_name.port_id, silent, now=now)
+                return []
+            log.info("port %d %r replaced by a new HELLO with the same name (silent for %.1f s)",
+                     same_name.port_id, name, silent)
             self._detach(same_name, "replaced")
         port = Port(self._next_id, peer, name, macs, mtu, now)
         port.admin_up = name not in self._admin_down

@@ -190,15 +190,26 @@ def test_bye_removes_at_once(core):
     assert list(decode(core.handle(PEER["a"], frames(f), 2.0))) == [PEER["c"]]
 
 
-def test_same_name_replaces_old_port(core):
+def test_a_live_port_keeps_its_name(core):
+    """A second node under a live port's name gets no answer and takes nothing over."""
     core.handle(PEER["b"], frames(eth(BCAST, MAC["b"])), 1.0)
     old = core.port_by_name("b")
-    core.handle(b"b-restarted", wire.hello("b", [], 1500), 2.0)
+    assert core.handle(b"impostor", wire.hello("b", [MAC["a"]], 1500), 2.5) == []
+    assert core.port_by_name("b") is old and core.totals.name_in_use == 1 and core.totals.replaced == 0
+    assert core.fdb.lookup(MAC["b"], 0, 2.5) is old
+    assert core.fdb.lookup(MAC["a"], 0, 2.5) in (None, core.port_by_name("a"))  # the impostor learned nothing
+    assert core.handle(PEER["b"], wire.HEARTBEAT, 2.5) != [(PEER["b"], wire.NOT_ATTACHED)]  # b still attached
+
+
+def test_same_name_replaces_a_silent_old_port(core):
+    core.handle(PEER["b"], frames(eth(BCAST, MAC["b"])), 1.0)
+    old = core.port_by_name("b")
+    core.handle(b"b-restarted", wire.hello("b", [], 1500), 3.01)  # b silent for two intervals: restarted
     new = core.port_by_name("b")
     assert new is not old and new.peer == b"b-restarted" and new.port_id != old.port_id
-    assert core.fdb.lookup(MAC["b"], 0, 2.0) is None
+    assert core.fdb.lookup(MAC["b"], 0, 3.01) is None
     assert core.totals.replaced == 1 and len(core.ports) == 3
-    assert core.handle(PEER["b"], wire.HEARTBEAT, 2.0) == [(PEER["b"], wire.NOT_ATTACHED)]
+    assert core.handle(PEER["b"], wire.HEARTBEAT, 3.01) == [(PEER["b"], wire.NOT_ATTACHED)]
 
 
 def test_drops_counted_by_reason(core):

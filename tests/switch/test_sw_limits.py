@@ -36,7 +36,7 @@ def test_max_ports_refuses_a_new_port_with_a_sentence_and_counts_it():
     assert core.totals.max_ports == 1 and core.totals.refused == 1 and len(core.ports) == 2
     # a full switch still lets its ports re-attach, and a restarted node take its name back
     assert kind(core.handle(b"pa", hello("a", 1), 1.0)) == [wire.MSG_WELCOME]
-    assert kind(core.handle(b"pb2", hello("b", 2), 1.0)) == [wire.MSG_WELCOME]
+    assert kind(core.handle(b"pb2", hello("b", 2), 2.5)) == [wire.MSG_WELCOME]  # b silent 2.5 s: restarted
     assert core.totals.max_ports == 1 and {p.name for p in core.ports} == {"a", "b"}
     core.handle(b"pa", wire.BYE, 2.0)
     assert kind(core.handle(b"pc", hello("c", 3), 2.0)) == [wire.MSG_WELCOME]

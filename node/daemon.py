@@ -190,6 +190,10 @@ class NodeDaemon(NodeCommands):
     def _hello(self) -> tuple[str, list[bytes], int]:
         return self.config.name, [bytes(self.dev.dev_addr)], self.dev.mtu
 
+    def final_stats(self) -> dict:
+        """The counters printed after a clean stop (``vnet-final``): the ``stats`` answer."""
+        return self._cmd_stats()
+
     def _switch_mtu(self, mtu: int) -> None:
         """The switch's MTU is below vnet0's: lower vnet0's (the switch would drop the rest)."""
         if self.dev is not None and mtu < self.dev.mtu:
@@ -376,6 +380,6 @@ async def serve(config: NodeConfig, ready_line: bool = True) -> int:
             loop.remove_signal_handler(sig)
         await daemon.close()
     if ready_line:
-        print_final({"node": config.name, **daemon._cmd_stats()}, config.name)
+        print_final({"node": config.name, **daemon.final_stats()}, config.name)
     return code
 

@@ -194,6 +194,12 @@ class KernelNodeDaemon(NodeDaemon):
     async def _cmd_neigh_show(self) -> list[dict]:
         return (await self._kernel())["neigh"]
 
+    def final_stats(self) -> dict:
+        """After a clean stop the TAP and its namespace are gone: the driver model's counters,
+        the TAP edge's and the link's (the kernel's own died with the interface)."""
+        return {"dev": self.dev.name, "stack_kind": "kernel", "stats64": _stats64(self.dev),
+                "ethtool": self._ethtool_stats(), "tap": self.edge.counters(), "link": self.link.counters()}
+
     async def _cmd_stats(self) -> dict:
         kernel = await self._kernel()
         out = {
@@ -204,10 +210,7 @@ class KernelNodeDaemon(NodeDaemon):
             "stack": {},
             "tap": self.edge.counters(),
             "kernel": {"stats64": kernel["stats64"], "operstate": kernel["operstate"], "mtu": kernel["mtu"]},
-            "link": {k: getattr(self.link, k) for k in (
-                "tx_batches", "tx_frames", "tx_again", "rx_batches", "rx_frames", "rx_not_attached",
-                "rx_malformed", "attaches", "carrier_losses", "tx_no_carrier", "cable_cuts", "auth_failures",
-                "reconnects")},
+            "link": self.link.counters(),
             "udp_queue_drops": 0,
             "captures": len(self._captures),
         }

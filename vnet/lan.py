@@ -85,10 +85,12 @@ class Programs:
         await asyncio.gather(*(_stop_program(p, grace) for p in procs), return_exceptions=True)
 
 
-async def _stop_program(proc: asyncio.subprocess.Process, grace: float) -> None:
+async def _stop_program(proc: asyncio.subprocess.Process, grace: float,
+                        sig: int = signal.SIGTERM) -> int | None:
+    """``sig`` to a process that still runs, SIGKILL after ``grace`` s; its exit status."""
     if proc.returncode is None:
         try:
-            proc.terminate()
+            proc.send_signal(sig)
         except ProcessLookupError:
             pass
         try:
@@ -96,6 +98,7 @@ async def _stop_program(proc: asyncio.subprocess.Process, grace: float) -> None:
         except asyncio.TimeoutError:
             proc.kill()
             await proc.wait()
+    return proc.returncode
 
 
 def vnet_command() -> list[str]:
@@ -630,15 +633,4 @@ async def _grew_past(path: str, size: int) -> bool:
 
 
 async def _terminate(p: _Proc, sig: int = signal.SIGTERM, grace: float = 5.0) -> int:
-    proc = p.proc
-    if proc.returncode is None:
-        try:
-            proc.send_signal(sig)
-        except ProcessLookupError:
-            pass
-        try:
-            await asyncio.wait_for(proc.wait(), grace)
-        except asyncio.TimeoutError:
-            proc.kill()
-            await proc.wait()
-    return proc.returncode
+    return await _stop_program(p.proc, grace, sig)

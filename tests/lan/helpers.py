@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from vnet.lan import Lan, poll_until
@@ -30,3 +32,19 @@ async def stats64(node) -> dict:
 
 
 __all__ = ["frame", "port_counters", "fdb_macs", "stats64", "poll_until", "EXPERIMENTAL_ETHERTYPE", "pytest"]
+
+
+async def eventually(pred, timeout: float = 10.0, what: str = "condition"):
+    """Poll ``pred`` (sync or async) every 10 ms until it is truthy; AssertionError naming
+    ``what`` after ``timeout`` s. Returns the truthy value."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = pred()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)  # poll interval, not a readiness assumption

@@ -7,25 +7,15 @@ import logging
 import struct
 
 import pytest
+
 import zmq.asyncio
 
 from vnet.node.daemon import NodeConfig, NodeDaemon
 from vnet.proto.control import AsyncControlClient, ControlError
 from vnet.switch.server import SwitchConfig, SwitchServer
+from tests.lan.helpers import eventually
 
 
-async def until(pred, what: str, timeout: float = 10.0):
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = pred()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture
@@ -42,7 +32,7 @@ async def lan(tmp_path, monkeypatch):
     ctx = zmq.asyncio.Context()
     clients = [AsyncControlClient(ctx, n.control.endpoint) for n in nodes]
     for c in clients:
-        await until(lambda c=c: _ready(c), "an address ready")
+        await _until(lambda c=c: _ready(c), "an address ready")
     yield nodes, clients
     for c in clients:
         await c.close()
@@ -107,7 +97,7 @@ async def test_long_polls_from_one_client_are_capped_and_counted(lan):
     (n1, _), (c1, _) = lan
     await c1.call("udp_bind", port=4100)
     polls = [asyncio.ensure_future(c1.call("udp_recv", port=4100, timeout=1e9, wait=30)) for _ in range(100)]
-    await until(lambda: sum(t.done() for t in polls) == 100 - n1.control.max_per_client, "busy answers")
+    await _until(lambda: sum(t.done() for t in polls) == 100 - n1.control.max_per_client, "busy answers")
     stats = await c1.call("stats")
     assert stats["control"]["control_busy"] == 100 - n1.control.max_per_client
     assert stats["control"]["in_flight"] == n1.control.max_per_client
@@ -127,7 +117,7 @@ async def test_a_conflict_on_an_address_in_use_is_logged_as_defended(lan, caplog
     intruder = bytes.fromhex("020000000999")
     with caplog.at_level(logging.ERROR, logger="vnet.node.daemon"):
         await c2.call("inject", frames=[_arp(2, intruder, "10.9.0.1", b"\xff" * 6, "10.9.0.1")])
-        await until(lambda: any("10.9.0.1" in r.getMessage() for r in caplog.records), "the conflict log line")
+        await _until(lambda: any("10.9.0.1" in r.getMessage() for r in caplog.records), "the conflict log line")
     line = next(r.getMessage() for r in caplog.records if "10.9.0.1" in r.getMessage())
     assert "keeping it in use and defending it" in line and "not using it" not in line
     assert any(a["address"] == "10.9.0.1" and a["state"] == "ok" for a in (await c1.call("addr_show"))["addresses"])
@@ -137,7 +127,7 @@ async def test_a_conflict_found_by_dad_is_logged_as_not_using_it(lan, caplog):
     _, (_, c2) = lan
     with caplog.at_level(logging.ERROR, logger="vnet.node.daemon"):
         await c2.call("addr_add", cidr="10.9.0.1/24")
-        await until(lambda: any("not using it" in r.getMessage() for r in caplog.records), "the DAD log line")
+        await _until(lambda: any("not using it" in r.getMessage() for r in caplog.records), "the DAD log line")
     assert any(a["address"] == "10.9.0.1" and a["state"] == "conflict" for a in (await c2.call("addr_show"))["addresses"])
 
 
@@ -167,5 +157,9 @@ async def test_udp_listen_killed_by_sigkill_loses_its_port_when_the_lease_runs_o
     assert port != 0 and port in n1.stack.udp.ports
     proc.kill()
     await asyncio.wait_for(proc.wait(), 30)
-    await until(lambda: port not in n1.stack.udp.ports, "the lease to run out", timeout=10)
+    await _until(lambda: port not in n1.stack.udp.ports, "the lease to run out", timeout=10)
     assert n1.udp_lease_expired == 1
+
+
+def _until(pred, what: str, timeout: float = 10.0):
+    return eventually(pred, timeout=timeout, what=what)

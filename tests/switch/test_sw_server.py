@@ -10,12 +10,14 @@ import sys
 import time
 
 import pytest
+
 import zmq
 import zmq.asyncio
 
 from vnet.proto import wire
 from vnet.switch.server import SwitchConfig, SwitchServer
 from vnet.proto.control import READY_PREFIX, AsyncControlClient, ControlError
+from tests.lan.helpers import eventually
 
 BCAST = b"\xff" * 6
 MAC = {n: bytes([2, 0, 0, 0, 0, i]) for i, n in enumerate("abcd", 1)}
@@ -26,18 +28,6 @@ def eth(dst: bytes, src: bytes, payload: bytes = b"x" * 46) -> bytes:
     return dst + src + b"\x08\x00" + payload
 
 
-async def eventually(pred, timeout: float = 5.0, what: str = "condition"):
-    """Poll ``pred`` (sync or async) until true or the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 class Node:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import zmq
 import zmq.asyncio
@@ -18,6 +17,7 @@ from vnet.switch.server import (
     port_sndhwm,
     split_records,
 )
+from tests.lan.helpers import eventually
 
 MAC_A = bytes([2, 0, 0, 0, 0, 1])
 MAC_B = bytes([2, 0, 0, 0, 0, 2])
@@ -27,17 +27,6 @@ def eth(dst: bytes, src: bytes, size: int) -> bytes:
     return dst + src + b"\x88\xb5" + bytes(size - 14)
 
 
-async def eventually(pred, timeout: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 def test_the_largest_legal_batch_fits_exactly():

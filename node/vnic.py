@@ -270,7 +270,8 @@ def vnic_start_xmit(skb: Any, dev: NetDevice) -> int:
             hw.tx_doorbell()  # frames posted under xmit_more must not wait for the next one
         return NETDEV_TX_BUSY
     pending.append(skb)
-    vnic_tx_maybe_stop(priv)
+    if hw.tx_ring_size - len(pending) - len(hw.tx_done) < VNIC_TX_STOP_THRESH:
+        vnic_tx_maybe_stop(priv)  # the ring is about to fill: netif_txq_maybe_stop's slow path
     # netdev_xmit_more(): one doorbell for a qdisc run's whole bulk, and at once when the
     # queue has just stopped (no further frame of this run will come to ring it).
     if not dev.xmit_more or dev.tx_queue.stopped:

@@ -10,9 +10,9 @@ peer's connection (MAXMSGSIZE). Sends use NOBLOCK: ROUTER_MANDATORY makes an unr
 raise instead of vanishing, and the per-peer SNDHWM bounds each port's output queue, so a
 slow or dead node costs a counted drop (``hwm``/``unroutable``) and never stalls the loop or
 the others. The queue is bounded in messages (``port_hwm``) and in bytes
-(``port_queue_bytes``): no FRAMES message out is bigger than COALESCE_BYTES (bigger batches
+(``port_queue_bytes``): no FRAMES message out is bigger than MAX_SEND_BYTES (bigger batches
 are cut at record boundaries), so SNDHWM is ``port_hwm`` or ``port_queue_bytes //
-COALESCE_BYTES`` messages, whichever is less (``port_sndhwm``); the kernel's socket buffers
+MAX_SEND_BYTES`` messages, whichever is less (``port_sndhwm``); the kernel's socket buffers
 come on top.
 The same task calls ``core.tick`` every ``heartbeat_interval / 2`` for liveness and ageing
 (see ``_run`` for why it is not a separate timer task).
@@ -83,7 +83,11 @@ _POLLIN = int(zmq.POLLIN)
 _NOBLOCK = int(zmq.NOBLOCK)
 
 DRAIN_BUDGET = 256  # messages handled per wakeup before yielding to the other tasks
-COALESCE_BYTES = 256 * 1024  # the largest FRAMES message out: a drain gathers a port's FRAMES up to it
+COALESCE_BYTES = 256 * 1024  # a drain gathers a port's FRAMES into one message up to this size
+# The largest FRAMES message out: a node's whole TX doorbell of full-size frames (256 of 1514 B
+# is about 390 kB) still leaves as it came, and bigger ones are cut, so a port's queue of
+# SNDHWM messages is bounded in bytes.
+MAX_SEND_BYTES = 1024 * 1024
 # The largest legal FRAMES batch: one doorbell of a node's largest TX ring (node/vnic.py's
 # VNIC_RING_MAX descriptors; the switch may not import the node) of frames the switch's MTU
 # allows. The data socket refuses bigger messages (MAXMSGSIZE), before reading them whole.
@@ -138,7 +142,7 @@ class SwitchConfig:
         _check_int("fdb_max", self.fdb_max, 1, 1 << 24)
         _check_int("mtu", self.mtu, ETH_MIN_MTU, ETH_MAX_MTU)
         _check_int("port_hwm", self.port_hwm, 1, 1 << 24)
-        _check_int("port_queue_bytes", self.port_queue_bytes, COALESCE_BYTES, 1 << 40)
+        _check_int("port_queue_bytes", self.port_queue_bytes, MAX_SEND_BYTES, 1 << 40)
         _check_int("max_macs", self.max_macs, 0, 1 << 24)
         _check_int("max_ports", self.max_ports, 1, 1 << 20)
         _check_number("hello_rate", self.hello_rate, minimum=0.0, what=">= 0 a second (0 = no limit)")
@@ -177,8 +181,8 @@ def split_records(payload: bytes, limit: int) -> list[bytes]:
 
 def port_sndhwm(port_hwm: int, port_queue_bytes: int) -> int:
     """The data socket's SNDHWM: ``port_hwm`` messages, fewer if that many messages of the
-    largest size the server sends (COALESCE_BYTES) would hold more than ``port_queue_bytes``."""
-    return max(1, min(port_hwm, port_queue_bytes // COALESCE_BYTES))
+    largest size the server sends (MAX_SEND_BYTES) would hold more than ``port_queue_bytes``."""
+    return max(1, min(port_hwm, port_queue_bytes // MAX_SEND_BYTES))
 
 
 def _check_endpoint(field: str, value: Any) -> None:
@@ -527,11 +531,11 @@ class SwitchServer:
 
     def _transmit(self, peer: bytes, parts: list[bytes]) -> bool:
         """Send one message past the tools, without blocking; a refusal is counted, and
-        answers False. FRAMES over COALESCE_BYTES go as several messages, each at most that
+        answers False. FRAMES over MAX_SEND_BYTES go as several messages, each at most that
         (so SNDHWM messages bound the port's queue in bytes)."""
-        if len(parts[-1]) > COALESCE_BYTES and parts[0] == wire.MSG_FRAMES and len(parts) == 2:
+        if len(parts[-1]) > MAX_SEND_BYTES and parts[0] == wire.MSG_FRAMES and len(parts) == 2:
             sent = True
-            for piece in split_records(parts[1], COALESCE_BYTES):
+            for piece in split_records(parts[1], MAX_SEND_BYTES):
                 sent = self._transmit_one(peer, [wire.MSG_FRAMES, piece]) and sent
             return sent
         return self._transmit_one(peer, parts)

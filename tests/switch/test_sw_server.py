@@ -276,7 +276,7 @@ async def test_server_owns_its_context():
         ("mtu", 67, "mtu must be an integer from 68 to 65517"),
         ("port_hwm", 1.5, "port_hwm must be an integer"),
         ("max_ports", 0, "max_ports must be an integer from 1"),
-        ("port_queue_bytes", 1000, "port_queue_bytes must be an integer from 262144"),
+        ("port_queue_bytes", 1000, "port_queue_bytes must be an integer from 1048576"),
         ("hello_rate", -1, "hello_rate must be a number >= 0"),
         ("hello_burst", 0, "hello_burst must be an integer from 1"),
     ],

@@ -9,7 +9,7 @@ import zmq.asyncio
 
 from vnet.proto import wire
 from vnet.switch.server import (
-    COALESCE_BYTES,
+    MAX_SEND_BYTES,
     MAX_BATCH_FRAMES,
     SwitchConfig,
     SwitchServer,
@@ -75,9 +75,9 @@ def test_split_records_cuts_at_record_boundaries_within_the_limit():
 
 
 def test_the_output_queue_bound_in_bytes_sets_the_message_limit():
-    assert port_sndhwm(1000, 64 * 1024 * 1024) == 256  # 256 messages of at most 256 KiB
-    assert port_sndhwm(1000, 1024 * 1024 * 1024) == 1000  # port_hwm, when it is the lower
-    assert port_sndhwm(1000, COALESCE_BYTES) == 1
+    assert port_sndhwm(1000, 64 * 1024 * 1024) == 64  # 64 messages of at most 1 MiB
+    assert port_sndhwm(1000, 2 * 1024 * 1024 * 1024) == 1000  # port_hwm, when it is the lower
+    assert port_sndhwm(1000, MAX_SEND_BYTES) == 1
 
 
 async def test_a_port_that_does_not_read_holds_at_most_its_queue_bytes():

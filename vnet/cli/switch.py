@@ -172,7 +172,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     sw.add_argument("--fdb-max", type=int, default=8192, help="daemon: FDB size bound")
     sw.add_argument("--port-hwm", type=int, default=1000, help="daemon: per-port output queue, in messages")
     sw.add_argument("--port-queue-bytes", dest="port_queue_bytes", type=int, default=64 * 1024 * 1024,
-                    help="daemon: per-port output queue, in bytes (default 64 MiB; at least 256 KiB)")
+                    help="daemon: per-port output queue, in bytes (default 64 MiB; at least 1 MiB)")
     sw.add_argument("--max-ports", dest="max_ports", type=int, default=4096,
                     help="daemon: ports attached at most; a HELLO for one more is refused (default 4096)")
     sw.add_argument("--hello-rate", dest="hello_rate", type=float, default=1000.0,

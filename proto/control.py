@@ -206,19 +206,12 @@ class ControlServer:
         self._sock.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_BYTES)
         if curve is not None:
             curve_server(self._sock, curve)
-        if endpoint.startswith("ipc://"):
-            try:
-                claim_ipc_path(endpoint[len("ipc://"):])  # a live owner keeps it
-            except EndpointInUse:
-                self._sock.close(linger=0)
-                raise
         try:
             if endpoint.startswith("ipc://"):
-                path = endpoint[len("ipc://"):]
-                if os.path.exists(path):
-                    os.unlink(path)  # a stale socket file from a crashed daemon
+                # a stale socket file from a crashed daemon goes; a live owner keeps its own
+                claim_ipc_path(endpoint[len("ipc://"):])
             self._sock.bind(endpoint)
-        except BaseException:  # zmq.ZMQError, or an OSError on the socket file's path
+        except BaseException:  # EndpointInUse, zmq.ZMQError, an OSError on the socket file's path
             self._sock.close(linger=0)  # an open socket would hang the context's term()
             raise
         self._ipc_id = None  # the socket file this server bound: close() unlinks only it

@@ -53,7 +53,6 @@ import zmq.asyncio
 
 from vnet.node.link import CarrierCallback, Frame, RxCallback
 from vnet.node.linkproto import (
-    COUNTERS as MACHINE_COUNTERS,
     ClampMtu,
     Deliver,
     LinkMachine,

@@ -17,7 +17,6 @@ without prctl, a parent killed between fork and prctl.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal

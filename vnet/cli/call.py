@@ -89,7 +89,6 @@ def cmd_call(args: argparse.Namespace) -> int:
     """Any control request. ``vnet call CMD '{"arg": 1}'`` prints the result as JSON (binary as
     ``{"$bytes": HEX}``); ``vnet call --stdio`` relays one msgpack request from stdin and writes
     the raw msgpack reply to stdout (how the Docker LAN fixture reaches a node in a container)."""
-    import msgpack
     import zmq
 
     if args.stream:

@@ -33,7 +33,6 @@ def run_capture(args: argparse.Namespace, connect: Callable[[], ControlClient], 
     N, Ctrl-C or SIGTERM, then ``stop``; write a pcap with -w, else a line per frame (JSON
     with --json)."""
     import signal
-    import time
 
     _check_limits(args, what)
     writer = _open_writer(args, what)

@@ -37,8 +37,23 @@ Ethernet header plus one VLAN tag), ``bad_src`` (multicast or all-zero source). 
 is learned on (vlan, src) and the destination decides: multicast/broadcast and unknown unicast
 are flooded to every other port (``flooded``); known unicast goes to its port only, or is
 dropped as ``same_port`` when that is the ingress port. Nothing is ever sent back out of the
-ingress port. VLAN: an untagged frame is vlan 0, a tagged one (TPID 0x8100) uses its VID for
-learning and lookup; every port is a trunk carrying every VLAN, so a flood goes to all ports.
+ingress port. VLAN: on a switch whose ports have no VLAN configuration an untagged frame is
+vlan 0, a tagged one (TPID 0x8100) uses its VID for learning and lookup, and every port is a
+trunk carrying every VLAN, so a flood goes to all ports.
+
+VLANs (802.1Q, the bridge's vlan_filtering; the model is ``switch/vlan.py``). A port may be an
+access port of one VLAN or a trunk of allowed VLANs with an optional native one
+(``set_vlan``; the startup ``vlans``). The configuration belongs to the port's name, as the
+admin state does: it may be set before the port attaches and is kept across re-attaching, and
+changing it flushes the port's FDB entries (its HELLO MACs are then learned again in its PVID,
+as at attach). While any attached port has one, batches take forward.py's VLAN path: each
+frame is classified on ingress (a drop counts on the ingress port and in the totals:
+``vlan_tagged``, a tagged frame on an access port; ``vlan_disallowed``, a VID a trunk does
+not carry; ``vlan_untagged``, an untagged frame on a trunk without a native VLAN), learned and
+looked up in its VLAN, flooded only to the ports that carry that VLAN, and leaves each port
+tagged or untagged as that port's mode says (the tag pushed or popped, so those records are
+re-encoded). A port without configuration stays VLAN-transparent (carries every VLAN, vlan
+0 untagged), which keeps a switch without any VLAN configuration exactly as it was.
 
 Admin state (a cable cut: ``set_admin``). A port set down is sent CARRIER 0 (its node drops
 carrier and stays attached); every frame from it, and every frame forwarded to it, is dropped
@@ -90,6 +105,7 @@ from typing import NamedTuple
 from vnet.proto import wire
 from vnet.switch.fdb import Fdb, FdbEntry, Learn
 from vnet.switch.forward import count_records, forward_batch
+from vnet.switch.vlan import PortVlan
 from vnet.proto.wire import (
     BYE,
     HEARTBEAT,
@@ -131,6 +147,9 @@ PORT_COUNTERS = (
     "hwm",  # frames for this port dropped because its output queue was full
     "port_down",  # frames from or to this port while it was administratively down
     "port_security",  # frames from a new source while this port held max_macs FDB entries
+    "vlan_tagged",  # tagged frames from this access port (switch/vlan.py)
+    "vlan_disallowed",  # frames from this trunk with a VID it does not carry
+    "vlan_untagged",  # untagged frames from this trunk, which has no native VLAN
 )
 SWITCH_COUNTERS = PORT_COUNTERS + (
     "forwarded",  # copies the forwarding made (one per output port per frame), before egress drops
@@ -174,7 +193,8 @@ class Counters:
 class Port:
     """One attached node. ``peer`` is its ROUTER identity, ``port_id`` the switch's number."""
 
-    __slots__ = ("port_id", "peer", "name", "macs", "mtu", "attached_at", "last_seen", "counters", "admin_up")
+    __slots__ = ("port_id", "peer", "name", "macs", "mtu", "attached_at", "last_seen", "counters", "admin_up",
+                 "vlan")
 
     def __init__(self, port_id: int, peer: bytes, name: str, macs: list[bytes], mtu: int, now: float) -> None:
         self.port_id = port_id
@@ -186,6 +206,7 @@ class Port:
         self.last_seen = now
         self.counters = Counters()
         self.admin_up = True
+        self.vlan: PortVlan | None = None  # None: VLAN-transparent
 
     def __repr__(self) -> str:
         return f"Port({self.port_id}, {self.name!r})"
@@ -249,6 +270,7 @@ class SwitchCore:
         max_ports: int = DEFAULT_MAX_PORTS,
         hello_rate: float = DEFAULT_HELLO_RATE,
         hello_burst: int = DEFAULT_HELLO_BURST,
+        vlans: dict[str, PortVlan] | None = None,
     ) -> None:
         if isinstance(mtu, bool) or not isinstance(mtu, int) or not ETH_MIN_MTU <= mtu <= ETH_MAX_MTU:
             raise ValueError(f"mtu must be an integer from {ETH_MIN_MTU} to {ETH_MAX_MTU}, got {mtu!r}")
@@ -270,6 +292,12 @@ class SwitchCore:
         self.port_list: list[Port] = []  # attach order; the flood list
         self._next_id = 1
         self._admin_down: set[str] = set()  # names of ports set down (kept across re-attaching)
+        self._vlans: dict[str, PortVlan] = {}  # VLAN configuration by port name (kept likewise)
+        for name, cfg in (vlans or {}).items():
+            if not isinstance(cfg, PortVlan):
+                raise ValueError(f"vlans[{name!r}] must be a PortVlan, got {cfg!r}")
+            self._vlans[name] = cfg
+        self.vlan_ports = 0  # attached ports with a VLAN configuration: forward.py's VLAN path
         self.generation = 0  # changes whenever a port attaches or detaches
         self._offence_log = RateLimit()  # bad input is counted always, logged at most 10 per 5 s
 
@@ -357,6 +385,9 @@ class SwitchCore:
             self._detach(same_name, "replaced")
         port = Port(self._next_id, peer, name, macs, mtu, now)
         port.admin_up = name not in self._admin_down
+        port.vlan = self._vlans.get(name)
+        if port.vlan is not None:
+            self.vlan_ports += 1
         self._next_id += 1
         self.generation += 1
         self._by_peer[peer] = port
@@ -365,11 +396,7 @@ class SwitchCore:
         self.totals.attached += 1
         # The node declares its addresses: learn the usable ones so the first frames to it
         # need not flood. They age like any learned entry, and count toward max_macs.
-        refused = 0
-        for mac in macs:
-            if not mac[0] & 1 and mac != ZERO_MAC:
-                if self.fdb.learn(mac, 0, port, now, self.max_macs) is _REFUSED:
-                    refused += 1
+        refused = self._learn_declared(port, now)
         if refused:
             log.warning("port %d %r declared %d macs over its port security limit of %d: not learned",
                         port.port_id, name, refused, self.max_macs)
@@ -380,6 +407,19 @@ class SwitchCore:
             log.info("port %d %r is administratively down: carrier off", port.port_id, name)
             return [(peer, welcome), (peer, wire.Carrier(False).encode())]
         return [(peer, welcome)]
+
+    def _learn_declared(self, port: Port, now: float) -> int:
+        """Learn the usable MACs ``port``'s HELLO declared, in the VLAN its untagged frames
+        join (none on a trunk without a native VLAN); return how many port security refused."""
+        vlan = 0 if port.vlan is None else port.vlan.pvid
+        refused = 0
+        if vlan is None:
+            return refused
+        for mac in port.macs:
+            if not mac[0] & 1 and mac != ZERO_MAC:
+                if self.fdb.learn(mac, vlan, port, now, self.max_macs) is _REFUSED:
+                    refused += 1
+        return refused
 
     def _refuse(self, peer: bytes, counter: str, reason: str, now: float) -> list[Message]:
         t = self.totals
@@ -449,6 +489,36 @@ class SwitchCore:
             out.append((port.peer, wire.Carrier(up).encode()))
         return {"name": name, "admin": "up" if up else "down", "attached": port is not None}, out
 
+    # -- VLANs ---------------------------------------------------------------------------
+
+    def set_vlan(self, name: str, cfg: PortVlan | None, now: float) -> dict:
+        """Give port ``name`` a VLAN configuration (None: VLAN-transparent again), attached or
+        not; a change flushes the port's FDB entries. Return its ``vlan_show`` row (mode None
+        when cleared) with ``attached`` and ``flushed``."""
+        if cfg is not None and not isinstance(cfg, PortVlan):
+            raise ValueError(f"a port's VLAN configuration must be a PortVlan or None, got {cfg!r}")
+        old = self._vlans.get(name)
+        if cfg is None:
+            self._vlans.pop(name, None)
+        else:
+            self._vlans[name] = cfg
+        port = self._by_name.get(name)
+        flushed = 0
+        if port is not None and old != cfg:
+            self.vlan_ports += (cfg is not None) - (port.vlan is not None)
+            port.vlan = cfg
+            flushed = self.fdb.flush(port)
+            self._learn_declared(port, now)
+            log.info("port %d %r: vlan %s", port.port_id, name, "transparent" if cfg is None else cfg.describe())
+        row = cfg.view(name) if cfg is not None else {"port": name, "mode": None}
+        row["attached"] = port is not None
+        row["flushed"] = flushed
+        return row
+
+    def vlan_view(self) -> list[dict]:
+        """Every configured port, attached or not, by name."""
+        return [{**cfg.view(name), "attached": name in self._by_name} for name, cfg in sorted(self._vlans.items())]
+
     # -- port security -------------------------------------------------------------------
 
     def set_port_security(self, max_macs: int | None = None, violation: str | None = None) -> dict:
@@ -496,6 +566,8 @@ class SwitchCore:
         return out
 
     def _detach(self, port: Port, reason: str | None) -> None:
+        if port.vlan is not None:
+            self.vlan_ports -= 1
         del self._by_peer[port.peer]
         del self._by_name[port.name]
         self.port_list.remove(port)
@@ -546,6 +618,7 @@ class SwitchCore:
                 "port_id": p.port_id,
                 "name": p.name,
                 "admin": "up" if p.admin_up else "down",
+                "vlan": None if p.vlan is None else p.vlan.view(p.name),
                 "macs": [format_mac(m) for m in p.macs],
                 "mtu": p.mtu,
                 "attached_for": round(now - p.attached_at, 3),

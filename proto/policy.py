@@ -211,6 +211,8 @@ NODE_POLICY: dict[str, Policy] = {
 
 _IMPAIR_VALUE = Arg((str, int, float, list), max_len=64)  # parsed by the switch (switch/impair.py)
 
+_VID = Arg(int, low=1, high=4094, what="an 802.1Q VLAN id")
+
 SWITCH_POLICY: dict[str, Policy] = {
     "ping": _p(),
     "fdb": _p(port=Arg(str, max_len=MAX_TEXT), vlan=Arg(int, low=0, high=4095)),
@@ -221,6 +223,12 @@ SWITCH_POLICY: dict[str, Policy] = {
                                   what="the FDB's ageing time in seconds, 0 = never age")),
     "port_set": _p(port=Arg(str, required=True, max_len=MAX_TEXT), up=Arg(bool, required=True)),
     "port_security": _p(max_macs=Arg(int, low=0, high=1 << 24), violation=Arg(str, choices=("drop", "shutdown"))),
+    "vlan_set": _p(port=Arg(str, required=True, max_len=MAX_TEXT), mode=Arg(str, required=True,
+                                                                            choices=("access", "trunk")),
+                   vlan=_VID, allowed=Arg(list, items=int, max_len=4094, what="a trunk's VLAN ids, 1 to 4094"),
+                   native=_VID, native_tagged=Arg(bool, default=False)),
+    "vlan_clear": _p(port=Arg(str, required=True, max_len=MAX_TEXT)),
+    "vlan_show": _p(),
     "impair": _p(port=Arg(str, required=True, max_len=MAX_TEXT), dir=Arg(str, choices=("in", "out", "both")),
                  clear=Arg(bool, default=False),
                  **{name: _IMPAIR_VALUE for name in ("loss", "loss_burst", "delay", "jitter", "rate", "queue",

@@ -52,7 +52,8 @@ frame is classified on ingress (a drop counts on the ingress port and in the tot
 not carry; ``vlan_untagged``, an untagged frame on a trunk without a native VLAN), learned and
 looked up in its VLAN, flooded only to the ports that carry that VLAN, and leaves each port
 tagged or untagged as that port's mode says (the tag pushed or popped, so those records are
-re-encoded). A port without configuration stays VLAN-transparent (carries every VLAN, vlan
+re-encoded; a copy a pushed tag makes longer than the largest frame is dropped and counted
+``oversize`` on its output port). A port without configuration stays VLAN-transparent (carries every VLAN, vlan
 0 untagged), which keeps a switch without any VLAN configuration exactly as it was.
 
 Admin state (a cable cut: ``set_admin``). A port set down is sent CARRIER 0 (its node drops

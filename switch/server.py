@@ -66,6 +66,7 @@ from vnet.switch.core import (
     clip,
 )
 from vnet.switch.fdb import Fdb
+from vnet.switch.vlan import PortVlan, parse_spec
 from vnet.switch.pipeline import MIRROR_IDLE_TIMEOUT, PortTools, Tx
 from vnet.proto import auth
 from vnet.proto.capture import (DEFAULT_BUFFER, DEFAULT_SNAPLEN, CaptureLimitError, FilterError, check_limits,
@@ -123,6 +124,9 @@ class SwitchConfig:
     hello_burst: int = DEFAULT_HELLO_BURST  # ... and at once
     curve_secret: str | None = None  # the LAN key pair (.key_secret): CURVE on data and control
     curve_allowed: str | None = None  # a directory of allowed public keys (.key), or one file
+    # 802.1Q port VLANs at start, by port name: a spec ("access:10", "trunk:10,20:native=10",
+    # switch/vlan.py) or a PortVlan; applied to a port whenever it attaches
+    vlans: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -147,6 +151,7 @@ class SwitchConfig:
         _check_int("max_ports", self.max_ports, 1, 1 << 20)
         _check_number("hello_rate", self.hello_rate, minimum=0.0, what=">= 0 a second (0 = no limit)")
         _check_int("hello_burst", self.hello_burst, 1, 1 << 20)
+        self.port_vlans()
         if self.violation not in VIOLATIONS:
             raise ValueError(f'violation must be "drop" or "shutdown", got {self.violation!r}')
         if (self.curve_secret is None) != (self.curve_allowed is None):
@@ -161,6 +166,27 @@ class SwitchConfig:
                 f"authentication: bind it to a loopback address (tcp://127.0.0.1:{wire.DEFAULT_CONTROL_PORT}) "
                 f"or ipc://, or turn CURVE on (curve_secret and curve_allowed)"
             )
+
+
+    def port_vlans(self) -> dict[str, PortVlan]:
+        """``vlans`` as configurations (ValueError naming the port and what is wrong)."""
+        if not isinstance(self.vlans, dict):
+            raise ValueError(f"vlans must be a mapping of port name to VLAN spec, got {self.vlans!r}")
+        out = {}
+        for port, spec in self.vlans.items():
+            if not isinstance(port, str) or not port:
+                raise ValueError(f"vlans: a port name must be a non-empty string, got {port!r}")
+            if isinstance(spec, PortVlan):
+                out[port] = spec
+            elif isinstance(spec, str):
+                try:
+                    out[port] = parse_spec(spec)
+                except ValueError as exc:
+                    raise ValueError(f"vlans: port {port!r}: {exc}") from None
+            else:
+                raise ValueError(f"vlans: port {port!r}: a VLAN spec such as 'access:10' or "
+                                 f"'trunk:10,20:native=10', got {spec!r}")
+        return out
 
 
 def split_records(payload: bytes, limit: int) -> list[bytes]:
@@ -229,6 +255,7 @@ class SwitchServer:
             max_ports=cfg.max_ports,
             hello_rate=cfg.hello_rate,
             hello_burst=cfg.hello_burst,
+            vlans=cfg.port_vlans(),
         )
         self.data_endpoint: str | None = None
         self.control_endpoint: str | None = None
@@ -617,6 +644,9 @@ class SwitchServer:
             "set_ageing": self._c_set_ageing,
             "port_set": self._c_port_set,
             "port_security": self._c_port_security,
+            "vlan_set": self._c_vlan_set,
+            "vlan_clear": self._c_vlan_clear,
+            "vlan_show": self._c_vlan_show,
             "impair": self._c_impair,
             "mirror_start": self._c_mirror_start,
             "mirror_read": self._c_mirror_read,
@@ -672,6 +702,25 @@ class SwitchServer:
     def _c_port_security(self, max_macs: int | None = None, violation: str | None = None) -> dict:
         """Show, or change, the MAC limit per port and what a violation does."""
         return _refused(self.core.set_port_security, max_macs=max_macs, violation=violation)
+
+    def _c_vlan_set(self, port: str, mode: str, vlan: int | None = None, allowed: list[int] | None = None,
+                    native: int | None = None, native_tagged: bool = False) -> dict:
+        """Make ``port`` (attached or not) an access port of ``vlan`` or a trunk of ``allowed``
+        with an optional ``native`` VLAN; its FDB entries are flushed."""
+        try:
+            if not port:
+                raise ValueError("a port name is needed")
+            cfg = PortVlan(mode, vlan=vlan, allowed=tuple(allowed or ()), native=native, native_tagged=native_tagged)
+        except ValueError as exc:
+            raise ControlError(f"vlan_set {port}: {exc}") from None
+        return self.core.set_vlan(port, cfg, self._now())
+
+    def _c_vlan_clear(self, port: str) -> dict:
+        """Make ``port`` VLAN-transparent again (as a port never configured)."""
+        return self.core.set_vlan(port, None, self._now())
+
+    def _c_vlan_show(self) -> list[dict]:
+        return self.core.vlan_view()
 
     def _c_impair(self, port: str, dir: str | None = None, clear: bool = False, **params: Any) -> dict:
         """Change the named impairments of ``port`` in ``dir`` ("in", "out", "both"; the

@@ -1,5 +1,5 @@
 """``vnet switch``: run the switch daemon, or query and drive it (fdb, ports, stats, flush,
-set-ageing, port, port-security, impair, mirror)."""
+set-ageing, port, port-security, vlan, impair, mirror)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ def cmd_switch(args: argparse.Namespace) -> int:
         return _switch_impair(args)
     if args.switch_cmd == "mirror":
         return _switch_mirror(args)
+    if args.switch_cmd == "vlan":
+        return _switch_vlan(args)
     params: dict[str, Any] = {}
     if args.switch_cmd == "flush" and args.arg:
         params["port"] = args.arg
@@ -32,6 +34,8 @@ def cmd_switch(args: argparse.Namespace) -> int:
             params["seconds"] = float(args.arg)
         except ValueError:
             raise CliError(f"switch set-ageing: {args.arg!r} is not a number of seconds") from None
+    if args.switch_cmd == "fdb" and args.fdb_vlan is not None:
+        params["vlan"] = args.fdb_vlan
     if args.switch_cmd == "port-security":
         params = {k: v for k, v in (("max_macs", args.set_max_macs), ("violation", args.set_violation)) if v is not None}
     cmd = {"set-ageing": "set_ageing", "port-security": "port_security"}.get(args.switch_cmd, args.switch_cmd)
@@ -48,10 +52,12 @@ def cmd_switch(args: argparse.Namespace) -> int:
             c = p.get("counters", {})
             down = c.get("port_down", 0)
             psec = c.get("port_security", 0)
+            vlan = f" vlan {_vlan_words(p['vlan'])}" if p.get("vlan") else ""
             print(f"port {p['port_id']}: {p['name']} state {p.get('admin', 'up').upper()} "
                   f"macs {','.join(p['macs'])} mtu {p['mtu']} rx {c.get('rx_packets', 0)} tx {c.get('tx_packets', 0)}"
                   f"{f' port_down {down}' if down else ''}"
                   f"{f' port_security {psec}' if psec else ''}"
+                  f"{vlan}"
                   f"{'  impaired' if p.get('impaired') else ''}{'  mirrored' if p.get('mirrors') else ''}")
     elif cmd == "stats":
         _print_tree(result)
@@ -75,6 +81,88 @@ def _switch_port(args: argparse.Namespace) -> int:
         print(f"port {result['name']}: admin {result['admin']}"
               f"{'' if result['attached'] else ' (not attached: applies when it attaches)'}")
     return 0
+
+
+def _vlan_words(row: dict) -> str:
+    """A ``vlan_show`` row as the ``--vlan`` spec's words: ``access 10``, ``trunk 10,20 native 10``."""
+    from vnet.switch.vlan import format_vids
+
+    if row["mode"] == "access":
+        return f"access {row['vlan']}"
+    text = f"trunk {format_vids(row['allowed'])}"
+    if row.get("native") is not None:
+        text += f" native {row['native']}{' tagged' if row.get('native_tagged') else ''}"
+    return text
+
+
+def _switch_vlan(args: argparse.Namespace) -> int:
+    """``vnet switch vlan``: the ports' VLAN table; ``vnet switch vlan PORT access VID``,
+    ``... PORT trunk VIDS [--native N] [--native-tagged]``, ``... PORT clear`` (as ``bridge vlan``
+    and ``ovs-vsctl set port PORT tag=... trunks=...``)."""
+    from vnet.switch.vlan import parse_vids
+
+    words = args.vlan_args
+    if not words:
+        if args.native is not None or args.native_tagged:
+            raise CliError("switch vlan: --native and --native-tagged go with PORT trunk VIDS")
+        with switch_client(args, timeout=args.timeout) as client:
+            rows = client.call("vlan_show")
+        if args.json:
+            emit_json(rows)
+            return 0
+        print(f"{'port':<20} {'mode':<7} {'vlans':<20} {'native':<14} attached")
+        for r in rows:
+            vids = str(r["vlan"]) if r["mode"] == "access" else _vlan_words(r).split()[1]
+            native = "-" if r.get("native") is None else f"{r['native']}{' tagged' if r['native_tagged'] else ''}"
+            print(f"{r['port']:<20} {r['mode']:<7} {vids:<20} {native:<14} {'yes' if r['attached'] else 'no'}")
+        return 0
+    usage = "usage: vnet switch vlan [PORT access VID | PORT trunk VIDS [--native N] [--native-tagged] | PORT clear]"
+    port, mode, rest = words[0], (words[1] if len(words) > 1 else None), words[2:]
+    params: dict[str, Any] = {"port": port}
+    try:
+        if mode == "clear" and not rest:
+            cmd = "vlan_clear"
+        elif mode == "access" and len(rest) == 1:
+            vids = parse_vids(rest[0])
+            if len(vids) != 1:
+                raise ValueError(f"an access port has one VLAN id, got {rest[0]!r}")
+            cmd, params["mode"], params["vlan"] = "vlan_set", "access", vids[0]
+        elif mode == "trunk" and len(rest) == 1:
+            cmd, params["mode"], params["allowed"] = "vlan_set", "trunk", parse_vids(rest[0])
+            params["native"] = args.native
+            params["native_tagged"] = args.native_tagged
+        else:
+            raise CliError(usage)
+    except ValueError as exc:
+        raise CliError(f"switch vlan {port}: {exc}") from None
+    if mode != "trunk" and (args.native is not None or args.native_tagged):
+        raise CliError("switch vlan: --native and --native-tagged go with PORT trunk VIDS")
+    with switch_client(args, timeout=args.timeout) as client:
+        row = client.call(cmd, **params)
+    if args.json:
+        emit_json(row)
+        return 0
+    what = "vlan-transparent" if row["mode"] is None else f"vlan {_vlan_words(row)}"
+    note = "" if row["attached"] else " (not attached: applies when it attaches)"
+    flushed = f", {row['flushed']} fdb entries flushed" if row["flushed"] else ""
+    print(f"port {row['port']}: {what}{note}{flushed}")
+    return 0
+
+
+def _vlan_options(specs: list[str] | None) -> dict[str, Any]:
+    """``--vlan PORT=SPEC`` options -> SwitchConfig.vlans (CliError for a bad or repeated one)."""
+    from vnet.switch.vlan import parse_port_spec
+
+    vlans: dict[str, Any] = {}
+    for text in specs or ():
+        try:
+            port, cfg = parse_port_spec(text)
+        except ValueError as exc:
+            raise CliError(f"switch: {exc}") from None
+        if port in vlans:
+            raise CliError(f"switch: --vlan {port}=... given twice; give each port one VLAN spec")
+        vlans[port] = cfg
+    return vlans
 
 
 IMPAIR_OPTIONS = ("loss", "loss_burst", "delay", "jitter", "rate", "queue", "duplicate", "corrupt", "reorder", "seed")
@@ -141,6 +229,7 @@ def run_switch(args: argparse.Namespace) -> int:
             max_ports=args.max_ports, hello_rate=args.hello_rate, port_queue_bytes=args.port_queue_bytes,
             curve_secret=getattr(args, "curve_secret", None) or os.environ.get("VNET_CURVE_SECRET"),
             curve_allowed=args.curve_allowed or os.environ.get("VNET_CURVE_ALLOWED"),
+            vlans=_vlan_options(args.vlan_specs),
         )
     except ValueError as exc:
         raise CliError(f"switch: {exc}") from None
@@ -184,10 +273,13 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     sw.add_argument("--curve-allowed", dest="curve_allowed", metavar="DIR", default=None,
                     help="daemon: CURVE on, allowing the public keys (.key files) in DIR; with --curve-secret "
                          "(default $VNET_CURVE_ALLOWED)")
+    sw.add_argument("--vlan", dest="vlan_specs", action="append", metavar="PORT=SPEC", default=None,
+                    help="daemon: an 802.1Q port VLAN, PORT=access:VID or PORT=trunk:VIDS[:native=VID]"
+                         "[:native-tagged] (VIDS like 10,20,30-40); repeatable; applies when the port attaches")
     sw.add_argument("--log-level", default="info")
     sw.set_defaults(func=cmd_switch)
     swsub = sw.add_subparsers(dest="switch_cmd", parser_class=IntermixedParser,
-                              metavar="fdb|ports|stats|flush [PORT]|set-ageing SECONDS|port|port-security|impair|mirror")
+                              metavar="fdb|ports|stats|flush [PORT]|set-ageing SECONDS|port|port-security|vlan|impair|mirror")
 
     def switch_cmd(name: str, text: str) -> argparse.ArgumentParser:
         sp = swsub.add_parser(name, parents=[common], help=text, description=text)
@@ -195,7 +287,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                         help="the switch's control endpoint")
         return sp
 
-    switch_cmd("fdb", "the MAC table, like `bridge fdb show`")
+    switch_cmd("fdb", "the MAC table, like `bridge fdb show`").add_argument(
+        "--vlan", dest="fdb_vlan", type=int, default=None, metavar="VID", help="only this VLAN's entries")
     switch_cmd("ports", "attached ports, their admin state and counters")
     switch_cmd("stats", "switch counters: totals, per port, FDB")
     switch_cmd("flush", "flush the FDB, or one port's entries").add_argument("arg", nargs="?", metavar="PORT")
@@ -206,6 +299,13 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     sp = switch_cmd("port-security", "show or set the MAC limit per port and what a violation does")
     sp.add_argument("--max-macs", dest="set_max_macs", type=int, default=None, metavar="N", help="0 = unlimited")
     sp.add_argument("--violation", dest="set_violation", choices=["drop", "shutdown"], default=None)
+    sp = switch_cmd("vlan", "802.1Q port VLANs, like `bridge vlan`: show them; PORT access VID; "
+                            "PORT trunk VIDS [--native N] [--native-tagged]; PORT clear")
+    sp.add_argument("vlan_args", nargs="*", metavar="PORT access VID | PORT trunk VIDS | PORT clear")
+    sp.add_argument("--native", type=int, default=None, metavar="VID",
+                    help="trunk: the VLAN untagged frames join (sent untagged)")
+    sp.add_argument("--native-tagged", dest="native_tagged", action="store_true",
+                    help="trunk: send the native VLAN tagged too")
     sp = switch_cmd("impair", "impair a port (loss, delay, rate, ...) like netem; without settings, show them")
     sp.add_argument("port", metavar="PORT")
     sp.add_argument("--dir", choices=["in", "out", "both"], default="both",

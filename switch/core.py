@@ -53,8 +53,9 @@ not carry; ``vlan_untagged``, an untagged frame on a trunk without a native VLAN
 looked up in its VLAN, flooded only to the ports that carry that VLAN, and leaves each port
 tagged or untagged as that port's mode says (the tag pushed or popped, so those records are
 re-encoded; a copy a pushed tag makes longer than the largest frame is dropped and counted
-``oversize`` on its output port). A port without configuration stays VLAN-transparent (carries every VLAN, vlan
-0 untagged), which keeps a switch without any VLAN configuration exactly as it was.
+``oversize`` on its output port). A port without configuration stays VLAN-transparent
+(carries every VLAN, vlan 0 untagged), which keeps a switch without any VLAN configuration
+exactly as it was. At most ``MAX_VLAN_CONFIGS`` port names hold a configuration.
 
 Admin state (a cable cut: ``set_admin``). A port set down is sent CARRIER 0 (its node drops
 carrier and stays attached); every frame from it, and every frame forwarded to it, is dropped
@@ -129,6 +130,7 @@ VIOLATIONS = ("drop", "shutdown")
 DEFAULT_MAX_PORTS = 4096
 DEFAULT_HELLO_RATE = 1000.0  # HELLOs a second from new peers, in the long run
 DEFAULT_HELLO_BURST = 1000  # ... and at once (a whole LAN starting together)
+MAX_VLAN_CONFIGS = 65536  # port names with a VLAN configuration, attached or not
 CLIP = 200  # characters of a peer's text echoed back or logged  # what port security does to a frame over the limit
 
 Message = tuple[bytes, list[bytes]]
@@ -499,6 +501,9 @@ class SwitchCore:
         if cfg is not None and not isinstance(cfg, PortVlan):
             raise ValueError(f"a port's VLAN configuration must be a PortVlan or None, got {cfg!r}")
         old = self._vlans.get(name)
+        if cfg is not None and old is None and len(self._vlans) >= MAX_VLAN_CONFIGS:
+            raise ValueError(f"{MAX_VLAN_CONFIGS} ports already have a VLAN configuration: clear some first "
+                             f"(vlan_clear) before configuring {clip(repr(name), 60)}")
         if cfg is None:
             self._vlans.pop(name, None)
         else:

@@ -317,3 +317,18 @@ def test_transparent_ports_on_the_vlan_path_match_the_general_path(batches, ingr
         out_v = forward.forward_vlan(vlan_core, pv, payload, NOW)
         out_p = forward.forward_general(plain, pp, payload, NOW)
         assert _state(vlan_core, out_v) == _state(plain, out_p)
+
+
+def test_the_number_of_configured_port_names_is_bounded(monkeypatch):
+    from vnet.switch import core as core_mod
+
+    monkeypatch.setattr(core_mod, "MAX_VLAN_CONFIGS", 2)
+    core = SwitchCore()
+    cfg = PortVlan("access", vlan=10)
+    core.set_vlan("x", cfg, 0.0)
+    core.set_vlan("y", cfg, 0.0)
+    with pytest.raises(ValueError, match="clear some first"):
+        core.set_vlan("z", cfg, 0.0)
+    core.set_vlan("y", PortVlan("access", vlan=20), 0.0)  # changing one is always possible
+    core.set_vlan("x", None, 0.0)
+    core.set_vlan("z", cfg, 0.0)

@@ -131,6 +131,12 @@ def _did_you_mean(word: str, choices: tuple[str, ...] | list[str]) -> str:
     return f"did you mean {close[0]!r}? " if close else ""
 
 
+def _undeclared(switch: Any, declared: list[str]) -> str:
+    close = difflib.get_close_matches(str(switch), declared, n=1)
+    return (f"switch {switch!r} is not declared (declared: {', '.join(declared) or 'none'})"
+            + (f"; did you mean {close[0]!r}?" if close else ""))
+
+
 def _kind(value: Any) -> str:
     if value is None:
         return "nothing"
@@ -336,8 +342,7 @@ class _Checker:
                 continue
             bad = [e for e in ends if e not in declared]
             for e in bad:
-                self.error(eline, f"{where}: endpoints", f"switch {e!r} is not declared; {_did_you_mean(e, declared)}"
-                           f"declared: {', '.join(declared)}")
+                self.error(eline, f"{where}: endpoints", _undeclared(e, declared))
             if bad:
                 continue
             if ends[0] == ends[1]:
@@ -464,8 +469,7 @@ class _Checker:
             self.error(m.line, where, f"names no switch; add switch: (declared: {', '.join(declared)})")
             ok = False
         elif switch not in declared:
-            self.error(m.lines["switch"], where, f"switch {switch!r} is not declared; {_did_you_mean(switch, declared)}"
-                       f"declared: {', '.join(declared)}")
+            self.error(m.lines["switch"], where, _undeclared(switch, declared))
             ok = False
         address = m.get("address")
         iface = None

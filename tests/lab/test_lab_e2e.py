@@ -69,14 +69,15 @@ def _switch_without_name(monkeypatch):
         return
     import vnet.lab.run as run
 
+    original = run.plan
+
     def plan_without_name(lab, endpoints):
-        p = run.plan.__wrapped__(lab, endpoints)
+        p = original(lab, endpoints)
         for sw in p.switches:
             i = sw.argv.index("--name")
             del sw.argv[i:i + 2]
         return p
 
-    plan_without_name.__wrapped__ = run.plan
     monkeypatch.setattr(run, "plan", plan_without_name)
 
 

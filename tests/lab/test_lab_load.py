@@ -100,6 +100,8 @@ def test_the_example_of_the_brief():
     (GOOD.replace("{switch: s2, vlan: 10, address: 10.0.0.2/24}", "{switch: s2, address: dhcp}")
      .replace("b: {nics", "b: {stack: kernel, nics"), 7, "kernel-stack node gets no DHCP lease"),
     (GOOD.replace("address: 10.0.0.1/24}", "address: 10.0.0.1/24, mac: zz}"), 6, "mac 'zz'"),
+    (GOOD.replace("name: t", "name: " + "l" * 32).replace("a: {nics", "a" * 30 + ": {stack: kernel, nics"), 6,
+     "longer than 64 characters"),
     (GOOD.replace("switches: {s1: {}, s2: {}}", "switches: {s1: {stp: {priority: 100}}, s2: {}}"), 2,
      "give a multiple of 4096"),
     (GOOD.replace("switches: {s1: {}, s2: {}}", "switches: [s1, s2]"), 2, "expected a mapping"),

@@ -46,6 +46,8 @@ def cmd_lab(args: argparse.Namespace) -> int:
 
 async def _describe(runner) -> None:
     """Every switch and node: endpoints, NICs with their addresses and MACs."""
+    from vnet.proto.control import ControlError
+
     lab = runner.lab
     print(f"vnet lab {lab.name} up (runtime directory {runner.runtime_dir})")
     for sw in lab.switches:
@@ -55,7 +57,7 @@ async def _describe(runner) -> None:
         h = runner.node(node.name)
         try:
             links = {link.get("ifname", link.get("name")): link for link in await h.call("link_show")}
-        except Exception:  # a description without MACs beats none
+        except (ControlError, TimeoutError, ConnectionError):  # a description without MACs beats none
             links = {}
         have = await runner.addresses(node.name)
         extra = f" stack {node.stack}" + (f" (namespace {h.netns})" if h.netns else "")

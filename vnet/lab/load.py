@@ -20,6 +20,7 @@ from typing import Any, Callable
 import yaml
 
 from vnet.lab.schema import IMPAIR_KEYS, STACKS, Impairment, Lab, Link, Nic, Node, Stp, Switch
+from vnet.netns import lan_netns_name
 from vnet.switch.impair import parse_params
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
@@ -283,6 +284,13 @@ class _Checker:
                 self.error(thing.line, thing.name, f"the name is taken by a switch (line {names[thing.name]}); "
                            f"switches and nodes share one namespace (ports and services are named after them)")
             names[thing.name] = thing.line
+        for node in nodes:
+            if node.stack == "kernel":
+                try:
+                    lan_netns_name(str(name), node.name)
+                except ValueError as exc:
+                    self.error(node.line, f"node {node.name}", f"{exc} (a kernel-stack node's namespace is "
+                               f"vnet-LAB-NODE)")
         self.vlans_carried(switches, links, nodes)
         return Lab(str(name), tuple(switches), tuple(links), tuple(nodes), mtu, npp, path, tuple(self.warnings))
 

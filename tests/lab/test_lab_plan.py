@@ -110,3 +110,13 @@ def test_compose_runs_the_same_commands_over_tcp():
     assert services["edge1"]["command"][:2] == ["sh", "-c"]
     assert "vnet switch impair edge2 --dir out --delay 5ms --loss 1%" in script and "$$pid" in script
     assert yaml.safe_load(compose_text(lab)) == doc
+
+
+def test_the_demo_matrix():
+    from vnet.lab.demo import matrix
+
+    text = matrix([{"src": "a1", "dst": "b1", "ip": "10.0.20.1", "ok": True},
+                   {"src": "b1", "dst": "a1", "ip": "10.0.10.1", "ok": False}])
+    assert text.splitlines() == ["from \\ to  b1 10.0.20.1  a1 10.0.10.1",
+                                 "a1         ok          -",
+                                 "b1         -           FAIL"]

@@ -118,5 +118,5 @@ def test_the_demo_matrix():
     text = matrix([{"src": "a1", "dst": "b1", "ip": "10.0.20.1", "ok": True},
                    {"src": "b1", "dst": "a1", "ip": "10.0.10.1", "ok": False}])
     assert text.splitlines() == ["from \\ to  b1 10.0.20.1  a1 10.0.10.1",
-                                 "a1         ok          -",
-                                 "b1         -           FAIL"]
+                                 "a1         ok            -",
+                                 "b1         -             FAIL"]

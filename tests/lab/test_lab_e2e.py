@@ -194,3 +194,16 @@ def test_up_then_down_from_another_shell(tmp_path):
     finally:
         up.kill()
         up.wait()
+
+
+async def test_a_second_start_in_the_same_directory_is_refused(tmp_path):
+    """The same lab twice (two `vnet lab up`): the second is refused, naming the first, and
+    leaves the first's pidfile and daemons alone."""
+    lab = load_lab(EXAMPLES / "one-switch.yml")
+    async with LabRunner(lab, runtime_dir=str(tmp_path)) as first:
+        second = LabRunner(lab, runtime_dir=str(tmp_path))
+        with pytest.raises(LanError, match=f"pid {os.getpid()}"):
+            await second.start()
+        assert (tmp_path / "lan.pid").exists()
+        assert (await first.node("node1").ping("10.0.0.2")).ok
+    assert not (tmp_path / "lan.pid").exists()

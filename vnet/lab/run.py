@@ -67,6 +67,7 @@ class LabRunner:
         self._ctx: zmq.asyncio.Context | None = None
         self._netns: LanNamespaces | None = None
         self._closing = False
+        self._owns_pidfile = False  # not while another lab's is in the directory
 
     async def __aenter__(self) -> "LabRunner":
         await self.start()
@@ -100,13 +101,14 @@ class LabRunner:
     async def start(self) -> None:
         """Switches in dependency order, then every node; the lab is up once every node is
         ready and the control calls are made. A failure stops what was started and raises."""
-        if any(n.stack == "kernel" for n in self.plan.nodes):
-            check_kernel_stack()
-            remove_leftovers(say=lambda text: print(f"vnet: {text}", file=sys.stderr))
-            self._netns = LanNamespaces(self.lab.name)
         self._ctx = zmq.asyncio.Context()
         try:
+            if any(n.stack == "kernel" for n in self.plan.nodes):
+                check_kernel_stack()
+                remove_leftovers(say=lambda text: print(f"vnet: {text}", file=sys.stderr))
+                self._netns = LanNamespaces(self.lab.name)
             self.cleaned = await self.pidfile.clean_leftovers()
+            self._owns_pidfile = True
             self._write_pidfile()
             for sw in self.plan.switches:
                 proc, info = await spawn_daemon(sw.name, sw.argv, self.runtime_dir, self.start_timeout)
@@ -177,6 +179,8 @@ class LabRunner:
         return self.failure
 
     def _write_pidfile(self) -> None:
+        if not self._owns_pidfile:
+            return
         sockets = [e[len("ipc://"):] for s in self.lab.switches
                    for e in (self.endpoints.switch_bind(s.name), self.endpoints.switch_control(s.name))]
         sockets += [self.endpoints.node_control(n.name)[len("ipc://"):] for n in self.lab.nodes]
@@ -213,5 +217,6 @@ class LabRunner:
             self._netns = None
         if self._own_runtime:
             shutil.rmtree(self.runtime_dir, ignore_errors=True)
-        else:
+        elif self._owns_pidfile:
             self.pidfile.remove()
+            self._owns_pidfile = False

@@ -125,6 +125,19 @@ def _effective_caps(*caps: int) -> bool:
     return all(eff >> cap & 1 for cap in caps)
 
 
+def check_kernel_stack() -> None:
+    """LanError saying why a kernel-stack node cannot be made here, if it cannot."""
+    if not os.path.exists("/dev/net/tun"):
+        raise LanError("a kernel-stack node needs /dev/net/tun: load the tun module (modprobe tun), "
+                       "or pass the device to the container")
+    if not _effective_caps(CAP_NET_ADMIN, CAP_SYS_ADMIN):
+        raise LanError("a kernel-stack node needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN) to make its TAP "
+                       "and network namespace: run as root, or use stack='vnet' (no privileges)")
+    if shutil.which("ip") is None:
+        raise LanError("a kernel-stack node needs iproute2's `ip` to run programs in its namespace: "
+                       "install iproute2")
+
+
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
@@ -311,15 +324,7 @@ class Lan:
         the namespaces a LAN killed with SIGKILL left behind (once per LAN), saying so."""
         if self._netns is not None:
             return
-        if not os.path.exists("/dev/net/tun"):
-            raise LanError("a kernel-stack node needs /dev/net/tun: load the tun module (modprobe tun), "
-                           "or pass the device to the container")
-        if not _effective_caps(CAP_NET_ADMIN, CAP_SYS_ADMIN):
-            raise LanError("a kernel-stack node needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN) to make its TAP "
-                           "and network namespace: run as root, or use stack='vnet' (no privileges)")
-        if shutil.which("ip") is None:
-            raise LanError("a kernel-stack node needs iproute2's `ip` to run programs in its namespace: "
-                           "install iproute2")
+        check_kernel_stack()
         self.leftovers_removed = remove_leftovers(say=lambda text: print(f"vnet: {text}", file=sys.stderr))
         self._netns = LanNamespaces(self.name)
 
@@ -575,29 +580,36 @@ class Lan:
     # -- processes ----------------------------------------------------------------------------
 
     async def _spawn(self, name: str, args: list[str]) -> tuple[_Proc, dict]:
-        log_path = os.path.join(self.runtime_dir, f"{name}.log")
-        env = dict(os.environ, VNET_RUNTIME_DIR=self.runtime_dir, PYTHONUNBUFFERED="1")
-        with open(log_path, "ab") as log:
-            proc = await asyncio.create_subprocess_exec(
-                *vnet_command(), *args, stdout=asyncio.subprocess.PIPE, stderr=log,
-                stdin=asyncio.subprocess.DEVNULL, env=env, preexec_fn=_die_with_parent(),
-            )
-        p = _Proc(name, proc, log_path, args)
-        try:
-            line = await asyncio.wait_for(proc.stdout.readline(), self.start_timeout)
-        except asyncio.TimeoutError:
-            stacks = await _dump_stacks(p)
-            await _terminate(p)
-            raise LanError(f"{name} did not become ready within {self.start_timeout:g} s; its log and "
-                           f"where it was stuck:\n{p.log_tail(60)}{stacks}") from None
-        except asyncio.CancelledError:  # a sibling failed (Lan.start): the process is ours to stop
-            await _terminate(p)
-            raise
-        text = line.decode(errors="replace").strip()
-        if not text.startswith(READY_PREFIX):
-            await _terminate(p)
-            raise LanError(f"{name} failed to start (exit {proc.returncode}):\n{text}\n{p.log_tail()}")
-        return p, json.loads(text[len(READY_PREFIX):])
+        return await spawn_daemon(name, args, self.runtime_dir, self.start_timeout)
+
+
+async def spawn_daemon(name: str, args: list[str], runtime_dir: str, start_timeout: float) -> tuple[_Proc, dict]:
+    """Start ``vnet ARGS`` as daemon ``name`` (its log in ``runtime_dir``, dying with this
+    process) and wait for its ready line; its _Proc and the line's JSON. LanError (the
+    process stopped) if it fails or is not ready within ``start_timeout`` s."""
+    log_path = os.path.join(runtime_dir, f"{name}.log")
+    env = dict(os.environ, VNET_RUNTIME_DIR=runtime_dir, PYTHONUNBUFFERED="1")
+    with open(log_path, "ab") as log:
+        proc = await asyncio.create_subprocess_exec(
+            *vnet_command(), *args, stdout=asyncio.subprocess.PIPE, stderr=log,
+            stdin=asyncio.subprocess.DEVNULL, env=env, preexec_fn=_die_with_parent(),
+        )
+    p = _Proc(name, proc, log_path, args)
+    try:
+        line = await asyncio.wait_for(proc.stdout.readline(), start_timeout)
+    except asyncio.TimeoutError:
+        stacks = await _dump_stacks(p)
+        await _terminate(p)
+        raise LanError(f"{name} did not become ready within {start_timeout:g} s; its log and "
+                       f"where it was stuck:\n{p.log_tail(60)}{stacks}") from None
+    except asyncio.CancelledError:  # a sibling failed (Lan.start): the process is ours to stop
+        await _terminate(p)
+        raise
+    text = line.decode(errors="replace").strip()
+    if not text.startswith(READY_PREFIX):
+        await _terminate(p)
+        raise LanError(f"{name} failed to start (exit {proc.returncode}):\n{text}\n{p.log_tail()}")
+    return p, json.loads(text[len(READY_PREFIX):])
 
 
 async def _all_or_none(coros: Iterable[Awaitable[Any]]) -> None:

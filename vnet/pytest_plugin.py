@@ -15,6 +15,10 @@ node) gives nodes the kernel's own stack on a TAP in a namespace: run any progra
 ``await node.run([...])`` / ``await node.popen([...])`` (needs root and /dev/net/tun; without
 them the LAN fails to start with a sentence saying so; docs/kernel-stack.md).
 
+``@pytest.mark.vnet_lab("lab.yml")`` (a lab file, docs/lab.md, relative to the test file)
+with the ``vnet_lab`` fixture gives a running lab: ``vnet_lab.node("a1")`` is a NodeHandle,
+``vnet_lab.switch("core")`` a SwitchHandle (vnet.lab.run.LabRunner).
+
 ``docker_lan`` is the same with containers: vnet's own compose file (shipped in the package,
 written out once per session), or the one the ini option ``vnet_compose_file`` names, brought
 up under a unique project name, node handles with the same API; ``@pytest.mark.docker_lan(
@@ -81,6 +85,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "docker_lan(scale=0, **options): shape the docker_lan fixture's LAN (vnet.docker_lan.DockerLan)"
     )
+    config.addinivalue_line(
+        "markers", "vnet_lab(path): the lab file (relative to the test file) the vnet_lab fixture runs"
+    )
     config.addinivalue_line("markers", "docker: needs a Docker engine (skipped, saying why, without one)")
 
 
@@ -108,6 +115,28 @@ async def vnet_lan(request: pytest.FixtureRequest, vnet_lan_factory):
     marker = request.node.get_closest_marker("vnet_lan")
     options = dict(marker.kwargs) if marker else {}
     return await vnet_lan_factory(**options)
+
+
+@_async_fixture()
+async def vnet_lab(request: pytest.FixtureRequest):
+    """A running lab from the file the ``vnet_lab`` marker names: ``.node(name)``, ``.switch(name)``."""
+    marker = request.node.get_closest_marker("vnet_lab")
+    if marker is None or not marker.args:
+        pytest.fail('the vnet_lab fixture needs a lab file: @pytest.mark.vnet_lab("lab.yml")', pytrace=False)
+    from vnet.lab.load import LabError, load_lab
+    from vnet.lab.run import LabRunner
+
+    path = Path(request.path).parent / marker.args[0]
+    try:
+        lab = load_lab(path)
+    except LabError as exc:
+        pytest.fail(f"the vnet_lab marker's lab file has errors:\n{exc}", pytrace=False)
+    runner = LabRunner(lab, **marker.kwargs)
+    await runner.start()
+    try:
+        yield runner
+    finally:
+        await runner.close()
 
 
 @pytest.fixture(scope="session")

@@ -22,12 +22,12 @@ from typing import Sequence
 
 from vnet.proto.control import ControlError
 from vnet.cli import (
-    call, capture, compose, dhcp, ethtool, inject, ip, keygen, lan, netns_exec, node, ping, switch, udp,
+    call, capture, compose, dhcp, ethtool, inject, ip, keygen, lab, lan, netns_exec, node, ping, switch, udp,
 )
 from vnet.cli.common import CliError, Parser
 
 # The order of `vnet --help`'s command list.
-FAMILIES = (ip, ethtool, ping, udp, inject, capture, dhcp, call, netns_exec, switch, node, compose, keygen, lan)
+FAMILIES = (ip, ethtool, ping, udp, inject, capture, dhcp, call, netns_exec, switch, node, compose, keygen, lan, lab)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -66,10 +66,12 @@ from vnet.switch.core import (
     clip,
 )
 from vnet.switch.fdb import Fdb
+from vnet.switch.metrics import SwitchCollector
 from vnet.switch.pipeline import MIRROR_IDLE_TIMEOUT, PortTools, Tx
 from vnet.proto import auth
 from vnet.proto.capture import (DEFAULT_BUFFER, DEFAULT_SNAPLEN, CaptureLimitError, FilterError, check_limits,
                                 compile_filter, filter_engine)
+from vnet.proto.httpserve import MetricsServer, parse_listen
 from vnet.proto.control import ControlError, ControlServer, EndpointInUse, switch_control_endpoint
 from vnet.proto.policy import SWITCH_POLICY
 
@@ -123,6 +125,7 @@ class SwitchConfig:
     hello_burst: int = DEFAULT_HELLO_BURST  # ... and at once
     curve_secret: str | None = None  # the LAN key pair (.key_secret): CURVE on data and control
     curve_allowed: str | None = None  # a directory of allowed public keys (.key), or one file
+    metrics: str | None = None  # the Prometheus endpoint, HOST:PORT (`vnet switch` default 127.0.0.1:0); None: none
 
     def __post_init__(self) -> None:
         self.validate()
@@ -147,6 +150,8 @@ class SwitchConfig:
         _check_int("max_ports", self.max_ports, 1, 1 << 20)
         _check_number("hello_rate", self.hello_rate, minimum=0.0, what=">= 0 a second (0 = no limit)")
         _check_int("hello_burst", self.hello_burst, 1, 1 << 20)
+        if self.metrics is not None:
+            parse_listen(self.metrics)
         if self.violation not in VIOLATIONS:
             raise ValueError(f'violation must be "drop" or "shutdown", got {self.violation!r}')
         if (self.curve_secret is None) != (self.curve_allowed is None):
@@ -232,6 +237,8 @@ class SwitchServer:
         )
         self.data_endpoint: str | None = None
         self.control_endpoint: str | None = None
+        self.metrics_url: str | None = None
+        self._metrics: MetricsServer | None = None
         self.final_stats: dict | None = None  # the counters after close()
         self._sock: zmq.asyncio.Socket | None = None
         self._raw: zmq.Socket | None = None
@@ -296,6 +303,16 @@ class SwitchServer:
                 raise OSError(f"cannot bind the switch control endpoint {cfg.control}: {exc}") from None
             self.control_endpoint = self._control.endpoint
             self._control.start()
+        listen = parse_listen(cfg.metrics) if cfg.metrics is not None else None
+        if listen is not None:
+            metrics = MetricsServer(*listen, [SwitchCollector(self.core, self.tools, self._now)])
+            try:
+                self.metrics_url = await metrics.start()
+            except OSError as exc:
+                await self._close_sockets()
+                raise OSError(f"cannot serve metrics on {cfg.metrics}: {exc.strerror or exc}; pick another port "
+                              f"(0: any free one) or --metrics off") from None
+            self._metrics = metrics
         loop = self._loop
         self._tasks = [loop.create_task(self._run(), name="switch datapath")]
         log.info("switch listening on %s (control %s)", self.data_endpoint, self.control_endpoint)
@@ -353,6 +370,9 @@ class SwitchServer:
             log.warning("%d node(s) did not answer the closing BYE within %g s", len(waiting), BYE_DRAIN_TIMEOUT)
 
     async def _close_sockets(self) -> None:
+        if self._metrics is not None:
+            await self._metrics.close()
+            self._metrics = None
         if self._control is not None:
             await self._control.close()
             self._control = None
@@ -627,7 +647,7 @@ class SwitchServer:
         return self._loop.time()
 
     def _c_ping(self) -> dict:
-        return {"ok": True, "ports": len(self.core.ports)}
+        return {"ok": True, "ports": len(self.core.ports), "metrics": self.metrics_url}
 
     def _c_fdb(self, port: str | None = None, vlan: int | None = None) -> list[dict]:
         rows = self.core.fdb_view(self._now())

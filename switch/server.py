@@ -647,7 +647,11 @@ class SwitchServer:
         return self._loop.time()
 
     def _c_ping(self) -> dict:
-        return {"ok": True, "ports": len(self.core.ports), "metrics": self.metrics_url}
+        """The switch's health: alive, its ports, and its metrics URL when it serves one."""
+        answer = {"ok": True, "ports": len(self.core.ports)}
+        if self.metrics_url is not None:
+            answer["metrics"] = self.metrics_url
+        return answer
 
     def _c_fdb(self, port: str | None = None, vlan: int | None = None) -> list[dict]:
         rows = self.core.fdb_view(self._now())

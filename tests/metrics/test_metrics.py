@@ -143,3 +143,21 @@ async def test_explicit_port_in_the_ready_line(tmp_path):
 
 async def _attached(lan) -> bool:
     return ("vnet_switch_port_admin_up", (("port", "node1"),)) in await scrape(lan.switch.metrics_url)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/dev/net/tun"),
+                    reason="a kernel-stack node needs root and /dev/net/tun")
+async def test_kernel_stack_node_exports_its_driver_devices():
+    async with Lan(2, stacks=["kernel", "vnet"]) as lan:
+        k, v = lan.nodes
+        assert (await k.health())["metrics"] == k.metrics_url
+        res = await v.ping(k.ip, count=2)
+        assert res.received == 2
+        samples = await scrape(k.metrics_url)
+        vnet0 = (("device", "vnet0"),)
+        assert samples[("node_network_receive_packets_total", vnet0)] == (await k.stats())["stats64"]["rx_packets"]
+        assert samples[("node_network_up", vnet0)] == 1
+        tap = {name for name, _ in samples if name.startswith("vnet_ethtool_")}
+        edge = (await k.ethtool("stats")).keys()  # the driver's and the TAP edge's, as `vnet ethtool -S`
+        assert {f"vnet_ethtool_{n}" for n in edge} <= tap
+        assert "vnet_neigh_entries" not in tap and not any(n == "vnet_neigh_entries" for n, _ in samples)

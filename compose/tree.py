@@ -3,7 +3,7 @@
 ``write_tree(DIR)`` lays out what ``docker compose`` needs, as in vnet's source tree::
 
     DIR/docker-compose.yml
-    DIR/compose/{Dockerfile, build.sh, install-vnet.sh, curve.yml, web.yml, .dockerignore}
+    DIR/compose/{Dockerfile, build.sh, install-vnet.sh, curve.yml, web.yml, prometheus.yml, .dockerignore}
     DIR/compose/wheelhouse/vnet-VERSION-py3-none-any.whl      (the host's vnet)
 
 ``build_image(DIR)`` runs ``DIR/compose/build.sh`` (base image, wheelhouse, image).
@@ -28,6 +28,7 @@ FILES = {
     "compose/install-vnet.sh": "install-vnet.sh",
     "compose/curve.yml": "curve.yml",
     "compose/web.yml": "web.yml",
+    "compose/prometheus.yml": "prometheus.yml",
     "compose/.dockerignore": ".dockerignore",
 }
 EXECUTABLE = {"compose/build.sh", "compose/install-vnet.sh"}

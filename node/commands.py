@@ -89,6 +89,7 @@ class NodeCommands:
             "attached": self.link.attached,
             "refused": self.link.refused,
             "addresses": self.stack.addresses(),
+            "metrics": self.metrics_url(),
         }
 
     def _cmd_link_show(self) -> list[dict]:

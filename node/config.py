@@ -12,6 +12,7 @@ from vnet.node.stack.dhcp import DhcpPool
 from vnet.node.stack.ether import parse_mac
 from vnet.node.vnic import VNIC_RING_MAX
 from vnet.proto import auth
+from vnet.proto.httpserve import parse_listen
 from vnet.proto.wire import DEFAULT_DATA_PORT
 
 # sizeof(sockaddr_un.sun_path) is 108 on Linux, one of them the terminating NUL: an ipc://
@@ -41,6 +42,7 @@ class NodeConfig:
     curve_server_key: str | None = None  # the LAN's public key (the switch's .key)
     stack: str = "vnet"  # the upper layer on vnet0: vnet's own stack, or the kernel's through a TAP
     netns: str | None = None  # kernel stack: the network namespace of its vnet0 (None: the daemon's own)
+    metrics: str | None = None  # the Prometheus endpoint, HOST:PORT (`vnet node` default 127.0.0.1:0); None: none
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "addresses", tuple(self.addresses))
@@ -97,6 +99,8 @@ class NodeConfig:
         if self.stack == "kernel" and (self.dhcp or self.dhcp_server):
             raise ValueError("dhcp: a kernel-stack node runs the system's DHCP programs in its namespace "
                              "(udhcpc, dnsmasq: `vnet --node NAME exec -- ...`), not vnet's")
+        if self.metrics is not None:
+            parse_listen(self.metrics)
         if self.netns is not None and (not self.netns or "/" in self.netns or len(self.netns) > 64):
             raise ValueError(f"netns {self.netns!r}: a namespace name of up to 64 characters without '/'")
 

@@ -31,6 +31,7 @@ import zmq.asyncio
 from vnet.node.commands import NodeCommands, ip_str, netdev_call
 from vnet.node.config import NodeConfig
 from vnet.node.leasefile import restore_lease_file, save_lease_file
+from vnet.node.metrics import NodeCollector
 from vnet.node.netdevice import (
     ETH_P_ARP,
     ETH_P_IP,
@@ -66,6 +67,7 @@ from vnet.node.stack import (
 from vnet.node.stack.ether import mac_str, parse_mac
 from vnet.node.vnic import vnic_probe, vnic_remove
 from vnet.node.zmqlink import ZmqLink
+from vnet.proto.httpserve import MetricsServer, parse_listen
 from vnet.proto.control import (
     ControlServer,
     EndpointInUse,
@@ -100,6 +102,7 @@ class NodeDaemon(NodeCommands):
         self.dev = None
         self.stack: HostStack | None = None
         self.control: ControlServer | None = None
+        self.metrics: MetricsServer | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_when: float | None = None
         self.refused = asyncio.Event()
@@ -151,6 +154,7 @@ class NodeDaemon(NodeCommands):
         self.control = ControlServer(self._ctx, control, self._handlers(),
                                      policy=self._policy())
         self.control.start()
+        await self._start_metrics()
         dev_open(self.dev)
         now = self._loop.time()
         for cidr in cfg.addresses:
@@ -181,11 +185,35 @@ class NodeDaemon(NodeCommands):
             self._capture_timer = None
         if self.control is not None:
             await self.control.close()
+        await self._close_metrics()
         if self.link is not None:
             await self.link.aclose()
         for ctx in (self._ctx, self._link_ctx):
             if ctx is not None:
                 ctx.term()
+
+    async def _start_metrics(self) -> None:
+        """Serve ``/metrics`` on ``config.metrics`` (StartError when it cannot bind)."""
+        listen = parse_listen(self.config.metrics) if self.config.metrics is not None else None
+        if listen is None:
+            return
+        server = MetricsServer(*listen, [self._metrics_collector()])
+        try:
+            await server.start()
+        except OSError as exc:
+            raise StartError(f"cannot serve metrics on {self.config.metrics}: {exc.strerror or exc}; "
+                             f"pick another port (0: any free one) or --metrics off") from None
+        self.metrics = server
+
+    async def _close_metrics(self) -> None:
+        if self.metrics is not None:
+            await self.metrics.close()
+
+    def metrics_url(self) -> str | None:
+        return self.metrics.url if self.metrics is not None else None
+
+    def _metrics_collector(self) -> NodeCollector:
+        return NodeCollector(self.ns, neigh=lambda: self.stack.neigh_show(self._loop.time()))
 
     def _hello(self) -> tuple[str, list[bytes], int]:
         return self.config.name, [bytes(self.dev.dev_addr)], self.dev.mtu
@@ -364,7 +392,7 @@ async def serve(config: NodeConfig, ready_line: bool = True) -> int:
             return 2
         if ready_line:
             print_ready({"node": config.name, "control": daemon.control.endpoint,
-                          "mac": mac_str(bytes(daemon.dev.dev_addr))})
+                          "mac": mac_str(bytes(daemon.dev.dev_addr)), "metrics": daemon.metrics_url()})
         waiters = {loop.create_task(stop.wait()), loop.create_task(daemon.refused.wait())}
         try:
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)

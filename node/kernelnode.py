@@ -38,6 +38,7 @@ from vnet.node.netdevice import (
     IFF_UP, NETDEV_CHANGEADDR, NETDEV_CHANGEMTU, DeviceNamespace, dev_open, dev_set_mtu, netif_carrier_ok,
     register_netdevice_notifier,
 )
+from vnet.node.metrics import NodeCollector
 from vnet.node.netns import NetnsError, netns_create, netns_exists, netns_remove
 from vnet.node.stack.ether import parse_mac
 from vnet.node.tap import TapConfig, TapError, tap_create, tap_kernel_view, tap_set_link
@@ -102,6 +103,7 @@ class KernelNodeDaemon(NodeDaemon):
         self.control = ControlServer(self._ctx, cfg.control or node_control_endpoint(cfg.name), self._handlers(),
                                      policy=self._policy())
         self.control.start()
+        await self._start_metrics()
         dev_open(self.dev)
 
     async def close(self) -> None:
@@ -123,6 +125,7 @@ class KernelNodeDaemon(NodeDaemon):
         self._captures.clear()
         if self.control is not None:
             await self.control.close()
+        await self._close_metrics()
         if self.link is not None:
             self.link.close()
         for ctx in (self._ctx, self._link_ctx):
@@ -186,6 +189,7 @@ class KernelNodeDaemon(NodeDaemon):
             "refused": self.link.refused,
             "addresses": kernel["addresses"],
             "kernel_operstate": kernel["operstate"],
+            "metrics": self.metrics_url(),
         }
 
     async def _cmd_addr_show(self) -> dict:
@@ -215,6 +219,13 @@ class KernelNodeDaemon(NodeDaemon):
             "captures": len(self._captures),
         }
         return out
+
+    def _metrics_collector(self) -> NodeCollector:
+        """The driver model's devices; the neighbour table is the kernel's (not read here)."""
+        return NodeCollector(self.ns, ethtool_stats=self._dev_ethtool_stats)
+
+    def _dev_ethtool_stats(self, dev) -> dict:
+        return self._ethtool_stats() if dev is self.dev else ethtool.ethtool_get_stats(dev)
 
     def _ethtool_stats(self) -> dict:
         return {**ethtool.ethtool_get_stats(self.dev), **self.edge.counters()}

@@ -242,6 +242,8 @@ class NetDevice:
         # dev->state bits
         self.running = False  # __LINK_STATE_START
         self.carrier = True  # !__LINK_STATE_NOCARRIER; drivers turn it off in probe
+        self.carrier_up_count = 0  # carrier transitions (IFLA_CARRIER_UP_COUNT / _DOWN_COUNT)
+        self.carrier_down_count = 0
         self.present = True  # __LINK_STATE_PRESENT
         self.oper = IF_OPER_UNKNOWN
         self.tx_queue = NetdevQueue()
@@ -683,6 +685,7 @@ def netif_carrier_on(dev: NetDevice) -> None:
     if dev.carrier:
         return
     dev.carrier = True
+    dev.carrier_up_count += 1
     if dev.reg_state == NETREG_REGISTERED:
         _linkwatch(dev)
 
@@ -692,6 +695,7 @@ def netif_carrier_off(dev: NetDevice) -> None:
     if not dev.carrier:
         return
     dev.carrier = False
+    dev.carrier_down_count += 1
     if dev.reg_state == NETREG_REGISTERED:
         _linkwatch(dev)
 

@@ -67,10 +67,12 @@ from vnet.switch.core import (
 )
 from vnet.switch.fdb import Fdb
 from vnet.switch.vlan import PortVlan, parse_spec
+from vnet.switch.metrics import SwitchCollector
 from vnet.switch.pipeline import MIRROR_IDLE_TIMEOUT, PortTools, Tx
 from vnet.proto import auth
 from vnet.proto.capture import (DEFAULT_BUFFER, DEFAULT_SNAPLEN, CaptureLimitError, FilterError, check_limits,
                                 compile_filter, filter_engine)
+from vnet.proto.httpserve import MetricsServer, parse_listen
 from vnet.proto.control import ControlError, ControlServer, EndpointInUse, switch_control_endpoint
 from vnet.proto.policy import SWITCH_POLICY
 
@@ -127,6 +129,7 @@ class SwitchConfig:
     # 802.1Q port VLANs at start, by port name: a spec ("access:10", "trunk:10,20:native=10",
     # switch/vlan.py) or a PortVlan; applied to a port whenever it attaches
     vlans: dict[str, Any] = dataclasses.field(default_factory=dict)
+    metrics: str | None = None  # the Prometheus endpoint, HOST:PORT (`vnet switch` default 127.0.0.1:0); None: none
 
     def __post_init__(self) -> None:
         self.validate()
@@ -152,6 +155,8 @@ class SwitchConfig:
         _check_number("hello_rate", self.hello_rate, minimum=0.0, what=">= 0 a second (0 = no limit)")
         _check_int("hello_burst", self.hello_burst, 1, 1 << 20)
         self.port_vlans()
+        if self.metrics is not None:
+            parse_listen(self.metrics)
         if self.violation not in VIOLATIONS:
             raise ValueError(f'violation must be "drop" or "shutdown", got {self.violation!r}')
         if (self.curve_secret is None) != (self.curve_allowed is None):
@@ -259,6 +264,8 @@ class SwitchServer:
         )
         self.data_endpoint: str | None = None
         self.control_endpoint: str | None = None
+        self.metrics_url: str | None = None
+        self._metrics: MetricsServer | None = None
         self.final_stats: dict | None = None  # the counters after close()
         self._sock: zmq.asyncio.Socket | None = None
         self._raw: zmq.Socket | None = None
@@ -323,6 +330,16 @@ class SwitchServer:
                 raise OSError(f"cannot bind the switch control endpoint {cfg.control}: {exc}") from None
             self.control_endpoint = self._control.endpoint
             self._control.start()
+        listen = parse_listen(cfg.metrics) if cfg.metrics is not None else None
+        if listen is not None:
+            metrics = MetricsServer(*listen, [SwitchCollector(self.core, self.tools, self._now)])
+            try:
+                self.metrics_url = await metrics.start()
+            except OSError as exc:
+                await self._close_sockets()
+                raise OSError(f"cannot serve metrics on {cfg.metrics}: {exc.strerror or exc}; pick another port "
+                              f"(0: any free one) or --metrics off") from None
+            self._metrics = metrics
         loop = self._loop
         self._tasks = [loop.create_task(self._run(), name="switch datapath")]
         log.info("switch listening on %s (control %s)", self.data_endpoint, self.control_endpoint)
@@ -380,6 +397,9 @@ class SwitchServer:
             log.warning("%d node(s) did not answer the closing BYE within %g s", len(waiting), BYE_DRAIN_TIMEOUT)
 
     async def _close_sockets(self) -> None:
+        if self._metrics is not None:
+            await self._metrics.close()
+            self._metrics = None
         if self._control is not None:
             await self._control.close()
             self._control = None
@@ -657,7 +677,11 @@ class SwitchServer:
         return self._loop.time()
 
     def _c_ping(self) -> dict:
-        return {"ok": True, "ports": len(self.core.ports)}
+        """The switch's health: alive, its ports, and its metrics URL when it serves one."""
+        answer = {"ok": True, "ports": len(self.core.ports)}
+        if self.metrics_url is not None:
+            answer["metrics"] = self.metrics_url
+        return answer
 
     def _c_fdb(self, port: str | None = None, vlan: int | None = None) -> list[dict]:
         rows = self.core.fdb_view(self._now())

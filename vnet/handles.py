@@ -55,6 +55,7 @@ class NodeHandle:
         self.mac = mac
         self.stack = stack
         self.netns = netns  # a kernel-stack node's network namespace (its vnet0 lives there)
+        self.metrics_url: str | None = None  # its Prometheus endpoint, from the ready line (None: off)
         self._client = client
         self._programs = programs  # the LAN's record of what popen started (stopped at teardown)
         # Where programs run when not by `ip netns exec` here: an object with the same async
@@ -264,9 +265,10 @@ class SwitchHandle:
 
     name = "switch"
 
-    def __init__(self, client: Any, control: str, data: str) -> None:
+    def __init__(self, client: Any, control: str, data: str, metrics_url: str | None = None) -> None:
         self.control = control
         self.data = data
+        self.metrics_url = metrics_url  # its Prometheus endpoint, from the ready line (None: off)
         self._client = client  # anything with async call(cmd, wait, **args) and close()
 
     async def call(self, cmd: str, wait: float | None = None, **args: Any) -> Any:

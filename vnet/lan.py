@@ -317,6 +317,7 @@ class Lan:
         if self.switch is None:
             control = AsyncControlClient(self._ctx, info["control"], timeout=10.0, curve=client)
             self.switch = SwitchHandle(control, info["control"], info["data"])
+        self.switch.metrics_url = info.get("metrics")  # a restarted switch has a new port
         self._write_pidfile()
 
     def _kernel_ready(self) -> None:
@@ -377,6 +378,7 @@ class Lan:
         if netns is not None:
             self._netns.add_member(netns, proc.proc.pid)
         handle.mac = info["mac"]
+        handle.metrics_url = info.get("metrics")
         self._write_pidfile()
         self._watch(name)
         if wait:
@@ -558,6 +560,7 @@ class Lan:
         proc, info = await self._spawn(name, old.args)
         self._node_procs[name] = proc
         self.node(name).mac = info["mac"]
+        self.node(name).metrics_url = info.get("metrics")
         self._write_pidfile()
 
     def _fail(self, error: LanError) -> None:

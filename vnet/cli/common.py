@@ -101,6 +101,16 @@ def node_call(args: argparse.Namespace, cmd: str, wait: float | None = None, **p
 # -- daemons and argument parsing ---------------------------------------------------------------
 
 
+def metrics_option(value: str) -> str | None:
+    """``--metrics HOST:PORT`` checked (CliError saying what would do), ``off`` as None."""
+    from vnet.proto.httpserve import parse_listen
+
+    try:
+        return None if parse_listen(value) is None else value
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+
+
 def setup_logging(level: str) -> None:
     """Daemon logging on stderr; SIGUSR1 dumps every thread's Python stack there (a stuck
     daemon can be asked where it is: ``kill -USR1 PID``)."""

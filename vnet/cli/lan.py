@@ -59,10 +59,14 @@ async def lan_up(nodes: int, subnet: str, curve: bool = False, bind: str | None 
             print(f"vnet: error: {exc}", file=sys.stderr)
             return 2
         print(f"vnet LAN up: switch {lan.switch.data} (control {lan.switch.control}), subnet {lan.subnet}")
+        if lan.switch.metrics_url:
+            print(f"  switch metrics {lan.switch.metrics_url}")
         for n in lan.nodes:
             how = (f"vnet --node {n.name} exec -- ping <ip>   (namespace {n.netns})" if n.stack == "kernel"
                    else f"vnet --node {n.name} ping <ip>")
             print(f"  {n.name:<8} {n.ip:<15} {n.mac}   {how}")
+            if n.metrics_url:
+                print(f"  {'':<8} metrics {n.metrics_url}")
         if curve:
             keys = lan.keys_dir
             print(f"CURVE on, keys in {keys}; ask the switch with VNET_CURVE_SECRET={keys}/switch.key_secret "

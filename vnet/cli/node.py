@@ -8,7 +8,8 @@ import os
 import socket
 
 from vnet.proto.wire import DEFAULT_DATA_PORT
-from vnet.cli.common import CliError, setup_logging
+from vnet.cli.common import CliError, metrics_option, setup_logging
+from vnet.proto.httpserve import DEFAULT_METRICS
 
 
 def run_node(args: argparse.Namespace) -> int:
@@ -28,7 +29,7 @@ def run_node(args: argparse.Namespace) -> int:
             dhcp=args.dhcp, dhcp_server=args.dhcp_server, lease_file=args.lease_file, lease_time=args.lease_time,
             curve_secret=getattr(args, "curve_secret", None) or os.environ.get("VNET_CURVE_SECRET"),
             curve_server_key=getattr(args, "curve_server_key", None) or os.environ.get("VNET_CURVE_SERVER_KEY"),
-            stack=args.stack, netns=args.netns,
+            stack=args.stack, netns=args.netns, metrics=metrics_option(args.metrics),
         )
     except ValueError as exc:
         raise CliError(f"node: {exc}") from None
@@ -58,5 +59,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     nd.add_argument("--netns", default=None, metavar="NAME",
                     help="kernel stack: put vnet0 in this network namespace (made if missing, and then "
                          "removed at exit); default: the daemon's own")
+    nd.add_argument("--metrics", default=DEFAULT_METRICS, metavar="HOST:PORT",
+                    help=f"serve Prometheus metrics on http://HOST:PORT/metrics (default {DEFAULT_METRICS}: "
+                         "loopback, a free port, named in the ready line; 0.0.0.0:9100 for a container's "
+                         "network; off: none)")
     nd.add_argument("--log-level", default="info")
     nd.set_defaults(func=run_node)

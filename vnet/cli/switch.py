@@ -10,7 +10,9 @@ from typing import Any
 
 from vnet.proto.wire import DEFAULT_CONTROL_PORT, DEFAULT_DATA_PORT
 from vnet.cli.capture import add_capture_options, run_capture
-from vnet.cli.common import CliError, IntermixedParser, emit_json, setup_logging, switch_client, switch_endpoint
+from vnet.cli.common import (CliError, IntermixedParser, emit_json, metrics_option, setup_logging, switch_client,
+                             switch_endpoint)
+from vnet.proto.httpserve import DEFAULT_METRICS
 
 
 def cmd_switch(args: argparse.Namespace) -> int:
@@ -230,11 +232,12 @@ def run_switch(args: argparse.Namespace) -> int:
             curve_secret=getattr(args, "curve_secret", None) or os.environ.get("VNET_CURVE_SECRET"),
             curve_allowed=args.curve_allowed or os.environ.get("VNET_CURVE_ALLOWED"),
             vlans=_vlan_options(args.vlan_specs),
+            metrics=metrics_option(args.metrics),
         )
     except ValueError as exc:
         raise CliError(f"switch: {exc}") from None
     ready = lambda server: print_ready({"switch": True, "data": server.data_endpoint,  # noqa: E731
-                                        "control": server.control_endpoint})
+                                        "control": server.control_endpoint, "metrics": server.metrics_url})
     final = lambda server: print_final(server.final_stats, "switch")  # noqa: E731
     try:
         asyncio.run(serve(config, on_ready=ready, on_closed=final))
@@ -276,6 +279,10 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     sw.add_argument("--vlan", dest="vlan_specs", action="append", metavar="PORT=SPEC", default=None,
                     help="daemon: an 802.1Q port VLAN, PORT=access:VID or PORT=trunk:VIDS[:native=VID]"
                          "[:native-tagged] (VIDS like 10,20,30-40); repeatable; applies when the port attaches")
+    sw.add_argument("--metrics", default=DEFAULT_METRICS, metavar="HOST:PORT",
+                    help=f"daemon: serve Prometheus metrics on http://HOST:PORT/metrics (default {DEFAULT_METRICS}: "
+                         "loopback, a free port, named in the ready line; 0.0.0.0:9100 for a container's network; "
+                         "off: none)")
     sw.add_argument("--log-level", default="info")
     sw.set_defaults(func=cmd_switch)
     swsub = sw.add_subparsers(dest="switch_cmd", parser_class=IntermixedParser,

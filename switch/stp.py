@@ -39,7 +39,8 @@ What is modelled, after 802.1D-2004 clause 17:
 - Topology change (17.31, the topology change state machine): a non-edge port that starts forwarding starts tcWhile (two
   hello times) on the bridge's non-edge root and designated ports, whose BPDUs then carry
   the TC flag, and flushes the FDB entries of the other non-edge ports; a BPDU with the TC
-  flag received on a port does the same for the other ports. A port that stops forwarding
+  flag received on a root or designated port does the same for the other ports (an
+  alternate or backup port ignores it, so a notice never circles the loop it blocks). A port that stops forwarding
   has its own entries flushed. ``topology_changes`` counts the changes the bridge entered
   (detected here or notified).
 - Transmission: designated ports send a BPDU every hello time and at once when what they
@@ -389,7 +390,8 @@ class Bridge:
         if not p.enabled or p.edge:
             return []  # an edge port's BPDU is counted and ignored (node ports are edge ports)
         if bpdu.tcn:
-            self._notified_tc(p, now)
+            if p.role in (Role.ROOT, Role.DESIGNATED):
+                self._notified_tc(p, now)
             return self._finish(now)
         if bpdu.message_age >= bpdu.max_age:
             return []  # too old to use (17.21.8 rcvInfo: the info would age out at once)
@@ -405,7 +407,8 @@ class Bridge:
                 self._set_state(p, State.FORWARDING, now)
         if bpdu.tc:
             p.tc_rx += 1
-            self._notified_tc(p, now)
+            if p.role in (Role.ROOT, Role.DESIGNATED):  # an alternate port's TCM is inactive (17.31)
+                self._notified_tc(p, now)
         return self._finish(now)
 
     def _designated_info(self, p: StpPort, bpdu: Bpdu, now: float) -> None:
@@ -624,8 +627,7 @@ class Bridge:
             if q.edge or not q.enabled:
                 continue
             if q.role in (Role.ROOT, Role.DESIGNATED):
-                q.tc_until = now + 2 * self.hello
-                q.new_info = True
+                self._new_tc_while(q, now)
             if q is not p:
                 self._out.append(Flush(q.name))
 
@@ -637,8 +639,14 @@ class Bridge:
                 continue
             self._out.append(Flush(q.name))
             if q.role in (Role.ROOT, Role.DESIGNATED):
-                q.tc_until = now + 2 * self.hello
-                q.new_info = True
+                self._new_tc_while(q, now)
+
+    def _new_tc_while(self, q: StpPort, now: float) -> None:
+        """17.21.7 newTcWhile: a running tcWhile is not extended, so notices between two
+        bridges die out instead of re-arming each other."""
+        if q.tc_until is None:
+            q.tc_until = now + 2 * self.hello
+            q.new_info = True
 
     def _topology_change(self, now: float) -> None:
         if not self._tc_active():

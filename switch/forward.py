@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from vnet.proto.ether import ETH_HLEN, VLAN_HLEN, ZERO_MAC
 from vnet.proto.wire import MSG_FRAMES
 from vnet.switch.fdb import Learn
+from vnet.switch.stp import LINK_LOCAL_PREFIX
 
 if TYPE_CHECKING:
     from vnet.switch.core import Message, Port, SwitchCore
@@ -34,7 +35,7 @@ _FLOOD = object()  # a run's destination: every port but the ingress one
 UNIFORM_MIN_FRAMES = 8
 _UNIFORM_MIN_BYTES = UNIFORM_MIN_FRAMES * (ETH_HLEN + 2)
 # what the switch did with a frame, cached per header in forward_batch
-_FWD, _FLOODED, _SAME_PORT, _BAD_SRC, _PSEC = (object() for _ in range(5))
+_FWD, _FLOODED, _SAME_PORT, _BAD_SRC, _PSEC, _LOCAL = (object() for _ in range(6))
 _REFUSED = Learn.REFUSED
 
 
@@ -49,6 +50,8 @@ def forward_batch(sw: SwitchCore, port: Port, payload: bytes, now: float) -> lis
         port.counters.port_down += k
         sw.totals.port_down += k
         return []
+    if not port.forwarding:
+        return discard_batch(sw, port, payload, now)
     end = len(payload)
     if end >= _UNIFORM_MIN_BYTES:
         out = forward_uniform(sw, port, payload, end, now)
@@ -145,6 +148,9 @@ def forward_general(sw: SwitchCore, port: Port, payload: bytes, now: float) -> l
                     if src[0] & 1 or src == ZERO_MAC:
                         kind = _BAD_SRC
                         dest = None
+                    elif hdr[0] & 1 and hdr[:5] == LINK_LOCAL_PREFIX and hdr[5] <= 0x0F:
+                        kind = _LOCAL  # BPDUs and the other 802.1D reserved groups: never forwarded
+                        dest = None
                     else:
                         if tagged:
                             if n < ETH_HLEN + VLAN_HLEN:
@@ -178,7 +184,7 @@ def forward_general(sw: SwitchCore, port: Port, payload: bytes, now: float) -> l
                         runt += 1
                         dest = None
                         last_hdr = None
-                    elif not tagged or kind is _BAD_SRC:
+                    elif not tagged or kind is _BAD_SRC or kind is _LOCAL:
                         decisions[hdr] = (kind, dest)
                         last_hdr = hdr
                         last_kind = kind
@@ -198,6 +204,8 @@ def forward_general(sw: SwitchCore, port: Port, payload: bytes, now: float) -> l
                 same_port += 1
             elif kind is _BAD_SRC:
                 bad_src += 1
+            elif kind is _LOCAL:
+                sw.link_local(port, view[s:nxt], now)
             elif kind is _PSEC:
                 psec += 1
                 if shutdown:  # the port goes down here
@@ -263,6 +271,10 @@ def forward_general(sw: SwitchCore, port: Port, payload: bytes, now: float) -> l
             p.counters.port_down += k
             t.port_down += k
             continue
+        if not p.forwarding:
+            p.counters.stp_discarding += k
+            t.stp_discarding += k
+            continue
         # one piece as long as the batch is the batch: it goes out as it came, uncopied
         data = payload if len(q) == 2 and len(q[1]) == end else b"".join(q[1:])
         nbytes = len(data) - 2 * k
@@ -293,6 +305,8 @@ def forward_uniform(sw: SwitchCore, port: Port, payload: bytes, end: int, now: f
     k, rest = divmod(end, step)
     if rest or k < UNIFORM_MIN_FRAMES or n < ETH_HLEN or n > sw.max_frame:
         return None
+    if payload[2:7] == LINK_LOCAL_PREFIX:
+        return None  # BPDUs and other link-local frames are the general path's
     if payload[14] == 0x81 and payload[15] == 0x00:
         return None  # tagged (type at 14: after the record's 2-byte length): VID not compared
     if payload[0::step] != bytes((hi,)) * k or payload[1::step] != bytes((lo,)) * k:
@@ -344,12 +358,50 @@ def forward_uniform(sw: SwitchCore, port: Port, payload: bytes, end: int, now: f
             oc.port_down += k
             t.port_down += k
             continue
+        if not p.forwarding:
+            oc.stp_discarding += k
+            t.stp_discarding += k
+            continue
         oc.tx_packets += k
         t.tx_packets += k
         oc.tx_bytes += nbytes
         t.tx_bytes += nbytes
         out.append((p.peer, [MSG_FRAMES, payload]))
     return out
+
+
+def discard_batch(sw: SwitchCore, port: Port, payload: bytes, now: float) -> list[Message]:
+    """A batch from a port spanning tree has not forwarding: its BPDUs (and other link-local
+    frames) are still the switch's, every other frame counts ``stp_discarding``; a batch
+    whose records do not parse counts ``malformed``. Returns the BPDUs the bridge sends."""
+    end = len(payload)
+    view = memoryview(payload)
+    off = dropped = 0
+    local = []
+    while off < end:
+        if off + 2 > end:
+            off = -1
+            break
+        s = off + 2
+        off = s + (payload[off] << 8 | payload[off + 1])
+        if off > end:
+            off = -1
+            break
+        if off - s >= ETH_HLEN and payload[s] & 1 and payload[s:s + 5] == LINK_LOCAL_PREFIX \
+                and payload[s + 5] <= 0x0F:
+            local.append(view[s:off])
+        else:
+            dropped += 1
+    if off < 0:
+        port.counters.malformed += 1
+        sw.totals.malformed += 1
+        sw.offence(port, now, malformed=1)
+        return []
+    port.counters.stp_discarding += dropped
+    sw.totals.stp_discarding += dropped
+    for frame in local:
+        sw.link_local(port, frame, now)
+    return []
 
 
 def count_records(payload: bytes) -> tuple[int, int]:

@@ -280,3 +280,80 @@ def test_settings_are_checked() -> None:
                    {"hello": 2.0, "max_age": 3.0}, {"forward_delay": -1}):
         with pytest.raises(ValueError):
             Bridge("x", **kwargs)
+
+
+# -- the switch core with spanning tree -------------------------------------------------------
+
+from vnet.proto import wire  # noqa: E402
+from vnet.switch.core import SwitchCore  # noqa: E402
+
+NODE_MAC = bytes.fromhex("020000000001")
+
+
+def _eth(dst: bytes, src: bytes) -> bytes:
+    return dst + src + b"\x88\xb5" + bytes(46)
+
+
+def _frames_to(out, peer: bytes) -> list[bytes]:
+    return [bytes(f) for p, parts in out if p == peer and parts[0] == wire.MSG_FRAMES
+            for f in wire.unpack_frames(parts[1])]
+
+
+def _core_with_trunk() -> tuple[SwitchCore, list]:
+    c = SwitchCore(name="sw", stp=Bridge("sw", hello=HELLO, max_age=MAX_AGE, forward_delay=FWD))
+    c.handle(b"node", wire.hello("node", [], 1500), 0.0)
+    out = c.handle(b"trunk", wire.Hello("other", (), 1500, bridge=True).encode(), 0.0)
+    return c, out
+
+
+def test_hello_bridge_field_is_optional_and_tolerant() -> None:
+    plain = wire.hello("n", [], 1500)
+    assert b"bridge" not in plain[1]
+    assert wire.Hello.decode(plain).bridge is False
+    assert wire.Hello.decode(wire.Hello("s", (), 1500, bridge=True).encode()).bridge is True
+    odd = [wire.MSG_HELLO, wire.encode_map({"version": wire.PROTOCOL_VERSION, "name": "n", "mtu": 1500,
+                                            "bridge": "yes"})]
+    assert wire.Hello.decode(odd).bridge is False
+
+
+def test_a_bridge_port_starts_discarding_and_proposes_node_ports_forward_at_once() -> None:
+    c, out = _core_with_trunk()
+    node, trunk = c.port_by_name("node"), c.port_by_name("other")
+    assert node.forwarding and not node.bridge
+    assert trunk.bridge and not trunk.forwarding and trunk.stp_state == "discarding"
+    [bpdu] = _frames_to(out, b"trunk")  # after the WELCOME, the proposal
+    assert decode_bpdu(bpdu).proposal and c.port_by_name("other").counters.bpdu_tx == 1
+    assert _frames_to(out, b"node") == []  # edge ports hear no BPDUs
+    # frames both ways are dropped at the discarding port, and counted there
+    out = c.handle(b"node", wire.frames_msg([_eth(b"\xff" * 6, NODE_MAC)]), 0.1)
+    assert _frames_to(out, b"trunk") == [] and trunk.counters.stp_discarding == 1
+    out = c.handle(b"trunk", wire.frames_msg([_eth(b"\xff" * 6, bytes.fromhex("020000000002"))]), 0.1)
+    assert out == [] and trunk.counters.stp_discarding == 2 and node.counters.rx_packets == 1
+
+
+def test_bpdus_are_consumed_and_link_local_frames_never_flooded() -> None:
+    c, _ = _core_with_trunk()
+    other = Bridge("other", priority=4096, hello=HELLO, max_age=MAX_AGE, forward_delay=FWD)
+    [send] = [a for a in other.add_port("to-sw", 1, 0.0) if isinstance(a, SendBpdu)]
+    out = c.handle(b"trunk", wire.frames_msg([send.frame]), 0.1)
+    trunk, node = c.port_by_name("other"), c.port_by_name("node")
+    assert trunk.counters.bpdu_rx == 1 and c.totals.bpdu_rx == 1
+    assert _frames_to(out, b"node") == []  # consumed: not flooded to the node
+    reply = [decode_bpdu(f) for f in _frames_to(out, b"trunk")]
+    assert reply and reply[-1].agreement and reply[-1].role is Role.ROOT  # the better root's proposal agreed
+    assert trunk.forwarding and c.stp.root_port.name == "other"
+    lldp = _eth(bytes.fromhex("0180c200000e"), NODE_MAC)
+    out = c.handle(b"node", wire.frames_msg([lldp, lldp]), 0.2)
+    assert _frames_to(out, b"trunk") == [] and node.counters.link_local == 2
+    bpdu_from_node = encode_bpdu(Bpdu(role=Role.DESIGNATED), NODE_MAC)
+    out = c.handle(b"node", wire.frames_msg([bpdu_from_node]), 0.3)
+    assert _frames_to(out, b"trunk") == [] and node.counters.bpdu_rx == 1  # an edge port's: ignored
+    assert c.stp.root_port.name == "other"
+
+
+def test_a_trunk_port_that_times_out_is_removed_from_the_tree() -> None:
+    c, _ = _core_with_trunk()
+    tick = c.tick(10.0)
+    assert [p.name for p in tick.removed] == ["node", "other"]
+    assert c.stp.ports == {}
+    assert "other" not in [p["port"] for p in c.stp_show(10.0)["ports"]]

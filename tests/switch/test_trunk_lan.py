@@ -170,3 +170,36 @@ def test_a_bad_trunk_option_is_a_clear_error(bad: str) -> None:
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2, r
     assert "trunk" in r.stderr and "PORT=ENDPOINT" in r.stderr or "endpoint" in r.stderr or "option" in r.stderr
+
+
+async def test_a_trunk_with_curve_needs_the_lans_key_pair(tmp_path) -> None:
+    """Switches of one CURVE LAN share its key pair: a trunk authenticates with it and comes
+    up; a switch with another LAN's pair is denied, counts it, and its trunk stays down."""
+    from vnet.proto.auth import keygen
+    from vnet.switch.server import SwitchConfig, SwitchServer
+
+    keygen(str(tmp_path / "lan"), [])
+    keygen(str(tmp_path / "other"), [])
+
+    def config(name: str, keys: str, *trunks: str) -> SwitchConfig:
+        return SwitchConfig(name=name, bind=f"ipc://{tmp_path}/{name}.data", control=None, trunks=list(trunks),
+                            curve_secret=str(tmp_path / keys / "switch.key_secret"),
+                            curve_allowed=str(tmp_path / keys / "allowed"), stp_priority=4096 if name == "a" else 32768,
+                            stp_hello=HELLO, stp_max_age=MAX_AGE, stp_forward_delay=FWD)
+
+    async with SwitchServer(config("a", "lan")) as a, \
+            SwitchServer(config("b", "lan", f"to-a={a.data_endpoint}")) as b, \
+            SwitchServer(config("x", "other", f"to-a={a.data_endpoint}")) as x:
+        async def trunk_forwarding() -> bool:
+            rows = {p["port"]: p for p in b.core.stp_show(0.0)["ports"]}
+            return "to-a" in rows and rows["to-a"]["state"] == "forwarding"
+
+        await poll_until(trunk_forwarding, "b's CURVE trunk forwarding", timeout=CONVERGENCE + 10)
+        assert a.core.find_port("b") is not None
+        [tx] = x.trunks.values()
+
+        async def denied() -> bool:
+            return tx.auth_failures > 0
+
+        await poll_until(denied, "x's trunk denied", timeout=10)
+        assert not tx.machine.carrier and a.core.find_port("x") is None

@@ -33,6 +33,11 @@ are ``switch.pipeline.PortTools``, sans-I/O like the core. This shell only passe
 messages of the ports in its hooks and sends what it returns; a loop timer releases the
 frames it holds (``tools.next_at()``), as do the datapath callbacks when they find them due.
 
+Trunks (``switch/trunk.py``, ``SwitchConfig.trunks``): this server opens each at start and
+closes each (BYE to the remote switch) before the ports' BYEs; ``_transmit_one`` hands what the
+core sends to a trunk's pseudo peer id to that trunk instead of the ROUTER. Spanning tree's
+timers (``core.stp_tick``) run from a loop timer at the bridge's next deadline (``_stp_tick``).
+
 Receiving and sending go through a plain (shadow) socket on the same ZeroMQ socket, and the
 datapath runs from loop callbacks on the socket's file descriptor (see ``_run``), so the
 per-message path creates no futures and a wakeup costs no more than a callback.

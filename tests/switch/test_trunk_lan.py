@@ -5,11 +5,12 @@ with a deadline; nothing sleeps to wait for readiness."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 import pytest
 
-from vnet.lan import Lan, poll_until
+from vnet.lan import Lan, poll_until, vnet_command
 
 HELLO, MAX_AGE, FWD = 0.2, 2.0, 1.0
 # the time RSTP may take to converge here: a cut is seen at once (both ends), and the rest is
@@ -47,7 +48,7 @@ async def switches(*specs: tuple[str, int, list[tuple[str, str]]]):
 
 
 async def stp(lan: Lan) -> dict:
-    return await lan.switch.call("stp_show")
+    return await lan.switch.stp_show()
 
 
 async def trunk_ports(lans: dict[str, Lan]) -> dict[tuple[str, str], dict]:
@@ -101,6 +102,14 @@ async def test_two_switches_over_a_trunk_ping_across() -> None:
         assert stats["trunks"]["to-a"]["carrier"] is True
         ports_b = {p["name"]: p for p in await lans["b"].switch.ports()}
         assert ports_b["to-a"]["stp_state"] == "forwarding" and ports_b["to-a"]["trunk"]
+        # the CLI: vnet switch stp
+        proc = await asyncio.create_subprocess_exec(*vnet_command(), "switch", "stp", "--switch-control",
+                                                    lans["b"].switch.control, stdout=asyncio.subprocess.PIPE)
+        text = (await asyncio.wait_for(proc.communicate(), 60))[0].decode()
+        assert proc.returncode == 0
+        assert f"root {show['root_id']} root port to-a root path cost 20000" in text
+        assert [line.split()[:3] for line in text.splitlines() if line.strip().startswith("to-a")] == \
+            [["to-a", "root", "forwarding"]]
 
 
 async def test_a_loop_of_three_switches_blocks_one_port_and_fails_over() -> None:

@@ -372,12 +372,15 @@ def forward_uniform(sw: SwitchCore, port: Port, payload: bytes, end: int, now: f
 
 def discard_batch(sw: SwitchCore, port: Port, payload: bytes, now: float) -> list[Message]:
     """A batch from a port spanning tree has not forwarding: its BPDUs (and other link-local
-    frames) are still the switch's, every other frame counts ``stp_discarding``; a batch
-    whose records do not parse counts ``malformed``. Returns the BPDUs the bridge sends."""
+    frames) are still the switch's, every other frame counts ``stp_discarding``; in the
+    learning state their sources are learned first (802.1D's Learning: learn, do not
+    forward). A batch whose records do not parse counts ``malformed``. Returns nothing: the
+    bridge's BPDUs are queued on the core."""
     end = len(payload)
     view = memoryview(payload)
     off = dropped = 0
     local = []
+    learning = port.stp_state == "learning"
     while off < end:
         if off + 2 > end:
             off = -1
@@ -392,6 +395,12 @@ def discard_batch(sw: SwitchCore, port: Port, payload: bytes, now: float) -> lis
             local.append(view[s:off])
         else:
             dropped += 1
+            if learning and off - s >= ETH_HLEN and not payload[s + 6] & 1:
+                src = payload[s + 6:s + 12]
+                tagged = payload[s + 12] == 0x81 and payload[s + 13] == 0 and off - s >= ETH_HLEN + VLAN_HLEN
+                vlan = (payload[s + 14] & 0x0F) << 8 | payload[s + 15] if tagged else 0
+                if src != ZERO_MAC:
+                    sw.fdb.learn(src, vlan, port, now, sw.max_macs)
     if off < 0:
         port.counters.malformed += 1
         sw.totals.malformed += 1

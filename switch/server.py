@@ -525,11 +525,17 @@ class SwitchServer:
             now = self._loop.time()
             pending: dict[bytes, list[bytes]] = {}
             pending_bytes: dict[bytes, int] = {}
+            trunks = self.trunks
             for _ in range(DRAIN_BUDGET):
                 try:
                     parts = recv(noblock)
                 except zmq.Again:
                     break
+                if trunks and parts[0] in trunks:
+                    # a peer that chose a trunk's pseudo id as its routing id: it is not that
+                    # trunk (whose messages never cross the ROUTER), so it is not attached
+                    self.core.not_attached(parts[0], parts[1:])
+                    continue
                 if hooks_in and parts[0] in hooks_in:
                     outs = tools.ingress(parts[0], parts[1:], now)
                 else:

@@ -49,8 +49,9 @@ What is modelled, after 802.1D-2004 clause 17:
 
 Not modelled: 802.1D (STP) compatibility mode (a config BPDU is read as a designated
 port's RST information, and only RST BPDUs are sent), the dispute mechanism, point-to-point
-detection (every trunk is a point-to-point link), MSTP. The learning state passes no frames
-and learns nothing (the switch drops every non-BPDU frame of a port that is not forwarding).
+detection (every trunk is a point-to-point link), MSTP. A learning port learns the sources of
+what it receives and forwards nothing (the switch drops every non-BPDU frame of a port that
+is not forwarding).
 
 BPDU codec (``encode_bpdu``/``decode_bpdu``): the RST BPDU of 802.1D-2004 9.3.3 in an
 802.3 frame with LLC: destination 01:80:C2:00:00:00, length, LLC 42 42 03, protocol id 0,

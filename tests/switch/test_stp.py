@@ -357,3 +357,15 @@ def test_a_trunk_port_that_times_out_is_removed_from_the_tree() -> None:
     assert [p.name for p in tick.removed] == ["node", "other"]
     assert c.stp.ports == {}
     assert "other" not in [p["port"] for p in c.stp_show(10.0)["ports"]]
+
+
+def test_a_learning_port_learns_but_forwards_nothing() -> None:
+    c, _ = _core_with_trunk()
+    trunk = c.port_by_name("other")
+    while trunk.stp_state != "learning":  # nobody agrees: forward delay
+        now = c.stp_deadline()
+        c.stp_tick(now)
+    far = bytes.fromhex("020000000009")
+    out = c.handle(b"trunk", wire.frames_msg([_eth(b"\xff" * 6, far)]), now)
+    assert out == [] and trunk.counters.stp_discarding == 1
+    assert c.fdb.lookup(far, 0, now) is trunk

@@ -212,3 +212,34 @@ async def test_a_trunk_with_curve_needs_the_lans_key_pair(tmp_path) -> None:
 
         await poll_until(denied, "x's trunk denied", timeout=10)
         assert not tx.machine.carrier and a.core.find_port("x") is None
+
+
+async def test_a_peer_posing_as_a_trunk_is_not_attached(tmp_path) -> None:
+    """A DEALER that picks a trunk's pseudo peer id as its routing id reaches nothing: its
+    frames count ``unknown_peer`` and never enter the trunk's port."""
+    import zmq
+    import zmq.asyncio
+
+    from vnet.proto import wire
+    from vnet.switch.server import SwitchConfig, SwitchServer
+    from vnet.switch.trunk import trunk_peer
+
+    async with SwitchServer(SwitchConfig(name="a", bind=f"ipc://{tmp_path}/a.data", control=None)) as a, \
+            SwitchServer(SwitchConfig(name="b", bind=f"ipc://{tmp_path}/b.data", control=None,
+                                      trunks=[f"to-a={a.data_endpoint}"])) as b:
+        ctx = zmq.asyncio.Context()
+        sock = ctx.socket(zmq.DEALER)
+        try:
+            sock.setsockopt(zmq.ROUTING_ID, trunk_peer("to-a"))
+            sock.connect(b.data_endpoint)
+            frame = b"\xff" * 6 + bytes.fromhex("020000000077") + b"\x88\xb5" + bytes(46)
+            await sock.send_multipart(wire.frames_msg([frame]))
+            await poll_until(lambda: _async(b.core.totals.unknown_peer == 1), "the posing frame counted", timeout=10)
+            assert b.core.port_by_name("to-a").counters.rx_packets == 0
+        finally:
+            sock.close(linger=0)
+            ctx.term()
+
+
+async def _async(value):
+    return value

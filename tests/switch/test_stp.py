@@ -369,3 +369,17 @@ def test_a_learning_port_learns_but_forwards_nothing() -> None:
     out = c.handle(b"trunk", wire.frames_msg([_eth(b"\xff" * 6, far)]), now)
     assert out == [] and trunk.counters.stp_discarding == 1
     assert c.fdb.lookup(far, 0, now) is trunk
+
+
+def test_the_root_bridge_going_away_elects_the_next_best() -> None:
+    net = triangle()
+    net.run(0.5)
+    net.cut("a", "b")
+    net.cut("a", "c")
+    net.run(0.5)
+    b, c = net.bridges["b"], net.bridges["c"]
+    assert b.root_id == c.root_id == b.bridge_id and b.root_port is None
+    assert c.root_port.name == "to-b" and c.root_cost == 20000
+    assert net.state("c", "to-b") is State.FORWARDING and net.state("b", "to-c") is State.FORWARDING
+    net.run(5 * MAX_AGE)  # and it holds: no stale information of the old root comes back
+    assert c.root_id == b.bridge_id

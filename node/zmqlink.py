@@ -1,7 +1,7 @@
 """The node's cable to the switch: a ``Link`` over a ZeroMQ DEALER.
 
 This is the PHY of vnet0 in the node daemon, as a thin I/O shell around the link protocol's
-state machine (``LinkMachine``, node/linkproto.py: attachment, HELLO backoff, heartbeats and
+state machine (``LinkMachine``, proto/link.py: attachment, HELLO backoff, heartbeats and
 their timeout, NOT_ATTACHED, CARRIER, BYE, reconnecting a silent switch, the switch's MTU).
 The shell owns the socket, one timer and one task: it decodes what the socket reads
 (vnet.proto.wire; a message that does not decode counts ``rx_malformed``), feeds it to the
@@ -52,7 +52,7 @@ import zmq
 import zmq.asyncio
 
 from vnet.node.link import CarrierCallback, Frame, RxCallback
-from vnet.node.linkproto import (
+from vnet.proto.link import (
     ClampMtu,
     Deliver,
     LinkMachine,
@@ -95,7 +95,7 @@ def _from_machine(name: str) -> property:
 
 class ZmqLink:
     """A Link to the learning switch at ``endpoint``; owns its DEALER socket, its timer and
-    its task, and drives a ``LinkMachine`` (node/linkproto.py) with what the socket reads.
+    its task, and drives a ``LinkMachine`` (proto/link.py) with what the socket reads.
 
     ``hello`` is called at each (re)attachment and returns ``(name, macs, mtu)`` so the
     switch always learns the device's current address. ``on_mtu(mtu)`` is called when a

@@ -239,4 +239,5 @@ SWITCH_POLICY: dict[str, Policy] = {
     "mirror_read": _p(id=Arg(int, required=True, low=0, high=1 << 62), timeout=_timeout(1.0),
                       max=Arg(int, default=1024, low=1, high=MAX_READ)),
     "mirror_stop": _p(id=Arg(int, required=True, low=0, high=1 << 62)),
+    "stp_show": _p(),
 }

@@ -7,7 +7,9 @@ kind, and at most one more part, the payload:
 =============  ===========  =============================================================
 kind           direction    payload
 =============  ===========  =============================================================
-HELLO    b"H"  node->switch msgpack map: version, name, macs (list of 6-byte bin), mtu
+HELLO    b"H"  node->switch msgpack map: version, name, macs (list of 6-byte bin), mtu,
+                            bridge (optional, true: the sender is another switch's
+                            trunk, so spanning tree runs on the port; absent means false)
 WELCOME  b"W"  switch->node msgpack map: version, port, heartbeat_interval,
                             heartbeat_timeout, mtu, carrier (false only when the
                             port is down; absent means up)
@@ -166,17 +168,22 @@ def _check_mtu(mtu: object, what: str) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Hello:
-    """node->switch: attach me. ``macs`` are the addresses the node's device answers to."""
+    """node->switch: attach me. ``macs`` are the addresses the node's device answers to;
+    ``bridge`` true: the sender is another switch dialing in over a trunk (spanning tree runs
+    on the port). The key is sent only when true, so a node's HELLO is as it always was."""
 
     name: str
     macs: tuple[bytes, ...]
     mtu: int
     version: int = PROTOCOL_VERSION
+    bridge: bool = False
     kind: ClassVar[bytes] = MSG_HELLO
 
     def encode(self) -> list[bytes]:
-        return [MSG_HELLO, encode_map({"version": self.version, "name": self.name,
-                                       "macs": [bytes(m) for m in self.macs], "mtu": self.mtu})]
+        info = {"version": self.version, "name": self.name, "macs": [bytes(m) for m in self.macs], "mtu": self.mtu}
+        if self.bridge:
+            info["bridge"] = True
+        return [MSG_HELLO, encode_map(info)]
 
     @classmethod
     def decode(cls, parts: Sequence[bytes]) -> "Hello":
@@ -195,7 +202,8 @@ class Hello:
         macs = msg.get("macs", [])
         if not isinstance(macs, list) or not all(isinstance(m, bytes) and len(m) == 6 for m in macs):
             raise WireError("HELLO macs must be a list of 6-byte binary addresses")
-        return cls(name, tuple(macs), _check_mtu(msg.get("mtu"), "HELLO"), version)
+        bridge = msg.get("bridge") is True  # tolerant: anything but true is a node's HELLO
+        return cls(name, tuple(macs), _check_mtu(msg.get("mtu"), "HELLO"), version, bridge)
 
 
 @dataclass(frozen=True, slots=True)

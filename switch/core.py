@@ -81,6 +81,19 @@ the flooder's frames themselves. Lowering the limit removes nothing: the port le
 address until it holds fewer. The check runs only where a frame's source differs from the
 previous one (the learn path), inside ``Fdb.learn``, and not at all with ``max_macs`` 0.
 
+Spanning tree (``switch/stp.py``, IEEE 802.1w; ``stp`` is the core's ``Bridge``). A port whose
+HELLO says ``bridge`` (another switch's trunk dialing in) or that this switch dials itself
+(``attach_trunk``: a trunk's local end, whose liveness is its link's, never timed out here) runs
+spanning tree; node ports are edge ports and forward at once. Frames to 01:80:C2:00:00:00..0F are
+never forwarded: a BPDU (to ...:00) is consumed, counted ``bpdu_rx`` and handed to the bridge;
+the others count ``link_local``. A port that is not forwarding drops every other frame from it
+and to it, counted ``stp_discarding`` on that port (checked per batch and per output port, as
+the admin state). The bridge's actions are applied here: a port's state (``Port.forwarding``),
+an FDB flush (a topology change), and BPDUs to send, which leave as FRAMES messages with the
+messages of the call that made them (``handle``, ``tick``, ``stp_tick``, ``set_admin``,
+``set_link``) and count ``bpdu_tx`` and tx_packets. A port is enabled for spanning tree while it
+is administratively up and its link is up (``set_link``: a trunk's carrier).
+
 Batching is the performance lever: one FRAMES message in produces at most one FRAMES message
 per output port. Records are forwarded as they arrived (length prefix and frame, as zero-copy
 views of the input), so nothing is re-encoded. A payload whose records do not parse counts one
@@ -105,6 +118,7 @@ import logging
 from typing import NamedTuple
 
 from vnet.proto import wire
+from vnet.switch import stp as stp_mod
 from vnet.switch.fdb import Fdb, FdbEntry, Learn
 from vnet.switch.forward import count_records, forward_batch
 from vnet.switch.vlan import PortVlan
@@ -153,6 +167,10 @@ PORT_COUNTERS = (
     "vlan_tagged",  # tagged frames from this access port (switch/vlan.py)
     "vlan_disallowed",  # frames from this trunk with a VID it does not carry
     "vlan_untagged",  # untagged frames from this trunk, which has no native VLAN
+    "stp_discarding",  # frames from or to this port while spanning tree had it not forwarding
+    "bpdu_rx",  # BPDUs received (consumed by the switch)
+    "bpdu_tx",  # BPDUs sent
+    "link_local",  # frames to 01:80:C2:00:00:01..0F (never forwarded), dropped
 )
 SWITCH_COUNTERS = PORT_COUNTERS + (
     "forwarded",  # copies the forwarding made (one per output port per frame), before egress drops
@@ -197,7 +215,7 @@ class Port:
     """One attached node. ``peer`` is its ROUTER identity, ``port_id`` the switch's number."""
 
     __slots__ = ("port_id", "peer", "name", "macs", "mtu", "attached_at", "last_seen", "counters", "admin_up",
-                 "vlan")
+                 "vlan", "bridge", "trunk", "link_up", "forwarding", "stp_state")
 
     def __init__(self, port_id: int, peer: bytes, name: str, macs: list[bytes], mtu: int, now: float) -> None:
         self.port_id = port_id
@@ -210,6 +228,11 @@ class Port:
         self.counters = Counters()
         self.admin_up = True
         self.vlan: PortVlan | None = None  # None: VLAN-transparent
+        self.bridge = False  # the far end is a switch: spanning tree runs here
+        self.trunk = False  # this switch's own trunk (attach_trunk): its link says when it is up
+        self.link_up = True
+        self.forwarding = True  # spanning tree lets data frames through
+        self.stp_state = "forwarding"
 
     def __repr__(self) -> str:
         return f"Port({self.port_id}, {self.name!r})"
@@ -274,6 +297,8 @@ class SwitchCore:
         hello_rate: float = DEFAULT_HELLO_RATE,
         hello_burst: int = DEFAULT_HELLO_BURST,
         vlans: dict[str, PortVlan] | None = None,
+        name: str = "switch",
+        stp: stp_mod.Bridge | None = None,
     ) -> None:
         if isinstance(mtu, bool) or not isinstance(mtu, int) or not ETH_MIN_MTU <= mtu <= ETH_MAX_MTU:
             raise ValueError(f"mtu must be an integer from {ETH_MIN_MTU} to {ETH_MAX_MTU}, got {mtu!r}")
@@ -303,6 +328,10 @@ class SwitchCore:
         self.vlan_ports = 0  # attached ports with a VLAN configuration: forward.py's VLAN path
         self.generation = 0  # changes whenever a port attaches or detaches
         self._offence_log = RateLimit()  # bad input is counted always, logged at most 10 per 5 s
+        self.name = name
+        self.stp = stp if stp is not None else stp_mod.Bridge(name)
+        self._stp_out: list[Message] = []  # BPDUs the bridge asked for, sent with the next answer
+        self._trunk_peers: set[bytes] = set()
 
     # -- input -------------------------------------------------------------------------
 
@@ -318,14 +347,17 @@ class SwitchCore:
         port.last_seen = now
         n = len(parts)
         if kind == MSG_FRAMES and n == 2:
-            return forward_batch(self, port, parts[1], now)
+            out = forward_batch(self, port, parts[1], now)
+            if self._stp_out:
+                out += self._take_stp()
+            return out
         if kind == MSG_HEARTBEAT and n == 1:
             return [(peer, HEARTBEAT)]
         if kind == MSG_HELLO:
             return self._hello(peer, parts, now)
         if kind == MSG_BYE and n == 1:
             self._detach(port, "byes")
-            return []
+            return self._take_stp()
         port.counters.malformed += 1
         self.totals.malformed += 1
         self.offence(port, now, malformed=1)
@@ -391,6 +423,9 @@ class SwitchCore:
         port.vlan = self._vlans.get(name)
         if port.vlan is not None:
             self.vlan_ports += 1
+        port.trunk = peer in self._trunk_peers
+        port.bridge = hello.bridge or port.trunk
+        port.link_up = not port.trunk  # a trunk's link comes up with its carrier (set_link)
         self._next_id += 1
         self.generation += 1
         self._by_peer[peer] = port
@@ -403,13 +438,16 @@ class SwitchCore:
         if refused:
             log.warning("port %d %r declared %d macs over its port security limit of %d: not learned",
                         port.port_id, name, refused, self.max_macs)
-        log.info("port %d %r attached (mtu %d, %d macs)", port.port_id, name, mtu, len(macs))
+        log.info("port %d %r attached (mtu %d, %d macs%s)", port.port_id, name, mtu, len(macs),
+                 ", a switch: spanning tree" if port.bridge else "")
+        self._stp(self.stp.add_port(name, port.port_id, now, edge=not port.bridge,
+                                    enabled=port.admin_up and port.link_up))
         welcome = wire.Welcome(port.port_id, self.heartbeat_interval, self.heartbeat_timeout, self.mtu,
                                carrier=port.admin_up).encode()
         if not port.admin_up:
             log.info("port %d %r is administratively down: carrier off", port.port_id, name)
-            return [(peer, welcome), (peer, wire.Carrier(False).encode())]
-        return [(peer, welcome)]
+            return [(peer, welcome), (peer, wire.Carrier(False).encode()), *self._take_stp()]
+        return [(peer, welcome), *self._take_stp()]
 
     def _learn_declared(self, port: Port, now: float) -> int:
         """Learn the usable MACs ``port``'s HELLO declared, in the VLAN its untagged frames
@@ -475,9 +513,11 @@ class SwitchCore:
 
     # -- admin state ---------------------------------------------------------------------
 
-    def set_admin(self, name: str, up: bool) -> tuple[dict, list[Message]]:
+    def set_admin(self, name: str, up: bool, now: float | None = None) -> tuple[dict, list[Message]]:
         """Set port ``name`` administratively up or down (a cable cut); return its state and
-        the CARRIER message for its node. UnknownPort unless attached or already down."""
+        the CARRIER message for its node (and the BPDUs spanning tree sends as the port is
+        disabled or enabled, at ``now``, default the port's last news). UnknownPort unless
+        attached or already down."""
         port = self._by_name.get(name)
         if port is None and name not in self._admin_down:
             self.port_by_name(name)  # raises, naming the attached ports
@@ -490,6 +530,8 @@ class SwitchCore:
             port.admin_up = up
             log.info("port %d %r administratively %s", port.port_id, name, "up" if up else "down")
             out.append((port.peer, wire.Carrier(up).encode()))
+            self._stp(self.stp.set_enabled(name, up and port.link_up, port.last_seen if now is None else now))
+            out += self._take_stp()
         return {"name": name, "admin": "up" if up else "down", "attached": port is not None}, out
 
     # -- VLANs ---------------------------------------------------------------------------
@@ -557,18 +599,98 @@ class SwitchCore:
     def tick(self, now: float) -> Tick:
         """Remove ports silent for ``heartbeat_timeout`` (BYE to each) and age the FDB."""
         timeout = self.heartbeat_timeout
-        dead = [p for p in self.port_list if now - p.last_seen > timeout]
+        dead = [p for p in self.port_list if now - p.last_seen > timeout and not p.trunk]
         for port in dead:
             log.info("port %d %r timed out after %.3g s of silence", port.port_id, port.name, now - port.last_seen)
             self._detach(port, "timeouts")
         aged = self.fdb.expire(now)
-        return Tick([(p.peer, BYE) for p in dead], dead, aged)
+        return Tick([(p.peer, BYE) for p in dead] + self._take_stp(), dead, aged)
+
+    # -- spanning tree -----------------------------------------------------------------------
+
+    def stp_deadline(self) -> float | None:
+        """When ``stp_tick`` next has work (the bridge's timers)."""
+        return self.stp.next_deadline()
+
+    def stp_tick(self, now: float) -> list[Message]:
+        """Run the bridge's timers; return the BPDUs to send."""
+        self._stp(self.stp.tick(now))
+        return self._take_stp()
+
+    def attach_trunk(self, peer: bytes, name: str, now: float) -> list[Message]:
+        """Attach this switch's own end of a trunk as port ``name`` under the pseudo peer id
+        ``peer`` (the server routes that id's messages to the trunk's socket). The port is a
+        bridge port whose link is down until ``set_link(name, True)``; it never times out."""
+        self._trunk_peers.add(peer)
+        return self._hello(peer, wire.Hello(name, (), self.mtu, bridge=True).encode(), now)
+
+    def set_link(self, name: str, up: bool, now: float) -> list[Message]:
+        """A trunk's link (its carrier) went up or down: spanning tree enables or disables
+        the port. Return the BPDUs to send."""
+        port = self._by_name.get(name)
+        if port is None or port.link_up == up:
+            return []
+        port.link_up = up
+        port.last_seen = now
+        self._stp(self.stp.set_enabled(name, up and port.admin_up, now))
+        return self._take_stp()
+
+    def link_local(self, port: Port, frame: memoryview, now: float) -> None:
+        """A frame to 01:80:C2:00:00:00..0F from ``port``: never forwarded. A BPDU goes to
+        the bridge (which ignores one from an edge port), anything else counts ``link_local``."""
+        c = port.counters
+        t = self.totals
+        if frame[5] == 0:
+            c.bpdu_rx += 1
+            t.bpdu_rx += 1
+            self._stp(self.stp.receive(port.name, frame, now))
+        else:
+            c.link_local += 1
+            t.link_local += 1
+
+    def _stp(self, actions: list) -> None:
+        """Apply the bridge's actions: port states and flushes now, BPDUs queued."""
+        by_name = self._by_name
+        for act in actions:
+            port = by_name.get(act.port)
+            if port is None:
+                continue
+            kind = type(act)
+            if kind is stp_mod.PortState:
+                if port.stp_state != act.state.value:
+                    log.info("port %d %r: spanning tree %s", port.port_id, port.name, act.state.value)
+                port.forwarding = act.forwarding
+                port.stp_state = act.state.value
+            elif kind is stp_mod.Flush:
+                self.fdb.flush(port)
+            elif kind is stp_mod.SendBpdu:
+                c = port.counters
+                t = self.totals
+                n = len(act.frame)
+                c.bpdu_tx += 1
+                t.bpdu_tx += 1
+                c.tx_packets += 1
+                t.tx_packets += 1
+                c.tx_bytes += n
+                t.tx_bytes += n
+                self._stp_out.append((port.peer, [MSG_FRAMES, wire.pack_frames((act.frame,))]))
+
+    def _take_stp(self) -> list[Message]:
+        out, self._stp_out = self._stp_out, []
+        return out
+
+    def stp_show(self, now: float) -> dict:
+        """The bridge and its ports (``stp_show``); the switch's name with them."""
+        view = self.stp.show(now)
+        view["name"] = self.name
+        return view
 
     def shutdown(self) -> list[Message]:
         """Detach every port; return the BYE for each."""
         out = [(p.peer, BYE) for p in self.port_list]
         for port in list(self.port_list):
             self._detach(port, None)
+        self._stp_out = []  # nobody is left to hear them
         return out
 
     def _detach(self, port: Port, reason: str | None) -> None:
@@ -578,6 +700,7 @@ class SwitchCore:
         del self._by_name[port.name]
         self.port_list.remove(port)
         self.fdb.flush(port)
+        self._stp(self.stp.remove_port(port.name, port.last_seen))
         self.generation += 1
         t = self.totals
         t.detached += 1
@@ -630,6 +753,10 @@ class SwitchCore:
                 "attached_for": round(now - p.attached_at, 3),
                 "last_seen_ago": round(now - p.last_seen, 3),
                 "fdb_entries": self.fdb.port_count(p),
+                "stp_state": p.stp_state,
+                "bridge": p.bridge,
+                "trunk": p.trunk,
+                "link": "up" if p.link_up else "down",
                 "counters": p.counters.as_dict(),
             }
             for p in self.port_list
@@ -637,7 +764,10 @@ class SwitchCore:
 
     def stats(self) -> dict:
         return {
+            "name": self.name,
             "ports": len(self.port_list),
+            "stp_states": {p.name: p.stp_state for p in self.port_list},
+            "stp": self.stp.counters(),
             "totals": self.totals.as_dict(),
             "per_port": {p.name: p.counters.as_dict() for p in self.port_list},
             "fdb": self.fdb.counters(),

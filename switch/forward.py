@@ -33,6 +33,7 @@ from vnet.proto.ether import ETH_HLEN, VLAN_HLEN, ZERO_MAC
 from vnet.proto.wire import FRAME_HDR, MSG_FRAMES
 from vnet.switch.fdb import Learn
 from vnet.switch.vlan import egress_tagged, ingress, retag
+from vnet.switch.stp import LINK_LOCAL_PREFIX
 
 if TYPE_CHECKING:
     from vnet.switch.core import Message, Port, SwitchCore
@@ -42,7 +43,7 @@ _FLOOD = object()  # a run's destination: every port but the ingress one
 UNIFORM_MIN_FRAMES = 8
 _UNIFORM_MIN_BYTES = UNIFORM_MIN_FRAMES * (ETH_HLEN + 2)
 # what the switch did with a frame, cached per header in forward_batch
-_FWD, _FLOODED, _SAME_PORT, _BAD_SRC, _PSEC = (object() for _ in range(5))
+_FWD, _FLOODED, _SAME_PORT, _BAD_SRC, _PSEC, _LOCAL = (object() for _ in range(6))
 _REFUSED = Learn.REFUSED
 
 
@@ -57,6 +58,8 @@ def forward_batch(sw: SwitchCore, port: Port, payload: bytes, now: float) -> lis
         port.counters.port_down += k
         sw.totals.port_down += k
         return []
+    if not port.forwarding:
+        return discard_batch(sw, port, payload, now)
     if sw.vlan_ports:
         return forward_vlan(sw, port, payload, now)
     end = len(payload)
@@ -155,6 +158,9 @@ def forward_general(sw: SwitchCore, port: Port, payload: bytes, now: float) -> l
                     if src[0] & 1 or src == ZERO_MAC:
                         kind = _BAD_SRC
                         dest = None
+                    elif hdr[0] & 1 and hdr[:5] == LINK_LOCAL_PREFIX and hdr[5] <= 0x0F:
+                        kind = _LOCAL  # BPDUs and the other 802.1D reserved groups: never forwarded
+                        dest = None
                     else:
                         if tagged:
                             if n < ETH_HLEN + VLAN_HLEN:
@@ -188,7 +194,7 @@ def forward_general(sw: SwitchCore, port: Port, payload: bytes, now: float) -> l
                         runt += 1
                         dest = None
                         last_hdr = None
-                    elif not tagged or kind is _BAD_SRC:
+                    elif not tagged or kind is _BAD_SRC or kind is _LOCAL:
                         decisions[hdr] = (kind, dest)
                         last_hdr = hdr
                         last_kind = kind
@@ -208,6 +214,8 @@ def forward_general(sw: SwitchCore, port: Port, payload: bytes, now: float) -> l
                 same_port += 1
             elif kind is _BAD_SRC:
                 bad_src += 1
+            elif kind is _LOCAL:
+                sw.link_local(port, view[s:nxt], now)
             elif kind is _PSEC:
                 psec += 1
                 if shutdown:  # the port goes down here
@@ -273,6 +281,10 @@ def forward_general(sw: SwitchCore, port: Port, payload: bytes, now: float) -> l
             p.counters.port_down += k
             t.port_down += k
             continue
+        if not p.forwarding:
+            p.counters.stp_discarding += k
+            t.stp_discarding += k
+            continue
         # one piece as long as the batch is the batch: it goes out as it came, uncopied
         data = payload if len(q) == 2 and len(q[1]) == end else b"".join(q[1:])
         nbytes = len(data) - 2 * k
@@ -303,6 +315,8 @@ def forward_uniform(sw: SwitchCore, port: Port, payload: bytes, end: int, now: f
     k, rest = divmod(end, step)
     if rest or k < UNIFORM_MIN_FRAMES or n < ETH_HLEN or n > sw.max_frame:
         return None
+    if payload[2:7] == LINK_LOCAL_PREFIX:
+        return None  # BPDUs and other link-local frames are the general path's
     if payload[14] == 0x81 and payload[15] == 0x00:
         return None  # tagged (type at 14: after the record's 2-byte length): VID not compared
     if payload[0::step] != bytes((hi,)) * k or payload[1::step] != bytes((lo,)) * k:
@@ -353,6 +367,10 @@ def forward_uniform(sw: SwitchCore, port: Port, payload: bytes, end: int, now: f
         if not p.admin_up:
             oc.port_down += k
             t.port_down += k
+            continue
+        if not p.forwarding:
+            oc.stp_discarding += k
+            t.stp_discarding += k
             continue
         oc.tx_packets += k
         t.tx_packets += k
@@ -405,6 +423,9 @@ def forward_vlan(sw: SwitchCore, port: Port, payload: bytes, now: float) -> list
         src = payload[s + 6 : s + 12]
         if src[0] & 1 or src == ZERO_MAC:
             drops["bad_src"] += 1
+            continue
+        if payload[s] & 1 and payload[s : s + 5] == LINK_LOCAL_PREFIX and payload[s + 5] <= 0x0F:
+            sw.link_local(port, view[s:e], now)  # BPDUs and the 802.1D reserved groups: never forwarded
             continue
         tagged = payload[s + 12] == 0x81 and payload[s + 13] == 0x00
         if tagged and n < ETH_HLEN + VLAN_HLEN:
@@ -484,6 +505,10 @@ def forward_vlan(sw: SwitchCore, port: Port, payload: bytes, now: float) -> list
             p.counters.port_down += k
             t.port_down += k
             continue
+        if not p.forwarding:
+            p.counters.stp_discarding += k
+            t.stp_discarding += k
+            continue
         data = b"".join(q[1:])
         nbytes = len(data) - 2 * k
         oc = p.counters
@@ -495,6 +520,51 @@ def forward_vlan(sw: SwitchCore, port: Port, payload: bytes, now: float) -> list
     if rest >= 0:
         out += sw.psec_shutdown(port, rest)
     return out
+
+
+def discard_batch(sw: SwitchCore, port: Port, payload: bytes, now: float) -> list[Message]:
+    """A batch from a port spanning tree has not forwarding: its BPDUs (and other link-local
+    frames) are still the switch's, every other frame counts ``stp_discarding``; in the
+    learning state their sources are learned first (802.1D's Learning: learn, do not
+    forward). A batch whose records do not parse counts ``malformed``. Returns nothing: the
+    bridge's BPDUs are queued on the core."""
+    end = len(payload)
+    view = memoryview(payload)
+    off = dropped = 0
+    local = []
+    learning = port.stp_state == "learning"
+    while off < end:
+        if off + 2 > end:
+            off = -1
+            break
+        s = off + 2
+        off = s + (payload[off] << 8 | payload[off + 1])
+        if off > end:
+            off = -1
+            break
+        if off - s >= ETH_HLEN and payload[s] & 1 and payload[s:s + 5] == LINK_LOCAL_PREFIX \
+                and payload[s + 5] <= 0x0F:
+            local.append(view[s:off])
+        else:
+            dropped += 1
+            if learning and off - s >= ETH_HLEN and not payload[s + 6] & 1:
+                src = payload[s + 6:s + 12]
+                tagged = payload[s + 12] == 0x81 and payload[s + 13] == 0 and off - s >= ETH_HLEN + VLAN_HLEN
+                vlan = (payload[s + 14] & 0x0F) << 8 | payload[s + 15] if tagged else 0
+                if port.vlan is not None:  # learned in the VLAN the port would forward it in
+                    vlan = ingress(port.vlan, vlan if tagged else None)
+                if src != ZERO_MAC and type(vlan) is int:
+                    sw.fdb.learn(src, vlan, port, now, sw.max_macs)
+    if off < 0:
+        port.counters.malformed += 1
+        sw.totals.malformed += 1
+        sw.offence(port, now, malformed=1)
+        return []
+    port.counters.stp_discarding += dropped
+    sw.totals.stp_discarding += dropped
+    for frame in local:
+        sw.link_local(port, frame, now)
+    return []
 
 
 def count_records(payload: bytes) -> tuple[int, int]:

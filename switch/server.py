@@ -33,6 +33,11 @@ are ``switch.pipeline.PortTools``, sans-I/O like the core. This shell only passe
 messages of the ports in its hooks and sends what it returns; a loop timer releases the
 frames it holds (``tools.next_at()``), as do the datapath callbacks when they find them due.
 
+Trunks (``switch/trunk.py``, ``SwitchConfig.trunks``): this server opens each at start and
+closes each (BYE to the remote switch) before the ports' BYEs; ``_transmit_one`` hands what the
+core sends to a trunk's pseudo peer id to that trunk instead of the ROUTER. Spanning tree's
+timers (``core.stp_tick``) run from a loop timer at the bridge's next deadline (``_stp_tick``).
+
 Receiving and sending go through a plain (shadow) socket on the same ZeroMQ socket, and the
 datapath runs from loop callbacks on the socket's file descriptor (see ``_run``), so the
 per-message path creates no futures and a wakeup costs no more than a callback.
@@ -68,6 +73,8 @@ from vnet.switch.core import (
 from vnet.switch.fdb import Fdb
 from vnet.switch.vlan import PortVlan, parse_spec
 from vnet.switch.metrics import SwitchCollector
+from vnet.switch import stp
+from vnet.switch.trunk import Trunk, TrunkSpec
 from vnet.switch.pipeline import MIRROR_IDLE_TIMEOUT, PortTools, Tx
 from vnet.proto import auth
 from vnet.proto.capture import (DEFAULT_BUFFER, DEFAULT_SNAPLEN, CaptureLimitError, FilterError, check_limits,
@@ -130,6 +137,12 @@ class SwitchConfig:
     # switch/vlan.py) or a PortVlan; applied to a port whenever it attaches
     vlans: dict[str, Any] = dataclasses.field(default_factory=dict)
     metrics: str | None = None  # the Prometheus endpoint, HOST:PORT (`vnet switch` default 127.0.0.1:0); None: none
+    name: str = "switch"  # this switch's name: its bridge MAC, a trunk's default remote port name
+    trunks: list = dataclasses.field(default_factory=list)  # TrunkSpec or "PORT=ENDPOINT[,as=REMOTE]"
+    stp_priority: int = stp.DEFAULT_PRIORITY
+    stp_hello: float = stp.DEFAULT_HELLO
+    stp_max_age: float = stp.DEFAULT_MAX_AGE
+    stp_forward_delay: float = stp.DEFAULT_FORWARD_DELAY
 
     def __post_init__(self) -> None:
         self.validate()
@@ -159,6 +172,13 @@ class SwitchConfig:
             parse_listen(self.metrics)
         if self.violation not in VIOLATIONS:
             raise ValueError(f'violation must be "drop" or "shutdown", got {self.violation!r}')
+        if not isinstance(self.name, str) or not self.name or len(self.name) > 255:
+            raise ValueError(f"name must be a non-empty string of at most 255 characters, got {self.name!r}")
+        stp.check_settings(self.stp_priority, self.stp_hello, self.stp_max_age, self.stp_forward_delay)
+        self.trunks = [t if isinstance(t, TrunkSpec) else TrunkSpec.parse(t) for t in self.trunks]
+        ports = [t.port for t in self.trunks]
+        if len(set(ports)) != len(ports):
+            raise ValueError(f"trunk port names must differ, got {', '.join(ports)}")
         if (self.curve_secret is None) != (self.curve_allowed is None):
             raise ValueError("CURVE needs both curve_secret (the LAN's .key_secret) and curve_allowed "
                              "(the directory of allowed node keys); `vnet keygen DIR NODE...` writes both")
@@ -261,7 +281,11 @@ class SwitchServer:
             hello_rate=cfg.hello_rate,
             hello_burst=cfg.hello_burst,
             vlans=cfg.port_vlans(),
+            name=cfg.name,
+            stp=stp.Bridge(cfg.name, cfg.stp_priority, cfg.stp_hello, cfg.stp_max_age, cfg.stp_forward_delay),
         )
+        self.trunks: dict[bytes, Trunk] = {}  # by pseudo peer id; opened by start(), closed by close()
+        self._stp_handle: asyncio.TimerHandle | None = None
         self.data_endpoint: str | None = None
         self.control_endpoint: str | None = None
         self.metrics_url: str | None = None
@@ -342,6 +366,13 @@ class SwitchServer:
             self._metrics = metrics
         loop = self._loop
         self._tasks = [loop.create_task(self._run(), name="switch datapath")]
+        curve = auth.CurveClient(keys, keys.public) if keys is not None else None
+        for spec in cfg.trunks:
+            trunk = Trunk(self._ctx, spec, self.core, self._send, switch_name=cfg.name, mtu=cfg.mtu,
+                          heartbeat_interval=cfg.heartbeat_interval, heartbeat_timeout=cfg.heartbeat_timeout,
+                          curve=curve)
+            self.trunks[trunk.peer] = trunk
+            trunk.open()
         log.info("switch listening on %s (control %s)", self.data_endpoint, self.control_endpoint)
 
     async def close(self) -> None:
@@ -358,8 +389,13 @@ class SwitchServer:
                 handle.cancel()
         self._release_handle = self._mirror_expiry = None
         self.tools.close()
+        if self._stp_handle is not None:
+            self._stp_handle.cancel()
+            self._stp_handle = None
+        for trunk in self.trunks.values():
+            await trunk.aclose()  # BYE to the remote switches
         if self._raw is not None:
-            await self._say_goodbye(self.core.shutdown())
+            await self._say_goodbye([m for m in self.core.shutdown() if m[0] not in self.trunks])
         self.final_stats = self._c_stats()
         await self._close_sockets()
 
@@ -453,14 +489,37 @@ class SwitchServer:
         self._next_tick = loop.time() + self.config.heartbeat_interval / 2
         self._tick_handle = loop.call_at(self._next_tick, self._tick)
         self._drain_handle = loop.call_soon(self._drain)
+        self._stp_handle = loop.call_soon(self._stp_tick)
         try:
             await self._failed
         finally:
             loop.remove_reader(fd)
-            for handle in (self._tick_handle, self._drain_handle):
+            for handle in (self._tick_handle, self._drain_handle, self._stp_handle):
                 if handle is not None:
                     handle.cancel()
-            self._tick_handle = self._drain_handle = None
+            self._tick_handle = self._drain_handle = self._stp_handle = None
+
+    def _stp_tick(self) -> None:
+        """Spanning tree's timers: run at the bridge's next deadline, and at least every
+        quarter of the shorter of hello time and forward delay (events in between may have
+        set a sooner deadline; a quarter is far finer than 802.1D's one-second tick)."""
+        self._stp_handle = None
+        if self._raw is None:
+            return
+        try:
+            now = self._loop.time()
+            messages = self.core.stp_tick(now)
+            if messages:
+                self._send(messages)
+            cfg = self.config
+            at = now + min(cfg.stp_hello, cfg.stp_forward_delay) / 4
+            deadline = self.core.stp_deadline()
+            if deadline is not None and deadline < at:
+                at = max(deadline, now)
+            self._stp_handle = self._loop.call_at(at, self._stp_tick)
+            self._maybe_drain()
+        except Exception as exc:
+            self._fail(exc)
 
     def _fail(self, exc: BaseException) -> None:
         log.exception("switch loop failed", exc_info=exc)
@@ -513,11 +572,17 @@ class SwitchServer:
             now = self._loop.time()
             pending: dict[bytes, list[bytes]] = {}
             pending_bytes: dict[bytes, int] = {}
+            trunks = self.trunks
             for _ in range(DRAIN_BUDGET):
                 try:
                     parts = recv(noblock)
                 except zmq.Again:
                     break
+                if trunks and parts[0] in trunks:
+                    # a peer that chose a trunk's pseudo id as its routing id: it is not that
+                    # trunk (whose messages never cross the ROUTER), so it is not attached
+                    self.core.not_attached(parts[0], parts[1:])
+                    continue
                 if hooks_in and parts[0] in hooks_in:
                     outs = tools.ingress(parts[0], parts[1:], now)
                 else:
@@ -588,6 +653,13 @@ class SwitchServer:
         return self._transmit_one(peer, parts)
 
     def _transmit_one(self, peer: bytes, parts: list[bytes]) -> bool:
+        trunks = self.trunks
+        if trunks and peer in trunks:  # this switch's own end of a trunk: its DEALER
+            failed = trunks[peer].from_core(parts)
+            if failed is not None:
+                self.core.send_failed(peer, parts, failed)
+                return False
+            return True
         try:
             self._raw.send_multipart([peer, *parts], _NOBLOCK)
             return True
@@ -671,6 +743,7 @@ class SwitchServer:
             "mirror_start": self._c_mirror_start,
             "mirror_read": self._c_mirror_read,
             "mirror_stop": self._c_mirror_stop,
+            "stp_show": self._c_stp_show,
         }
 
     def _now(self) -> float:
@@ -706,7 +779,20 @@ class SwitchServer:
             stats["auth"] = self._zap.counters()
         if self._control is not None:
             stats["control"] = self._control.counters()
+        if self.trunks:
+            stats["trunks"] = {t.port: t.view() for t in self.trunks.values()}
         return stats
+
+    def _c_stp_show(self) -> dict:
+        """Spanning tree: the bridge, the root, every port's role and state (and a trunk's link)."""
+        view = self.core.stp_show(self._now())
+        trunks = {t.port: t for t in self.trunks.values()}
+        for row in view["ports"]:
+            trunk = trunks.get(row["port"])
+            if trunk is not None:
+                row["trunk"] = {"endpoint": trunk.endpoint, "remote_port": trunk.remote_port,
+                                "link": "up" if trunk.machine.carrier else "down"}
+        return view
 
     def _c_flush(self, port: str | None = None) -> int:
         return _refused(self.core.flush, port)
@@ -718,7 +804,7 @@ class SwitchServer:
 
     def _c_port_set(self, port: str, up: bool) -> dict:
         """Administratively down (a cut cable) or up; the node is told at once."""
-        row, messages = _refused(self.core.set_admin, port, up)
+        row, messages = _refused(self.core.set_admin, port, up, self._now())
         if messages:
             self._send_soon(messages)
         return row

@@ -283,6 +283,10 @@ class SwitchHandle:
     async def stats(self) -> dict:
         return await self.call("stats")
 
+    async def stp_show(self) -> dict:
+        """Spanning tree: bridge and root ids, each port's role and state (docs/stp.md)."""
+        return await self.call("stp_show")
+
     async def flush(self, port: str | None = None) -> int:
         return await self.call("flush", **({"port": port} if port else {}))
 

@@ -12,7 +12,7 @@ import random
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from vnet.node.linkproto import (
+from vnet.proto.link import (
     BACKOFF_MIN,
     ClampMtu,
     Deliver,

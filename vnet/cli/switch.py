@@ -1,5 +1,5 @@
 """``vnet switch``: run the switch daemon, or query and drive it (fdb, ports, stats, flush,
-set-ageing, port, port-security, vlan, impair, mirror)."""
+set-ageing, port, port-security, vlan, impair, mirror, stp)."""
 
 from __future__ import annotations
 
@@ -26,6 +26,8 @@ def cmd_switch(args: argparse.Namespace) -> int:
         return _switch_mirror(args)
     if args.switch_cmd == "vlan":
         return _switch_vlan(args)
+    if args.switch_cmd == "stp":
+        return _switch_stp(args)
     params: dict[str, Any] = {}
     if args.switch_cmd == "flush" and args.arg:
         params["port"] = args.arg
@@ -55,7 +57,10 @@ def cmd_switch(args: argparse.Namespace) -> int:
             down = c.get("port_down", 0)
             psec = c.get("port_security", 0)
             vlan = f" vlan {_vlan_words(p['vlan'])}" if p.get("vlan") else ""
+            stp_state = p.get("stp_state", "forwarding")
             print(f"port {p['port_id']}: {p['name']} state {p.get('admin', 'up').upper()} "
+                  f"{'' if stp_state == 'forwarding' else f'stp {stp_state} '}"
+                  f"{'trunk ' if p.get('bridge') else ''}"
                   f"macs {','.join(p['macs'])} mtu {p['mtu']} rx {c.get('rx_packets', 0)} tx {c.get('tx_packets', 0)}"
                   f"{f' port_down {down}' if down else ''}"
                   f"{f' port_security {psec}' if psec else ''}"
@@ -200,6 +205,27 @@ def _switch_mirror(args: argparse.Namespace) -> int:
     return run_capture(args, lambda: switch_client(args, timeout=args.timeout), f"mirror of switch port {args.port}",
                        "mirror_start", "mirror_read", "mirror_stop", port=args.port)
 
+def _switch_stp(args: argparse.Namespace) -> int:
+    """``vnet switch stp``: the spanning tree, as ``mstpctl showport`` / ``bridge link`` show it."""
+    with switch_client(args, timeout=args.timeout) as client:
+        r = client.call("stp_show")
+    if args.json:
+        emit_json(r)
+        return 0
+    print(f"switch {r['name']} bridge id {r['bridge_id']}")
+    print(f"  root {r['root_id']}{' (this switch)' if r['is_root'] else ''} root port {r['root_port'] or '-'} "
+          f"root path cost {r['root_path_cost']}")
+    print(f"  hello {r['hello']:g}s max age {r['max_age']:g}s forward delay {r['forward_delay']:g}s "
+          f"topology changes {r['topology_changes']}")
+    for p in r["ports"]:
+        c = p["counters"]
+        link = f" link {p['trunk']['link']} to {p['trunk']['endpoint']}" if p.get("trunk") else ""
+        print(f"  {p['port']:<16} {p['role']:<10} {p['state']:<10} cost {p['cost']:<6} "
+              f"designated {p['designated_bridge']}{' edge' if p['edge'] else ''}"
+              f" bpdu rx {c['bpdu_rx']} tx {c['bpdu_tx']}{link}")
+    return 0
+
+
 def _print_tree(obj: Any, indent: int = 0) -> None:
     pad = "  " * indent
     if isinstance(obj, dict):
@@ -224,6 +250,8 @@ def run_switch(args: argparse.Namespace) -> int:
 
     try:
         config = SwitchConfig(
+            name=args.name, trunks=list(args.trunk), stp_priority=args.stp_priority, stp_hello=args.stp_hello,
+            stp_max_age=args.stp_max_age, stp_forward_delay=args.stp_forward_delay,
             bind=args.bind, control=switch_endpoint(args),
             ageing_time=args.ageing, heartbeat_interval=args.heartbeat_interval,
             heartbeat_timeout=args.heartbeat_timeout, mtu=args.mtu, fdb_max=args.fdb_max,
@@ -236,8 +264,9 @@ def run_switch(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise CliError(f"switch: {exc}") from None
-    ready = lambda server: print_ready({"switch": True, "data": server.data_endpoint,  # noqa: E731
-                                        "control": server.control_endpoint, "metrics": server.metrics_url})
+    ready = lambda server: print_ready({"switch": True, "name": server.config.name,  # noqa: E731
+                                        "data": server.data_endpoint, "control": server.control_endpoint,
+                                        "metrics": server.metrics_url})
     final = lambda server: print_final(server.final_stats, "switch")  # noqa: E731
     try:
         asyncio.run(serve(config, on_ready=ready, on_closed=final))
@@ -283,10 +312,23 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                     help=f"daemon: serve Prometheus metrics on http://HOST:PORT/metrics (default {DEFAULT_METRICS}: "
                          "loopback, a free port, named in the ready line; 0.0.0.0:9100 for a container's network; "
                          "off: none)")
+    sw.add_argument("--name", default="switch",
+                    help="daemon: this switch's name (its spanning tree bridge MAC comes from it; default switch)")
+    sw.add_argument("--trunk", action="append", default=[], metavar="PORT=ENDPOINT[,as=REMOTE_PORT]",
+                    help="daemon: dial another switch's data endpoint; the link is port PORT here and REMOTE_PORT "
+                         "(default: this switch's --name) there, and runs spanning tree (repeatable)")
+    sw.add_argument("--stp-priority", dest="stp_priority", type=int, default=32768,
+                    help="daemon: spanning tree bridge priority, a multiple of 4096 (lowest is root; default 32768)")
+    sw.add_argument("--stp-hello", dest="stp_hello", type=float, default=2.0,
+                    help="daemon: spanning tree hello time, s (default 2)")
+    sw.add_argument("--stp-max-age", dest="stp_max_age", type=float, default=20.0,
+                    help="daemon: spanning tree max age, s (default 20)")
+    sw.add_argument("--stp-forward-delay", dest="stp_forward_delay", type=float, default=15.0,
+                    help="daemon: spanning tree forward delay, s (default 15)")
     sw.add_argument("--log-level", default="info")
     sw.set_defaults(func=cmd_switch)
     swsub = sw.add_subparsers(dest="switch_cmd", parser_class=IntermixedParser,
-                              metavar="fdb|ports|stats|flush [PORT]|set-ageing SECONDS|port|port-security|vlan|impair|mirror")
+                              metavar="fdb|ports|stats|flush [PORT]|set-ageing SECONDS|port|port-security|vlan|impair|mirror|stp")
 
     def switch_cmd(name: str, text: str) -> argparse.ArgumentParser:
         sp = swsub.add_parser(name, parents=[common], help=text, description=text)
@@ -298,6 +340,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         "--vlan", dest="fdb_vlan", type=int, default=None, metavar="VID", help="only this VLAN's entries")
     switch_cmd("ports", "attached ports, their admin state and counters")
     switch_cmd("stats", "switch counters: totals, per port, FDB")
+    switch_cmd("stp", "spanning tree: bridge and root ids, each port's role and state")
     switch_cmd("flush", "flush the FDB, or one port's entries").add_argument("arg", nargs="?", metavar="PORT")
     switch_cmd("set-ageing", "set the FDB ageing time").add_argument("arg", nargs="?", metavar="SECONDS")
     sp = switch_cmd("port", "cut (down) or restore (up) a node's cable at the switch: its carrier follows")

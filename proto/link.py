@@ -1,4 +1,7 @@
-"""The node's side of the link protocol: a sans-I/O, table-driven state machine.
+"""The dialing side of the link protocol: a sans-I/O, table-driven state machine.
+
+Used by a node's link (node/zmqlink.py) and by a switch's trunk to another switch
+(switch/trunk.py, with ``bridge=True``: its HELLOs say it is a switch).
 
 This is the node's PHY state machine (the kernel's phylib ``phy_state_machine``: it brings
 the link up, watches it, and raises or drops carrier), for a cable that is the ZeroMQ
@@ -177,6 +180,7 @@ class LinkMachine:
         backoff_max: float = 2.0,
         protocol_version: int = wire.PROTOCOL_VERSION,
         rng: random.Random | None = None,
+        bridge: bool = False,
     ) -> None:
         if heartbeat_interval <= 0 or heartbeat_timeout <= heartbeat_interval:
             raise ValueError(
@@ -190,6 +194,7 @@ class LinkMachine:
         self.heartbeat_timeout = heartbeat_timeout
         self.backoff_max = backoff_max
         self.protocol_version = protocol_version
+        self.bridge = bridge  # HELLOs say the sender is a switch (a trunk: switch/trunk.py)
         self._rng = rng if rng is not None else random.Random()
         self.state = LinkState.CLOSED
         self.port_up = True  # the switch port's administrative state (CARRIER, WELCOME)
@@ -391,4 +396,5 @@ class LinkMachine:
         # capped exponential backoff with jitter, so a restarted switch is not stampeded
         self._backoff = min(self.backoff_max, max(BACKOFF_MIN, self._backoff * 2))
         self._next_hello = now + self._backoff * (0.5 + self._rng.random())
-        return Send(wire.Hello(name, tuple(bytes(m) for m in macs), mtu, self.protocol_version))
+        return Send(wire.Hello(name, tuple(bytes(m) for m in macs), mtu, self.protocol_version,
+                               self.bridge))

@@ -172,6 +172,9 @@ PORT_COUNTERS = (
     "bpdu_tx",  # BPDUs sent
     "link_local",  # frames to 01:80:C2:00:00:01..0F (never forwarded), dropped
 )
+# the port counters that count traffic and BPDUs; every other one is a drop reason
+PORT_TRAFFIC = ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "flooded", "bpdu_rx", "bpdu_tx")
+PORT_DROPS = tuple(c for c in PORT_COUNTERS if c not in PORT_TRAFFIC)
 SWITCH_COUNTERS = PORT_COUNTERS + (
     "forwarded",  # copies the forwarding made (one per output port per frame), before egress drops
     "unknown_peer",  # frames from peers that are not attached (a restarted switch, a closing one)

@@ -27,22 +27,25 @@ from typing import Any, Callable, Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from .core import PORT_COUNTERS, SWITCH_COUNTERS, SwitchCore
+from .core import PORT_COUNTERS, PORT_DROPS, PORT_TRAFFIC, SWITCH_COUNTERS, SwitchCore
 from .pipeline import PortTools
 
-TRAFFIC = ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "flooded")  # the rest of PORT_COUNTERS are drops
+TRAFFIC = PORT_TRAFFIC  # the rest of PORT_COUNTERS are drops
 TRAFFIC_HELP = {
     "rx_packets": "Frames accepted from the port.",
     "rx_bytes": "Bytes of the frames accepted from the port.",
     "tx_packets": "Frames sent to the port.",
     "tx_bytes": "Bytes of the frames sent to the port.",
     "flooded": "Frames from the port that were flooded.",
+    "bpdu_rx": "Spanning tree BPDUs received on the port (consumed by the switch).",
+    "bpdu_tx": "Spanning tree BPDUs sent on the port.",
 }
-DROP_REASONS = tuple(c for c in PORT_COUNTERS if c not in TRAFFIC)
+DROP_REASONS = PORT_DROPS
 EVENTS = SWITCH_COUNTERS[len(PORT_COUNTERS):]
 FDB_COUNTERS = ("learned", "moves", "evictions", "aged", "flushed")
 # Linux's bridge port states (include/uapi/linux/if_bridge.h BR_STATE_*)
-BR_STATES = {"disabled": 0, "listening": 1, "learning": 2, "forwarding": 3, "blocking": 4}
+BR_STATES = {"disabled": 0, "listening": 1, "learning": 2, "forwarding": 3, "blocking": 4,
+             "discarding": 4}  # RSTP's discarding is the bridge's blocking
 PREFIX = "vnet_switch_"
 
 
@@ -101,7 +104,7 @@ class SwitchCollector:
             admin.add_metric([p.name], 1 if p.admin_up else 0)
             fdb.add_metric([p.name], self.core.fdb.port_count(p))
             mtu.add_metric([p.name], p.mtu)
-            state = stp_state(getattr(p, "stp_state", None))
+            state = stp_state(p.stp_state) if p.bridge else None  # spanning tree runs on bridge ports only
             if state is not None:
                 has_stp = True
                 stp.add_metric([p.name, state[0]], state[1])

@@ -16,9 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from vnet.switch.core import PORT_TRAFFIC as SWITCH_PORT_TRAFFIC
+
 # a switch port's counters that are traffic; every other integer counter is a drop reason
 # (switch/core.py's PORT_COUNTERS), so a reason added there is counted here by itself
-PORT_TRAFFIC = frozenset({"rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "flooded"})
+PORT_TRAFFIC = frozenset(SWITCH_PORT_TRAFFIC)
 # the drops in a node's stats64 (rtnl_link_stats64), as /proc/net/dev's drop columns count them
 NODE_DROPS = ("rx_dropped", "rx_missed_errors", "tx_dropped")
 

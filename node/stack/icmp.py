@@ -147,8 +147,9 @@ class Icmp:
             return []
         if indev is None:
             from_ip = dst
-        else:
-            from_ip = indev.addrs.select_src(src)
+        else:  # the input device's address on the way back, else the route back's source
+            rt = self.ip.fib.lookup(src)
+            from_ip = indev.addrs.on_subnet(rt.gw if rt is not None and rt.gw else src)
         room = min(ICMP_ERROR_MAX, self.ip.max_payload() - ICMP_HLEN)
         msg = icmp_message(typ, code, 0, info & 0xFFFF, packet[:room])
         self.c.out_msgs += 1

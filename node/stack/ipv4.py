@@ -224,6 +224,14 @@ class AddrTable:
         if self.on_change is not None:
             self.on_change()
 
+    def on_subnet(self, ip: bytes) -> bytes | None:
+        """Our usable address whose subnet holds ``ip``, or None."""
+        d = int.from_bytes(ip, "big")
+        for ifa in self.usable:
+            if d & ifa.mask == ifa.net:
+                return ifa.ip
+        return None
+
     def select_src(self, near: bytes | None) -> bytes | None:
         """A usable address to send from (inet_select_addr): one whose subnet holds
         ``near`` (the next hop), else the first usable one, else None."""

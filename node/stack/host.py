@@ -298,7 +298,9 @@ class HostStack:
 
     def receive_skb(self, skb, now: float) -> list[bytes]:
         """A frame from the driver: an skb after eth_type_trans, as a packet-type handler
-        gets it, on the device ``skb.dev`` (by name; none: the primary). Its ``protocol``
+        gets it, on the device ``skb.dev`` (by name; a registered device the stack does not
+        run on is dropped and counted, rx_no_dev; no device or an unregistered one means the
+        primary). Its ``protocol``
         and ``pkt_type`` are used as they are, not re-derived from the bytes. Never raises
         on content."""
         frame = bytes(skb_mac_header(skb))
@@ -306,10 +308,12 @@ class HostStack:
         ec.rx_frames += 1
         ec.rx_bytes += len(frame)
         netdev = skb.dev
-        indev = self.devs.get(netdev.name) if netdev is not None else self.devs[self.dev.name]
+        indev = self.devs.get(netdev.name) if netdev is not None else None
         if indev is None:
-            ec.rx_no_dev += 1
-            return []
+            if netdev is not None and getattr(netdev, "ns", None) is not None:
+                ec.rx_no_dev += 1  # a registered device the stack does not run on
+                return []
+            indev = self.devs[self.dev.name]  # no device, or a bare unregistered one: the primary
         return self._rcv(frame, skb.protocol, skb.pkt_type, netdev, now, indev)
 
     def receive(self, frame: bytes | bytearray | memoryview, now: float,

@@ -11,8 +11,9 @@ Errors we send (``send_error``, icmp_send) obey RFC 1122 3.2.2 (never about an I
 broadcast or multicast, a fragment other than the first, or a non-unicast source) and
 Linux's per-destination rate limit (icmp_ratelimit): a token bucket of ``burst`` (6)
 messages refilled at one per ``ratelimit`` (1 s); 0 disables it. An error about a forwarded
-packet goes out from the input device's address (on the sender's subnet if it has one);
-one about a packet for us, from the address it was sent to.
+packet goes out from the input device's address on the subnet of the route back to the
+sender (else from the route back's source); one about a packet for us, from the address it
+was sent to.
 
 ``PingStats`` and the ``format_*`` helpers reproduce iputils ping output for the CLI.
 """

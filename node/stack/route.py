@@ -118,11 +118,12 @@ class Fib:
     # -- changes ---------------------------------------------------------------------------
 
     def add(self, route: Route) -> Route:
-        """Insert ``route``; StackError if one with the same prefix, metric and device is
-        there already ("File exists")."""
+        """Insert ``route``; StackError if one with the same prefix and metric is there
+        already ("File exists"). Connected routes are appended whatever is there (fib_magic's
+        NLM_F_APPEND): an address never fails to become usable over a route."""
         same = self._tables.get(route.plen, {}).get(route.net, [])
         for r in same:
-            if r.metric == route.metric and (r.dev == route.dev or route.proto != RTPROT_KERNEL):
+            if r.metric == route.metric and route.proto != RTPROT_KERNEL:
                 raise StackError(f"route {route.dst} metric {route.metric} exists already "
                                  f"({'via ' + ip_str(r.gw) + ' ' if r.gw else ''}dev {r.dev}, "
                                  f"proto {r.proto}) (File exists); delete it first or give "

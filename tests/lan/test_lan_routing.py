@@ -129,3 +129,24 @@ async def test_cli_routes_and_vlan_subinterfaces(lan):
     ok(vnet(lan, "ip", "link", "del", "vnet0.20", node="b"))
     assert "vnet0.20" not in ok(vnet(lan, "ip", "link", node="b"))
     assert all(x["dev"] != "vnet0.20" for x in await b.call("route_show"))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"gateway": "10.0.2.1"}, "not inside the network of any address"),
+    ({"gateway": "10.0.1.300"}, "not an IPv4 address"),
+    ({"routes": (("10.0.3.1/24", "10.0.1.1"),)}, "host bits set"),
+    ({"routes": (("10.0.3.0/24", "10.9.9.9"),)}, "must be on-link"),
+    ({"gateway": "10.0.1.1", "dhcp": True, "addresses": ()}, "static addresses"),
+])
+def test_bad_routing_config_is_refused_before_start(kwargs, message):
+    from vnet.node.config import NodeConfig
+
+    with pytest.raises(ValueError, match=message):
+        NodeConfig(name="n", **{"addresses": ("10.0.1.2/24",), **kwargs})
+
+
+def test_bad_route_flag_exits_2(tmp_path):
+    env = dict(os.environ, VNET_RUNTIME_DIR=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-m", "vnet.cli", "node", "--name", "n", "--address", "10.0.1.2/24",
+                           "--route", "10.0.3.0/24"], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 2 and "CIDR=GATEWAY" in proc.stderr

@@ -291,3 +291,20 @@ def test_two_routers_static_route_chain():
                                               (ip("10.0.3.2"), 3)]
     assert [r["dst"] for r in r.route_show()] == ["10.0.1.0/24", "10.0.2.0/24", "10.0.3.0/24"]
     assert [x["proto"] for x in r.route_show()] == ["kernel", "kernel", "static"]
+
+
+def test_an_address_over_a_static_route_still_gets_its_connected_route():
+    net = Net()
+    s = net.plug("seg", "s", HostStack(mac_of(1)))
+    net.call("s", "link_up")
+    net.call("s", "add_address", "10.0.1.1/24")
+    net.run(2.0)
+    s.route_add("10.0.5.0/24", dev="vnet0")
+    net.call("s", "add_address", "10.0.5.1/24")
+    net.run(4.0)  # DAD ends inside the timer: no StackError may come out of it
+    assert [(r["dst"], r["proto"]) for r in s.route_show()] == [
+        ("10.0.1.0/24", "kernel"), ("10.0.5.0/24", "static"), ("10.0.5.0/24", "kernel")]
+    with pytest.raises(StackError, match="File exists"):
+        s.route_add("10.0.5.0/24", via="10.0.1.9")
+    s.route_add("10.0.5.0/24", via="10.0.1.9", metric=100)
+    assert s.route_del("10.0.5.0/24", via="10.0.1.9")["metric"] == 100

@@ -68,6 +68,7 @@ class NodeCommands:
         self.udp_lease_expired = 0
         self.udp_lease_timeout = UDP_LEASE_TIMEOUT
         self.udp_queue_drops = 0
+        self.tx_no_dev = 0  # stack frames for a device that went before they could be sent
         self.conflicts: list[dict] = []
         self._ping_idents = itertools.count(os.getpid())  # one echo identifier per ping request
         self._icmp_waiters: dict[tuple[int, int], asyncio.Future] = {}  # (sport, dport) -> a probe's answer
@@ -204,6 +205,7 @@ class NodeCommands:
             "link": self.link.counters(),
             "udp_queue_drops": self.udp_queue_drops,
             "udp_lease_expired": self.udp_lease_expired,
+            "tx_no_dev": self.tx_no_dev,
             "control": self.control.counters(),
             "captures": len(self._captures),
             "tap_errors": self.tap_errors,

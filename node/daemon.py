@@ -252,6 +252,7 @@ class NodeDaemon(NodeCommands):
             name = getattr(frame, "dev", None)
             skb.dev = dev if name is None else self.ns.get(name)
             if skb.dev is None:  # the device went between the stack's output and here
+                self.tx_no_dev += 1
                 continue
             netdev_call(dev_queue_xmit, skb)
         return len(frames)

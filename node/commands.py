@@ -1,7 +1,8 @@
 """The node's control commands: the rtnetlink analogue. Each ``_cmd_NAME`` method answers the
 control request NAME (``vnet ip``, ``vnet ping``, ``vnet capture``, ...): links and their
-flags, addresses, neighbours, ethtool operations, ICMP echo and ARP probes, UDP sockets, raw
-frame injection and captures (an ETH_P_ALL tap, like an AF_PACKET socket). They are mixed into
+flags (and 802.1Q sub-interfaces), addresses, neighbours, routes and forwarding, ethtool
+operations, ICMP echo, traceroute and ARP probes, UDP sockets, raw frame injection and
+captures (an ETH_P_ALL tap, like an AF_PACKET socket). They are mixed into
 the node daemon, whose device, stack and link they act on; a bad request is a ControlError
 with a sentence saying what would be accepted.
 """
@@ -35,7 +36,8 @@ from vnet.node.netdevice import (
     qdisc_get_stats,
 )
 from vnet.node.skbuff import PACKET_OUTGOING, skb_mac_header
-from vnet.node.stack import StackError
+from vnet.node.stack import DestUnreachable, StackError, TimeExceeded
+from vnet.node.vlandev import is_vlan_dev, vlan_dev_create, vlan_dev_destroy, vlan_dev_real_dev, vlan_dev_vlan_id
 from vnet.node.stack.ether import mac_str, parse_mac
 from vnet.node.zmqlink import ZmqLink
 from vnet.proto.capture import (DEFAULT_BUFFER, DEFAULT_SNAPLEN, Capture, CaptureLimitError, CaptureSession,
@@ -66,8 +68,10 @@ class NodeCommands:
         self.udp_lease_expired = 0
         self.udp_lease_timeout = UDP_LEASE_TIMEOUT
         self.udp_queue_drops = 0
+        self.tx_no_dev = 0  # stack frames for a device that went before they could be sent
         self.conflicts: list[dict] = []
-        self._ping_ident = os.getpid() & 0xFFFF
+        self._ping_idents = itertools.count(os.getpid())  # one echo identifier per ping request
+        self._icmp_waiters: dict[tuple[int, int], asyncio.Future] = {}  # (sport, dport) -> a probe's answer
         self._captures: dict[int, CaptureSession] = {}
         self._capture_ids = itertools.count(1)
         self._tap = None
@@ -119,14 +123,66 @@ class NodeCommands:
 
     def _cmd_addr_add(self, cidr: str, dev: str = "vnet0") -> dict:
         self._dev(dev)
-        self._xmit(_stack_call(self.stack.add_address, cidr, self._loop.time()))
+        self._xmit(_stack_call(lambda: self.stack.add_address(cidr, self._loop.time(), dev=self._stack_dev(dev))))
         self._after_stack()
         return self._cmd_addr_show()
 
     def _cmd_addr_del(self, cidr: str, dev: str = "vnet0") -> dict:
         self._dev(dev)
-        _stack_call(self.stack.del_address, cidr)
+        _stack_call(lambda: self.stack.del_address(cidr, dev=self._stack_dev(dev)))
         return self._cmd_addr_show()
+
+    def _stack_dev(self, name: str) -> str:
+        if name not in self.stack.devs:
+            raise ControlError(f"vnet's stack does not run on {name} (it runs on {', '.join(self.stack.devs)})")
+        return name
+
+    # -- routes and forwarding (ip route, sysctl net.ipv4.ip_forward) --------------------------
+
+    def _cmd_route_show(self) -> list[dict]:
+        return self.stack.route_show()
+
+    def _cmd_route_add(self, dst: str, via: str | None = None, dev: str | None = None, metric: int = 0) -> dict:
+        if dev is not None:
+            self._dev(dev)
+            self._stack_dev(dev)
+        return _stack_call(lambda: self.stack.route_add(dst, via=via, dev=dev, metric=metric))
+
+    def _cmd_route_del(self, dst: str, via: str | None = None, dev: str | None = None) -> dict:
+        return _stack_call(lambda: self.stack.route_del(dst, via=via, dev=dev))
+
+    def _cmd_route_get(self, dst: str) -> dict:
+        return _stack_call(lambda: self.stack.route_get(dst))
+
+    def _cmd_forwarding_set(self, on: bool | None = None) -> dict:
+        """net.ipv4.ip_forward: set it (``on``), or only read it (None)."""
+        if on is not None:
+            self.stack.forwarding = on
+        return {"forwarding": self.stack.forwarding}
+
+    # -- 802.1Q sub-interfaces (ip link add ... type vlan) -----------------------------------
+
+    def _cmd_link_add(self, link: str, name: str, vlan: int) -> dict:
+        """A VLAN sub-interface ``name`` over ``link`` for VID ``vlan``, created down (as
+        `ip link add` leaves it); vnet's stack runs on it (addresses, routes)."""
+        real = self._dev(link)
+        dev = netdev_call(vlan_dev_create, self.ns, real, name, vlan)
+        try:
+            _stack_call(lambda: self.stack.add_device(name, bytes(dev.dev_addr), dev.mtu))
+        except ControlError:
+            vlan_dev_destroy(dev)
+            raise
+        return _link_info(dev, self.link)
+
+    def _cmd_link_del(self, name: str) -> dict:
+        dev = self._dev(name)
+        if not is_vlan_dev(dev):
+            raise ControlError(f"{name} is not a VLAN sub-interface (only those can be deleted)")
+        if name in self.stack.devs:
+            self.stack.del_device(name)
+        netdev_call(vlan_dev_destroy, dev)
+        self._after_stack()
+        return {"name": name, "deleted": True}
 
     def _cmd_dhcp_show(self) -> dict:
         now = self._loop.time()
@@ -135,7 +191,7 @@ class NodeCommands:
             "server": self.stack.dhcp_server_show(now) if self.config.dhcp_server else None,
         }
 
-    def _cmd_neigh_show(self) -> list[dict]:
+    def _cmd_neigh_show(self) -> list[dict]:  # every device's, each row with its "dev"
         return self.stack.neigh_show(self._loop.time())
 
     def _cmd_neigh_flush(self) -> int:
@@ -150,6 +206,7 @@ class NodeCommands:
             "link": self.link.counters(),
             "udp_queue_drops": self.udp_queue_drops,
             "udp_lease_expired": self.udp_lease_expired,
+            "tx_no_dev": self.tx_no_dev,
             "control": self.control.counters(),
             "captures": len(self._captures),
             "tap_errors": self.tap_errors,
@@ -182,7 +239,7 @@ class NodeCommands:
 
     async def _cmd_ping(self, dst: str, seq: int = 1, size: int = 56, timeout: float = 4.0,
                         ident: int | None = None) -> dict:
-        ident = self._ping_ident if ident is None else ident
+        ident = next(self._ping_idents) & 0xFFFF if ident is None else ident
         dst_ip = _parse_ip(dst)
         key = (ident, seq)
         if key in self._echo_waiters:
@@ -200,6 +257,9 @@ class NodeCommands:
             if got is None:
                 return {"seq": seq, "dst": dst, "status": "unreachable", "error": "Destination Host Unreachable"}
             ev, when = got
+            if isinstance(ev, (DestUnreachable, TimeExceeded)):  # a router's answer
+                return {"seq": seq, "dst": dst, "status": "unreachable" if isinstance(ev, DestUnreachable)
+                        else "ttl_exceeded", "from": ip_str(ev.src), "error": _icmp_error_text(ev)}
             return {"seq": seq, "dst": dst, "status": "reply", "ttl": ev.ttl, "bytes": ev.size,
                     "rtt_ms": (when - sent) * 1000.0, "from": ip_str(ev.src)}
         finally:
@@ -222,6 +282,71 @@ class NodeCommands:
             waiters = self._arp_waiters.get(ip, [])
             if fut in waiters:
                 waiters.remove(fut)
+
+    def _icmp_error_event(self, ev, now: float) -> None:
+        """An ICMP error about something we sent: to the traceroute probe or ping it quotes."""
+        if ev.proto == 17:
+            fut = self._icmp_waiters.get((ev.orig_sport, ev.orig_dport))
+        elif ev.proto == 1:
+            waiter = self._echo_waiters.get((ev.orig_sport, ev.orig_dport))
+            fut = waiter[1] if waiter is not None else None
+        else:
+            fut = None
+        if fut is not None and not fut.done():
+            fut.set_result((ev, now))
+
+    async def _cmd_traceroute(self, dst: str, max_hops: int = 30, timeout: float = 1.0, probes: int = 1,
+                              port: int = 33434) -> dict:
+        """traceroute(8): UDP probes to ``port``, ``port`` + 1, ... with TTL 1, 2, ...; each
+        router on the way answers time exceeded, the destination port unreachable. Returns
+        {"dst", "hops": [{"ttl", "ip" (None: no answer), "rtt_ms", "probes": [{"ip", "rtt_ms",
+        "note"}], "note"}], "reached"}; a note is traceroute's !N, !H, !F-MTU, !P..."""
+        _parse_ip(dst)
+        sport = _stack_call(self.stack.udp_bind, 0)  # ours alone: the answers quote it
+        hops: list[dict] = []
+        reached = False
+        dport = port
+        try:
+            for ttl in range(1, max_hops + 1):
+                answers = []
+                stop = False
+                for _ in range(probes):
+                    got = await self._probe(dst, sport, dport & 0xFFFF, ttl, timeout)
+                    dport += 1
+                    if got is None:
+                        answers.append({"ip": None, "rtt_ms": None, "note": ""})
+                        continue
+                    ev, rtt = got
+                    note = "" if isinstance(ev, TimeExceeded) or ev.code == 3 else _UNREACH_NOTES.get(ev.code, f"!<{ev.code}>")
+                    answers.append({"ip": ip_str(ev.src), "rtt_ms": rtt, "note": note})
+                    if isinstance(ev, DestUnreachable):
+                        stop = True
+                        reached = reached or (ev.code == 3 and ip_str(ev.src) == dst)
+                first = next((a for a in answers if a["ip"] is not None), answers[0])
+                hops.append({"ttl": ttl, "ip": first["ip"], "rtt_ms": first["rtt_ms"], "note": first["note"],
+                             "probes": answers})
+                if stop:
+                    break
+        finally:
+            self.stack.udp_unbind(sport)
+        return {"dst": dst, "hops": hops, "reached": reached}
+
+    async def _probe(self, dst: str, sport: int, dport: int, ttl: int, timeout: float):
+        """One traceroute probe: (the ICMP error event, rtt in ms), or None after ``timeout``."""
+        key = (sport, dport)
+        fut = self._loop.create_future()
+        self._icmp_waiters[key] = fut
+        try:
+            sent = self._loop.time()
+            self._xmit(_stack_call(lambda: self.stack.send_udp(sport, dst, dport, b"", sent, ttl=ttl)))
+            self._after_stack()
+            try:
+                ev, when = await asyncio.wait_for(fut, timeout)
+            except asyncio.TimeoutError:
+                return None
+            return ev, (when - sent) * 1000.0
+        finally:
+            self._icmp_waiters.pop(key, None)
 
     # -- UDP sockets ---------------------------------------------------------------------------
     # A bound port is a lease, so that a reader that died (``vnet udp listen`` killed with
@@ -380,7 +505,21 @@ CONTROL_COMMANDS = (
     "health", "link_show", "link_set", "addr_show", "addr_add", "addr_del", "neigh_show",
     "neigh_flush", "stats", "ethtool", "ping", "arping", "udp_bind", "udp_unbind", "udp_send",
     "udp_recv", "inject", "dhcp_show", "capture_start", "capture_read", "capture_stop",
+    "route_show", "route_add", "route_del", "route_get", "forwarding_set", "traceroute", "link_add", "link_del",
 )
+
+# traceroute(8)'s annotations of a destination unreachable, by code
+_UNREACH_NOTES = {0: "!N", 1: "!H", 2: "!P", 4: "!F", 9: "!X", 10: "!X", 13: "!X"}
+_UNREACH_TEXT = {0: "Destination Net Unreachable", 1: "Destination Host Unreachable",
+                 2: "Destination Protocol Unreachable", 3: "Destination Port Unreachable",
+                 4: "Frag needed"}
+
+
+def _icmp_error_text(ev) -> str:
+    """What ping(8) prints for an ICMP error from a router."""
+    if isinstance(ev, TimeExceeded):
+        return "Time to live exceeded"
+    return _UNREACH_TEXT.get(ev.code, f"Dest Unreachable, Bad Code: {ev.code}")
 
 CAPTURE_IDLE_TIMEOUT = 30.0  # seconds a capture may go unread before it is stopped
 UDP_LEASE_TIMEOUT = 30.0  # seconds a bound UDP port may go unread before it is unbound
@@ -430,7 +569,9 @@ def _stats64(dev) -> dict:
 
 def _link_info(dev, link: ZmqLink) -> dict:
     qdisc = _plain(qdisc_get_stats(dev))
+    vlan = {"link": vlan_dev_real_dev(dev).name, "vlan": vlan_dev_vlan_id(dev)} if is_vlan_dev(dev) else {}
     return {
+        **vlan,
         "ifindex": dev.ifindex,
         "name": dev.name,
         "flags": _flag_names(dev),

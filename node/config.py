@@ -43,9 +43,13 @@ class NodeConfig:
     stack: str = "vnet"  # the upper layer on vnet0: vnet's own stack, or the kernel's through a TAP
     netns: str | None = None  # kernel stack: the network namespace of its vnet0 (None: the daemon's own)
     metrics: str | None = None  # the Prometheus endpoint, HOST:PORT (`vnet node` default 127.0.0.1:0); None: none
+    gateway: str | None = None  # the default route's gateway (--gateway)
+    routes: tuple[tuple[str, str], ...] = ()  # static routes (CIDR, gateway) (--route CIDR=GW)
+    forwarding: bool = False  # net.ipv4.ip_forward (--forwarding)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "addresses", tuple(self.addresses))
+        object.__setattr__(self, "routes", tuple(tuple(r) for r in self.routes))
         self.validate()
 
     def validate(self) -> None:
@@ -101,8 +105,36 @@ class NodeConfig:
                              "(udhcpc, dnsmasq: `vnet --node NAME exec -- ...`), not vnet's")
         if self.metrics is not None:
             parse_listen(self.metrics)
+        self._check_routes()
         if self.netns is not None and (not self.netns or "/" in self.netns or len(self.netns) > 64):
             raise ValueError(f"netns {self.netns!r}: a namespace name of up to 64 characters without '/'")
+
+    def _check_routes(self) -> None:
+        gateways = [("gateway", self.gateway)] if self.gateway is not None else []
+        for route in self.routes:
+            if len(route) != 2:
+                raise ValueError(f"route {route!r}: give CIDR=GATEWAY, e.g. 10.0.2.0/24=10.0.1.1")
+            cidr, gw = route
+            try:
+                ipaddress.IPv4Network(cidr)
+            except ValueError as exc:
+                raise ValueError(f"route {cidr}={gw}: {exc}; give the network, e.g. 10.0.2.0/24") from None
+            gateways.append((f"route {cidr}={gw}", gw))
+        for what, gw in gateways:
+            try:
+                ip = ipaddress.IPv4Address(gw)
+            except ValueError:
+                raise ValueError(f"{what}: {gw!r} is not an IPv4 address") from None
+            if self.stack == "kernel":
+                raise ValueError(f"{what}: a kernel-stack node's routes are the kernel's "
+                                 f"(`vnet --node {self.name} exec -- ip route add ...`)")
+            if self.dhcp:
+                raise ValueError(f"{what}: routes need static addresses; a DHCP node has no address "
+                                 f"to reach {gw} through when it starts (use --address)")
+            nets = [ipaddress.IPv4Interface(a).network for a in self.addresses]
+            if not any(ip in n for n in nets):
+                raise ValueError(f"{what}: {gw} is not inside the network of any address ("
+                                 f"{', '.join(map(str, nets)) or 'none'}); a gateway must be on-link")
 
     def curve(self) -> auth.CurveClient | None:
         """The CURVE client keys, read from their files (KeyFileError saying what is wrong)."""

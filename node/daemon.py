@@ -58,10 +58,13 @@ from vnet.node.stack import (
     ArpReply,
     DhcpBound,
     DhcpLeasesChanged,
+    DestUnreachable,
     DhcpLost,
     EchoReply,
     HostStack,
     NeighFailed,
+    StackError,
+    TimeExceeded,
     UdpDatagram,
 )
 from vnet.node.stack.ether import mac_str, parse_mac
@@ -159,6 +162,7 @@ class NodeDaemon(NodeCommands):
         now = self._loop.time()
         for cidr in cfg.addresses:
             self._xmit(self.stack.add_address(cidr, now))
+        self._apply_routes()
         if cfg.dhcp_server:
             first, last = cfg.dhcp_pool()
             self.stack.dhcp_server_start(cfg.addresses[0], str(first), str(last), cfg.lease_time)
@@ -168,6 +172,19 @@ class NodeDaemon(NodeCommands):
             self._xmit(self.stack.dhcp_client_start(now, cfg.name.encode(), hostname=cfg.name,
                                                     previous_ip=self._read_dhcp_state()))
         self._after_stack()
+
+    def _apply_routes(self) -> None:
+        """The configuration's routing: net.ipv4.ip_forward, the default gateway and the
+        static routes (proto boot), once the stack has its addresses."""
+        cfg = self.config
+        self.stack.forwarding = cfg.forwarding
+        try:
+            if cfg.gateway:
+                self.stack.route_add("default", via=cfg.gateway, proto="boot")
+            for cidr, gw in cfg.routes:
+                self.stack.route_add(cidr, via=gw, proto="boot")
+        except StackError as exc:
+            raise StartError(f"route: {exc}") from None
 
     async def close(self) -> None:
         """Bring vnet0 down (BYE to the switch), stop serving, close every socket."""
@@ -237,28 +254,34 @@ class NodeDaemon(NodeCommands):
         self._after_stack()
 
     def _netdev_event(self, event: int, dev) -> None:
-        if dev is not self.dev or self.stack is None:
+        if self.stack is None or dev.name not in self.stack.devs:  # a device the stack runs on
             return
         now = self._loop.time()
+        name = dev.name
         if event == NETDEV_CHANGEADDR:
-            self._xmit(self.stack.set_mac(bytes(dev.dev_addr), now))
+            self._xmit(self.stack.set_mac(bytes(dev.dev_addr), now, dev=name))
         elif event == NETDEV_CHANGEMTU:
-            self.stack.set_mtu(dev.mtu)
+            self.stack.set_mtu(dev.mtu, dev=name)
         elif event in (NETDEV_UP, NETDEV_CHANGE):
             if dev.flags & IFF_UP and netif_carrier_ok(dev):
-                self._xmit(self.stack.link_up(now))
+                self._xmit(self.stack.link_up(now, dev=name))
             else:
-                self.stack.link_down(now)
+                self.stack.link_down(now, dev=name)
         elif event == NETDEV_DOWN:
-            self.stack.link_down(now)
+            self.stack.link_down(now, dev=name)
         self._after_stack()
 
     def _xmit(self, frames: list[bytes], dev=None) -> int:
-        """Hand whole frames to ``dev_queue_xmit`` (vnet0 by default); return how many."""
+        """Hand whole frames to ``dev_queue_xmit`` (vnet0 by default, or the device a
+        stack frame names: ``frame.dev``); return how many."""
         dev = dev or self.dev
         for frame in frames:
             skb = skb_from_frame(frame)
-            skb.dev = dev
+            name = getattr(frame, "dev", None)
+            skb.dev = dev if name is None else self.ns.get(name)
+            if skb.dev is None:  # the device went between the stack's output and here
+                self.tx_no_dev += 1
+                continue
             netdev_call(dev_queue_xmit, skb)
         return len(frames)
 
@@ -318,6 +341,8 @@ class NodeDaemon(NodeCommands):
                 log.error("address %s is also claimed by %s: keeping it in use and defending it "
                           "(one gratuitous ARP; check both hosts' configuration)",
                           conflict["address"], conflict["mac"])
+        elif isinstance(ev, (DestUnreachable, TimeExceeded)):
+            self._icmp_error_event(ev, now)
         elif isinstance(ev, AddressReady):
             log.info("address %s ready", ip_str(ev.ip))
         elif isinstance(ev, DhcpBound):

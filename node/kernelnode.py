@@ -53,6 +53,10 @@ KERNEL_ONLY = {
     "udp_bind": "UDP sockets", "udp_unbind": "UDP sockets", "udp_send": "UDP sockets", "udp_recv": "UDP sockets",
     "addr_add": "addresses (ip addr add)", "addr_del": "addresses (ip addr del)",
     "neigh_flush": "the neighbour table (ip neigh flush)", "dhcp_show": "DHCP (udhcpc, dnsmasq)",
+    **{name: "routes and forwarding (ip route, sysctl net.ipv4.ip_forward)"
+       for name in ("route_show", "route_add", "route_del", "route_get", "forwarding_set")},
+    "traceroute": "traceroute (the system's traceroute)",
+    "link_add": "VLAN sub-interfaces (ip link add ... type vlan)", "link_del": "VLAN sub-interfaces (ip link del)",
 }
 PING_RE = re.compile(r"bytes from ([0-9.]+): icmp_seq=\d+ ttl=(\d+) time=([0-9.]+) ms")
 ARPING_RE = re.compile(r"from ([0-9a-fA-F:]{17}) \(([0-9.]+)\): index=\d+ time=([0-9.]+) (usec|msec|sec)")

@@ -207,6 +207,18 @@ NODE_POLICY: dict[str, Policy] = {
     "capture_read": _p(id=Arg(int, required=True, low=0, high=1 << 62), timeout=_timeout(1.0),
                        max=Arg(int, default=1024, low=1, high=MAX_READ)),
     "capture_stop": _p(id=Arg(int, required=True, low=0, high=1 << 62)),
+    "route_show": _p(),
+    "route_add": _p(dst=Arg(str, required=True, max_len=64, what="a prefix (10.0.2.0/24), an address or default"),
+                    via=Arg(str, max_len=64), dev=Arg(str, max_len=64), metric=Arg(int, default=0, low=0, high=0xFFFFFFFF)),
+    "route_del": _p(dst=Arg(str, required=True, max_len=64), via=Arg(str, max_len=64), dev=Arg(str, max_len=64)),
+    "route_get": _p(dst=Arg(str, required=True, max_len=64)),
+    "forwarding_set": _p(on=Arg(bool)),
+    "traceroute": _p(dst=Arg(str, required=True, max_len=64), max_hops=Arg(int, default=30, low=1, high=255),
+                     timeout=Arg(float, default=1.0, low=0.0, high=60.0), probes=Arg(int, default=1, low=1, high=10),
+                     port=Arg(int, default=33434, low=1, high=65535)),
+    "link_add": _p(link=Arg(str, required=True, max_len=64), name=Arg(str, required=True, max_len=64),
+                   vlan=Arg(int, required=True, low=1, high=4094, what="the 802.1Q VLAN id")),
+    "link_del": _p(name=Arg(str, required=True, max_len=64)),
 }
 
 _IMPAIR_VALUE = Arg((str, int, float, list), max_len=64)  # parsed by the switch (switch/impair.py)

@@ -1,4 +1,4 @@
-"""The host stack: ARP, IPv4, ICMP echo and UDP on one Ethernet interface, sans-I/O.
+"""The host stack: ARP, IPv4 (routing, forwarding), ICMP and UDP on Ethernet interfaces, sans-I/O.
 
 Frames go in with ``now``, frames to transmit come out as lists of bytes, and what the
 application waits for comes out as events (``HostStack.next_events()``). Modules, bottom up:
@@ -12,7 +12,10 @@ application waits for comes out as events (``HostStack.next_events()``). Modules
 - udp.py     UDP codec (pseudo-header checksum) and the port table
 - dhcp/      DHCP: BOOTP/DHCP codec, DhcpServer (leases), DhcpClient (RFC 2131 states)
 - host.py    HostStack: the composition and the dispatch tables by ethertype / IP protocol
-- testing.py Hub: a zero-latency Ethernet hub wiring HostStacks together for tests
+- route.py   the routing table (FIB): connected, static and boot routes, longest-prefix match
+- indev.py   InDevice: one device's IPv4 state (Netdev, addresses, ARP), an in_device
+- testing.py Hub: a zero-latency Ethernet hub wiring HostStacks together for tests; Net: several
+             segments, for stacks with several devices (routers)
 """
 
 from .arp import ARP_FMT, ArpParams, Nud
@@ -21,7 +24,7 @@ from .dhcp import DhcpParams, DhcpState
 from .ether import mac_str, parse_mac
 from .events import (
     AddressConflict, AddressReady, ArpReply, DestUnreachable, DhcpBound, DhcpLeasesChanged,
-    DhcpLost, EchoReply, Event, NeighFailed, NeighResolved, UdpDatagram,
+    DhcpLost, EchoReply, Event, NeighFailed, NeighResolved, TimeExceeded, UdpDatagram,
 )
 from .host import HostStack
 from .icmp import PingStats, format_echo_reply, format_rtt, format_unreachable
@@ -31,6 +34,6 @@ __all__ = [
     "ARP_FMT", "AddressConflict", "AddressReady", "ArpParams", "ArpReply", "DestUnreachable",
     "DhcpBound", "DhcpLeasesChanged", "DhcpLost", "DhcpParams", "DhcpState", "EchoReply",
     "Event", "HostStack", "NeighFailed", "NeighResolved", "NeighStateError", "Nud",
-    "PingStats", "StackError", "UdpDatagram", "format_echo_reply", "format_rtt",
+    "PingStats", "StackError", "TimeExceeded", "UdpDatagram", "format_echo_reply", "format_rtt",
     "format_unreachable", "ip_str", "mac_str", "parse_ip", "parse_mac",
 ]

@@ -196,6 +196,9 @@ class NeighTable:
         self.emit = emit
         self.rng = rng
         self.solicit = solicit
+        # (packet, now) -> frames: what a packet lost to a failed resolution causes (the
+        # host stack sends ICMP host unreachable for forwarded ones), or None
+        self.error_report: Callable[[bytes, float], list] | None = None
         self.entries: dict[bytes, Neighbour] = {}
         self._timers: list = []  # heap of (deadline, seq, entry); stale items skipped
         self._seq = itertools.count()
@@ -239,12 +242,16 @@ class NeighTable:
         return self.solicit(n, now)
 
     def _fail(self, n: Neighbour, now: float) -> list[bytes]:
-        dropped = len(n.queue)
+        queued = list(n.queue)
         n.queue.clear()
         self._set_state(n, NUD_FAILED, now)
         self.c.failed_resolutions += 1
-        self.emit(NeighFailed(n.ip, dropped))
-        return []
+        self.emit(NeighFailed(n.ip, len(queued)))
+        frames: list[bytes] = []
+        if self.error_report is not None:  # arp_error_report -> ipv4_link_failure
+            for packet in queued:
+                frames += self.error_report(packet, now)
+        return frames
 
     def _timer(self, n: Neighbour, now: float) -> list[bytes]:
         st = n.state
@@ -292,10 +299,10 @@ class NeighTable:
         n.used = now
         st = n.state
         if st & NUD_SEND_NOW:
-            return [ETH_HDR.pack(n.mac, self.dev.mac, ETH_P_IP) + packet]
+            return [self.dev.out(ETH_HDR.pack(n.mac, self.dev.mac, ETH_P_IP) + packet)]
         if st == NUD_STALE:
             self._set_state(n, NUD_DELAY, now)
-            return [ETH_HDR.pack(n.mac, self.dev.mac, ETH_P_IP) + packet]
+            return [self.dev.out(ETH_HDR.pack(n.mac, self.dev.mac, ETH_P_IP) + packet)]
         n.src = src
         if self.p.unres_qlen == 0:
             self.c.unres_discards += 1
@@ -342,7 +349,8 @@ class NeighTable:
             self.emit(NeighResolved(ip, mac))
         if n.queue and not old & NUD_VALID:
             head = ETH_HDR.pack(mac, self.dev.mac, ETH_P_IP)
-            frames = [head + p for p in n.queue]
+            out = self.dev.out
+            frames = [out(head + p) for p in n.queue]
             n.queue.clear()
             return frames
         return []
@@ -356,7 +364,7 @@ class NeighTable:
             self._set_state(n, NUD_PERMANENT, now)
         n.mac = mac
         n.updated = n.confirmed = now
-        frames = [ETH_HDR.pack(mac, self.dev.mac, ETH_P_IP) + p for p in n.queue]
+        frames = [self.dev.out(ETH_HDR.pack(mac, self.dev.mac, ETH_P_IP) + p) for p in n.queue]
         n.queue.clear()
         return frames
 
@@ -450,13 +458,14 @@ class Arp:
         self.c.requests_sent += 1
         mac = self.dev.mac
         dst = n.mac if n.state == NUD_PROBE and n.mac else BROADCAST_MAC
-        return [arp_frame(dst, mac, ARPOP_REQUEST, mac, src, ZERO_MAC, n.ip)]
+        return [self.dev.out(arp_frame(dst, mac, ARPOP_REQUEST, mac, src, ZERO_MAC, n.ip))]
 
     def _garp(self, ifa: Ifaddr) -> bytes:
         """An ARP announcement: a broadcast request with sender = target = our address."""
         self.c.announcements_sent += 1
         mac = self.dev.mac
-        return arp_frame(BROADCAST_MAC, mac, ARPOP_REQUEST, mac, ifa.ip, ZERO_MAC, ifa.ip)
+        return self.dev.out(arp_frame(BROADCAST_MAC, mac, ARPOP_REQUEST, mac, ifa.ip, ZERO_MAC,
+                                      ifa.ip))
 
     def probe(self, ip: bytes, now: float) -> list[bytes]:
         """arping: one broadcast request for ``ip``; replies for the next ``arping_window``
@@ -470,7 +479,7 @@ class Arp:
         src = self._source_for(ip, None) or ZERO_IP
         self.c.requests_sent += 1
         mac = self.dev.mac
-        return [arp_frame(BROADCAST_MAC, mac, ARPOP_REQUEST, mac, src, ZERO_MAC, ip)]
+        return [self.dev.out(arp_frame(BROADCAST_MAC, mac, ARPOP_REQUEST, mac, src, ZERO_MAC, ip))]
 
     # -- receive ---------------------------------------------------------------------------
 
@@ -509,14 +518,14 @@ class Arp:
                     return self._conflict(ifa, sha, now)  # probing for it at the same time
                 if ifa is not None and ifa.state == IFA_OK:
                     c.replies_sent += 1  # defend: tell the prober the address is taken
-                    return [arp_frame(sha, mac, ARPOP_REPLY, mac, tpa, sha, ZERO_IP)]
+                    return [self.dev.out(arp_frame(sha, mac, ARPOP_REPLY, mac, tpa, sha, ZERO_IP))]
             return []
 
         if op == ARPOP_REQUEST and tpa in addrs.local:
             # A request for us: learn the sender (neigh_event_ns) and answer.
             frames = self.neigh.update(spa, sha, NUD_STALE, now, override=True, create=True)
             c.replies_sent += 1
-            frames.append(arp_frame(sha, mac, ARPOP_REPLY, mac, tpa, sha, spa))
+            frames.append(self.dev.out(arp_frame(sha, mac, ARPOP_REPLY, mac, tpa, sha, spa)))
             return frames
 
         # Anything else only refreshes what we already know about the sender.
@@ -579,7 +588,8 @@ class Arp:
         ifa.dad_deadline = now + (p.dad_probe_interval if ifa.dad_probes < p.dad_probes
                                   else p.dad_announce_wait)
         mac = self.dev.mac
-        return [arp_frame(BROADCAST_MAC, mac, ARPOP_REQUEST, mac, ZERO_IP, ZERO_MAC, ifa.ip)]
+        return [self.dev.out(arp_frame(BROADCAST_MAC, mac, ARPOP_REQUEST, mac, ZERO_IP, ZERO_MAC,
+                                       ifa.ip))]
 
     def _ready(self, ifa: Ifaddr, now: float) -> list[bytes]:
         ifa.dad_deadline = None

@@ -54,18 +54,44 @@ def eth_header(dst: bytes, src: bytes, proto: int) -> bytes:
     return ETH_HDR.pack(dst, src, proto)
 
 
+class TxFrame(bytes):
+    """A frame to transmit on a device other than the stack's first one: the bytes, and the
+    device's name in ``dev`` (the skb->dev the frame goes out of). Frames for the first
+    device are plain bytes, so a one-device stack never pays for the name."""
+
+    dev: str
+
+
+def tx_frame(frame: bytes, dev: str) -> TxFrame:
+    f = TxFrame(frame)
+    f.dev = dev
+    return f
+
+
+def frame_dev(frame: bytes, default: str) -> str:
+    """The device a frame returned by the stack goes out of."""
+    return getattr(frame, "dev", default)
+
+
 class Netdev:
     """The interface as the stack sees it (the net_device fields the layers read).
 
     ``up`` is "administratively up with carrier": ``HostStack.link_up``/``link_down``.
+    ``name`` is the device's (vnet0, vnet1, vnet0.10...); ``out(frame)`` marks a frame
+    built for this device (a TxFrame unless it is the stack's first device, ``primary``).
     """
 
-    __slots__ = ("mac", "mtu", "up")
+    __slots__ = ("mac", "mtu", "up", "name", "primary")
 
-    def __init__(self, mac: bytes, mtu: int) -> None:
+    def __init__(self, mac: bytes, mtu: int, name: str = "vnet0", primary: bool = True) -> None:
         self.mac = mac
         self.mtu = mtu
         self.up = False
+        self.name = name
+        self.primary = primary
+
+    def out(self, frame: bytes) -> bytes:
+        return frame if self.primary else tx_frame(frame, self.name)
 
 
 class EtherCounters(Counters):
@@ -75,9 +101,10 @@ class EtherCounters(Counters):
     all-hosts, is joined).
     rx_bad_src: multicast/broadcast source MAC. rx_unknown_type: ethertype with no handler
     (IPv6, VLAN tags, 802.3 length frames...). rx_link_down: arrived while the link was down.
+    rx_no_dev: arrived on a device the stack does not have (not ``add_device``-ed).
     """
 
     __slots__ = (
         "rx_frames", "rx_bytes", "tx_frames", "tx_bytes", "rx_runts", "rx_otherhost_dropped",
-        "rx_multicast_dropped", "rx_bad_src", "rx_unknown_type", "rx_link_down",
+        "rx_multicast_dropped", "rx_bad_src", "rx_unknown_type", "rx_link_down", "rx_no_dev",
     )

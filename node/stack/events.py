@@ -94,6 +94,20 @@ class DestUnreachable:
 
 
 @dataclass(frozen=True, slots=True)
+class TimeExceeded:
+    """An ICMP time exceeded (type 11) about a packet we sent: ``code`` 0 is TTL exceeded in
+    transit (a router on the way, what traceroute collects). The other fields are
+    DestUnreachable's."""
+
+    src: bytes
+    code: int
+    orig_dst: bytes
+    proto: int
+    orig_sport: int
+    orig_dport: int
+
+
+@dataclass(frozen=True, slots=True)
 class DhcpBound:
     """The DHCP client holds ``ip``/``prefixlen`` (DAD passed) for ``lease_time`` seconds
     (0xFFFFFFFF: infinite) from ``server``. ``renewal``: an existing lease was extended
@@ -124,7 +138,7 @@ class DhcpLeasesChanged:
 
 Event = Union[
     EchoReply, UdpDatagram, ArpReply, NeighResolved, NeighFailed, AddressConflict,
-    AddressReady, DestUnreachable, DhcpBound, DhcpLost, DhcpLeasesChanged,
+    AddressReady, DestUnreachable, TimeExceeded, DhcpBound, DhcpLost, DhcpLeasesChanged,
 ]
 
 # Events carrying traffic, dropped (and counted) when the application stops draining; the

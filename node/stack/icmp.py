@@ -3,11 +3,17 @@
 The stack answers echo requests to its addresses (not broadcast ones, like Linux's default
 icmp_echo_ignore_broadcasts=1), delivers echo replies as EchoReply events (the application
 matches ident/seq: there are no ping sockets), sends destination unreachable for closed UDP
-ports and unknown protocols, and reports ones it receives as DestUnreachable events.
+ports and unknown protocols, and the forwarding path's errors (ipv4.py: time exceeded,
+network/host unreachable, fragmentation needed), and reports the ones it receives as
+DestUnreachable and TimeExceeded events (traceroute reads them).
 
-Errors we send obey RFC 1122 3.2.2 (never about an ICMP error, a broadcast, a fragment or a
-non-unicast source) and Linux's per-destination rate limit (icmp_ratelimit): a token bucket
-of ``burst`` (6) messages refilled at one per ``ratelimit`` (1 s); 0 disables it.
+Errors we send (``send_error``, icmp_send) obey RFC 1122 3.2.2 (never about an ICMP error, a
+broadcast or multicast, a fragment other than the first, or a non-unicast source) and
+Linux's per-destination rate limit (icmp_ratelimit): a token bucket of ``burst`` (6)
+messages refilled at one per ``ratelimit`` (1 s); 0 disables it. An error about a forwarded
+packet goes out from the input device's address on the subnet of the route back to the
+sender (else from the route back's source); one about a packet for us, from the address it
+was sent to.
 
 ``PingStats`` and the ``format_*`` helpers reproduce iputils ping output for the CLI.
 """
@@ -19,7 +25,7 @@ import struct
 from typing import Callable
 
 from .common import Counters, StackError
-from .events import DestUnreachable, EchoReply
+from .events import DestUnreachable, EchoReply, TimeExceeded
 from .ipv4 import (
     IP_HDR, IP_HLEN, IPPROTO_ICMP, IPPROTO_UDP, ZERO_IP, Ipv4, inet_checksum, ip_str,
     is_martian_src,
@@ -35,6 +41,9 @@ ICMP_NET_UNREACH = 0
 ICMP_HOST_UNREACH = 1
 ICMP_PROT_UNREACH = 2
 ICMP_PORT_UNREACH = 3
+ICMP_FRAG_NEEDED = 4
+ICMP_TIME_EXCEEDED = 11
+ICMP_EXC_TTL = 0
 # Types that are errors (never answered with an error): unreach, quench, redirect,
 # time exceeded, parameter problem.
 ICMP_ERROR_TYPES = frozenset({3, 4, 5, 11, 12})
@@ -67,6 +76,7 @@ class IcmpCounters(Counters):
         "in_msgs", "in_errors", "in_csum_errors", "in_dest_unreachs", "in_echos",
         "in_echo_reps", "in_other_types", "in_bcast_ignored", "out_msgs", "out_echos",
         "out_echo_reps", "out_dest_unreachs", "out_rate_limit_host", "rcvbuf_errors",
+        "in_time_excds", "out_time_excds",
     )
 
 
@@ -83,13 +93,14 @@ class Icmp:
 
     # -- sending ---------------------------------------------------------------------------
 
-    def send_echo(self, dst: bytes, ident: int, seq: int, data: bytes, now: float) -> list:
+    def send_echo(self, dst: bytes, ident: int, seq: int, data: bytes, now: float,
+                  ttl: int | None = None) -> list:
         for name, v in (("ident", ident), ("seq", seq)):
             if not isinstance(v, int) or not 0 <= v <= 0xFFFF:
                 raise StackError(f"echo {name} {v!r} must be an integer 0..65535")
         self.ip.check_size(len(data), ICMP_HLEN, "ICMP echo data")
         msg = icmp_message(ICMP_ECHO, 0, ident, seq, data)
-        frames = self.ip.send(dst, IPPROTO_ICMP, msg, now)
+        frames = self.ip.send(dst, IPPROTO_ICMP, msg, now, ttl)
         self.c.out_msgs += 1
         self.c.out_echos += 1
         return frames
@@ -113,11 +124,21 @@ class Icmp:
         return ok
 
     def unreach(self, packet: bytes, ihl: int, code: int, now: float) -> list[bytes]:
-        """A destination unreachable about received ``packet`` (icmp_send). Never raises."""
+        """A destination unreachable about received ``packet``, for us. Never raises."""
+        return self.send_error(packet, ihl, ICMP_DEST_UNREACH, code, now)
+
+    def send_error(self, packet: bytes, ihl: int, typ: int, code: int, now: float,
+                   info: int = 0, indev=None) -> list[bytes]:
+        """An ICMP error of ``typ``/``code`` about ``packet`` (icmp_send); ``info`` is the
+        next-hop MTU of a fragmentation needed; ``indev`` the device a forwarded packet came
+        in on (None: the packet was for us). Never raises."""
         src = packet[12:16]
         dst = packet[16:20]
-        if src == ZERO_IP or is_martian_src(src) or src in self.ip.addrs.broadcasts:
+        bcasts = self.ip.addrs.broadcasts if indev is None else indev.addrs.broadcasts
+        if src == ZERO_IP or is_martian_src(src) or src in bcasts:
             return []
+        if dst[0] >= 224 or dst in bcasts:
+            return []  # about a broadcast or multicast
         if packet[6] & 0x1F or packet[7]:
             return []  # a non-first fragment
         if packet[9] == IPPROTO_ICMP and len(packet) > ihl and packet[ihl] in ICMP_ERROR_TYPES:
@@ -125,11 +146,19 @@ class Icmp:
         if not self._allow(src, now):
             self.c.out_rate_limit_host += 1
             return []
+        if indev is None:
+            from_ip = dst
+        else:  # the input device's address on the way back, else the route back's source
+            rt = self.ip.fib.lookup(src)
+            from_ip = indev.addrs.on_subnet(rt.gw if rt is not None and rt.gw else src)
         room = min(ICMP_ERROR_MAX, self.ip.max_payload() - ICMP_HLEN)
-        msg = icmp_message(ICMP_DEST_UNREACH, code, 0, 0, packet[:room])
+        msg = icmp_message(typ, code, 0, info & 0xFFFF, packet[:room])
         self.c.out_msgs += 1
-        self.c.out_dest_unreachs += 1
-        return self.ip.reply(src, IPPROTO_ICMP, msg, now, src=dst)
+        if typ == ICMP_TIME_EXCEEDED:
+            self.c.out_time_excds += 1
+        else:
+            self.c.out_dest_unreachs += 1
+        return self.ip.reply(src, IPPROTO_ICMP, msg, now, src=from_ip)
 
     # -- receiving -------------------------------------------------------------------------
 
@@ -163,12 +192,16 @@ class Icmp:
             return []
         if typ == ICMP_DEST_UNREACH:
             c.in_dest_unreachs += 1
-            self._rcv_unreach(packet, ihl + ICMP_HLEN, src, code)
+            self._rcv_error(packet, ihl + ICMP_HLEN, src, typ, code)
+            return []
+        if typ == ICMP_TIME_EXCEEDED:
+            c.in_time_excds += 1
+            self._rcv_error(packet, ihl + ICMP_HLEN, src, typ, code)
             return []
         c.in_other_types += 1
         return []
 
-    def _rcv_unreach(self, packet: bytes, off: int, src: bytes, code: int) -> None:
+    def _rcv_error(self, packet: bytes, off: int, src: bytes, typ: int, code: int) -> None:
         """Report the packet quoted in an ICMP error, if it parses."""
         if len(packet) < off + IP_HLEN:
             self.c.in_errors += 1
@@ -183,7 +216,8 @@ class Icmp:
             a, b = struct.unpack_from("!HH", packet, off + qihl)
         elif proto == IPPROTO_ICMP:
             a, b = struct.unpack_from("!HH", packet, off + qihl + 4)
-        self.emit(DestUnreachable(src, code, qdst, proto, a, b))
+        event = DestUnreachable if typ == ICMP_DEST_UNREACH else TimeExceeded
+        self.emit(event(src, code, qdst, proto, a, b))
 
 
 # -- ping(8) presentation ------------------------------------------------------------------

@@ -1,10 +1,23 @@
 """IPv4: address helpers, the header codec and checksum, on-link routing, and the IP layer.
 
 Addresses are parsed once, at the API boundary, into 4-byte ``bytes`` (the wire form, also
-used as dict keys); subnet tests use ints. There is no routing table: a destination is
-reachable only if it is inside the subnet of one of the interface's usable addresses
-("on-link"), which is all a single LAN needs. No fragmentation and no reassembly: oversize
-sends raise, received fragments are counted (reasm_reqds, reasm_fails) and dropped.
+used as dict keys); subnet tests use ints. Each device has its own addresses (an
+``AddrTable``, the in_device's ifa_list); output goes where the routing table (route.py, the
+FIB) says: the route's device, to its gateway or on-link to the destination, resolved with
+that device's ARP. No fragmentation and no reassembly: oversize sends raise, received
+fragments are counted (reasm_reqds, reasm_fails) and dropped, oversize packets to forward
+are dropped (with DF: ICMP fragmentation needed).
+
+Forwarding (``forwarding``, the sysctl net.ipv4.ip_forward, off by default) follows
+ip_route_input + ip_forward: a unicast packet (to our MAC) not addressed to us is routed;
+with forwarding off it is dropped and counted in in_addr_errors. TTL 1 or 0: ICMP time
+exceeded (in_hdr_errors). No route: ICMP network unreachable (in_no_routes). Too big for the
+output device with DF set: ICMP fragmentation needed with the next hop's MTU (frag_fails).
+Otherwise the TTL is decremented, the checksum updated incrementally (RFC 1624, as
+ip_decrease_ttl) and the packet handed to the output device's neighbour
+(forw_datagrams); if resolving the next hop fails, ICMP host unreachable (ipv4_link_failure).
+Directed broadcasts are not forwarded (bc_forwarding=0); no redirects are sent
+(send_redirects=0).
 
 The limited broadcast 255.255.255.255 is accepted even with no usable address, and a source
 of 0.0.0.0 is not a martian: that is how DHCP (dhcp/) talks before it has an address
@@ -22,7 +35,7 @@ from collections import deque
 from typing import Callable
 
 from .common import Counters, StackError
-from .ether import BROADCAST_MAC, ETH_HDR, ETH_HLEN, ETH_P_IP, Netdev, mac_str
+from .ether import BROADCAST_MAC, ETH_HDR, ETH_HLEN, ETH_P_IP, PACKET_HOST, Netdev, mac_str
 
 IP_FMT = "!BBHHHBBH4s4s"  # ver/ihl, tos, tot_len, id, frag_off, ttl, protocol, check, saddr, daddr
 IP_HDR = struct.Struct(IP_FMT)
@@ -147,13 +160,15 @@ class Ifaddr:
 
 
 class AddrTable:
-    """The interface's addresses (an in_device's ifa_list) and the on-link route lookup.
+    """One device's addresses (an in_device's ifa_list) and the on-link route lookup.
 
     Lookups the receive path makes per packet (is this ours? a broadcast?) use dicts and
-    sets rebuilt by ``refresh()`` whenever an address is added, removed or changes state.
+    sets rebuilt by ``refresh()`` whenever an address is added, removed or changes state;
+    ``on_change`` (set by the host stack) is then called, so the connected routes follow.
     """
 
     def __init__(self) -> None:
+        self.on_change: Callable[[], None] | None = None
         self.all: list[Ifaddr] = []
         self._by_ip: dict[bytes, Ifaddr] = {}
         self.local: dict[bytes, Ifaddr] = {}  # usable addresses only
@@ -206,6 +221,26 @@ class AddrTable:
         self.usable = [a for a in self.all if a.state == IFA_OK]
         self.local = {a.ip: a for a in self.usable}
         self.broadcasts = {LIMITED_BROADCAST} | {a.bcast for a in self.usable if a.bcast}
+        if self.on_change is not None:
+            self.on_change()
+
+    def on_subnet(self, ip: bytes) -> bytes | None:
+        """Our usable address whose subnet holds ``ip``, or None."""
+        d = int.from_bytes(ip, "big")
+        for ifa in self.usable:
+            if d & ifa.mask == ifa.net:
+                return ifa.ip
+        return None
+
+    def select_src(self, near: bytes | None) -> bytes | None:
+        """A usable address to send from (inet_select_addr): one whose subnet holds
+        ``near`` (the next hop), else the first usable one, else None."""
+        if near is not None:
+            d = int.from_bytes(near, "big")
+            for ifa in self.usable:
+                if d & ifa.mask == ifa.net:
+                    return ifa.ip
+        return self.usable[0].ip if self.usable else None
 
     def route(self, dst: bytes) -> tuple[Ifaddr, bool] | None:
         """(source address, is-broadcast) for an on-link ``dst``, else None."""
@@ -217,12 +252,10 @@ class AddrTable:
                 return ifa, dst == ifa.bcast
         return None
 
-    def no_route_reason(self, dst: bytes) -> str:
-        """Why ``route(dst)`` is None, phrased for the caller, with the fix."""
+    def no_route_reason(self, dst: bytes) -> str | None:
+        """Why ``dst`` is unreachable through this device's addresses, phrased for the
+        caller with the fix; None if there is nothing to say about them."""
         d = ip_str(dst)
-        if not self.all:
-            return (f"cannot send to {d}: no IPv4 address is configured; "
-                    "add one first, e.g. 10.0.0.1/24")
         for ifa in self.all:
             if ifa.state == IFA_OK or not (ifa.contains(dst) or dst == LIMITED_BROADCAST):
                 continue
@@ -234,8 +267,7 @@ class AddrTable:
             return (f"cannot send to {d}: {ifa.cidr} is unusable, duplicate address "
                     f"detection found {ip_str(ifa.ip)} in use by {owner}; delete it and "
                     "pick another address")
-        have = ", ".join(a.cidr for a in self.all)
-        return f"{d} is not on-link (addresses: {have}); vnet routes only within the LAN"
+        return None
 
 
 class IpCounters(Counters):
@@ -247,44 +279,77 @@ class IpCounters(Counters):
     of our usable addresses or a broadcast (a promiscuous NIC, a tentative address), or a
     martian source. in_mcast_pkts: delivered to a multicast group we are a member of
     (InMcastPkts). reasm_reqds/reasm_fails: fragments, never reassembled here.
-    out_no_routes: sends refused as off-link. frag_fails: sends refused as larger than the
-    MTU. out_discards: sends dropped because the link is down.
+    out_no_routes: sends refused for want of a route. frag_fails: sends refused as larger
+    than the MTU, packets to forward too big for the next hop. out_discards: sends dropped
+    because the link is down. forw_datagrams: packets forwarded (ForwDatagrams).
+    in_no_routes: packets to forward with no route (InNoRoutes). in_hdr_errors also counts
+    packets to forward whose TTL ran out, as ip_forward does.
     """
 
     __slots__ = (
         "in_receives", "in_hdr_errors", "in_csum_errors", "in_truncated_pkts",
         "in_addr_errors", "in_unknown_protos", "in_delivers", "in_bcast_pkts", "in_mcast_pkts",
         "out_requests", "out_discards", "out_no_routes", "out_bcast_pkts", "reasm_reqds",
-        "reasm_fails", "frag_fails",
+        "reasm_fails", "frag_fails", "forw_datagrams", "in_no_routes",
     )
 
 
 # A transport's receive function: (packet, ihl, src, dst, ttl, is_broadcast, now) -> frames.
 ProtoRcv = Callable[[bytes, int, bytes, bytes, int, bool, float], list]
 
+ICMP_TIME_EXCEEDED = 11
+ICMP_EXC_TTL = 0
+ICMP_DEST_UNREACH = 3
+ICMP_NET_UNREACH = 0
+ICMP_HOST_UNREACH = 1
+ICMP_FRAG_NEEDED = 4
+
 
 class Ipv4:
     """The IP layer: ``rcv`` for frames from the wire, ``send`` for the caller, ``reply``
-    for packets the stack itself originates in answer to the wire (never raises).
+    for packets the stack itself originates in answer to the wire (never raises), and the
+    forwarding path (``forwarding``).
 
-    ``protocols`` (IP protocol -> transport rcv) is filled in by host.py, and so is
-    ``unreach`` (the ICMP error sender, for unknown protocols). ``mc_groups`` holds the
-    multicast groups the interface is a member of: the all-hosts group 224.0.0.1 only
-    (ip_mc_up joins it on every interface; there is no IGMP here to join others).
+    ``devs`` (name -> InDevice: a device's Netdev, AddrTable and Arp; the first is the
+    stack's primary device) and ``fib`` (route.py) are the stack's, shared. ``protocols``
+    (IP protocol -> transport rcv) is filled in by host.py, and so are ``unreach`` (the
+    ICMP destination unreachable sender, for unknown protocols) and ``icmp_error`` (any ICMP
+    error: (packet, ihl, type, code, now, info, input device) -> frames). ``mc_groups``
+    holds the multicast groups the interfaces are members of: the all-hosts group 224.0.0.1
+    only (ip_mc_up joins it on every interface; there is no IGMP here to join others).
+    ``local`` maps every usable address of every device to its device (``refresh_local``):
+    a packet to any of them is ours, whichever device it came in on (the weak host model).
     """
 
-    def __init__(self, dev: Netdev, addrs: AddrTable, neigh_output, ttl: int = IP_DEFAULT_TTL):
-        self.dev = dev
-        self.addrs = addrs
-        self.neigh_output = neigh_output  # (dst, src, packet, now) -> frames: ARP resolution
+    def __init__(self, devs: dict, fib, ttl: int = IP_DEFAULT_TTL):
+        self.devs = devs
+        self.fib = fib
         self.ttl = ttl
+        self.forwarding = False
         self.protocols: dict[int, ProtoRcv] = {}
         self.unreach: Callable[[bytes, int, int, float], list] | None = None
+        self.icmp_error: Callable | None = None
         self.c = IpCounters()
         self._ident = 0
         self._lo_queue: deque[bytes] = deque()
         self._lo_busy = False
         self.mc_groups: frozenset[bytes] = frozenset((INADDR_ALLHOSTS_GROUP,))
+        self.local: dict[bytes, object] = {}
+
+    @property
+    def primary(self):
+        return next(iter(self.devs.values()))
+
+    @property
+    def dev(self) -> Netdev:
+        return self.primary.dev
+
+    @property
+    def addrs(self) -> AddrTable:
+        return self.primary.addrs
+
+    def refresh_local(self) -> None:
+        self.local = {ifa.ip: indev for indev in self.devs.values() for ifa in indev.addrs.usable}
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -302,49 +367,106 @@ class Ipv4:
                 f"does not fragment, so send at most {self.dev.mtu - IP_HLEN - hdr_len} bytes"
             )
 
+    def no_route_reason(self, dst: bytes) -> str:
+        """Why there is no way to send to ``dst``, phrased for the caller, with the fix."""
+        d = ip_str(dst)
+        ifas = [a for indev in self.devs.values() for a in indev.addrs.all]
+        if not ifas:
+            return (f"cannot send to {d}: no IPv4 address is configured; "
+                    "add one first, e.g. 10.0.0.1/24")
+        for indev in self.devs.values():
+            why = indev.addrs.no_route_reason(dst)
+            if why is not None:
+                return why
+        have = ", ".join(a.cidr for a in ifas)
+        return (f"{d} is not on-link and no route leads there (Network is unreachable; "
+                f"addresses: {have}); add a route or a default gateway (ip route add)")
+
+    def _src_for(self, indev, rt, dst: bytes) -> bytes | None:
+        if rt is not None and rt.prefsrc is not None and rt.prefsrc in self.local:
+            return rt.prefsrc
+        src = indev.addrs.select_src(rt.gw if rt is not None and rt.gw else dst)
+        return src if src is not None else next(iter(self.local), None)
+
     def route(self, dst: bytes) -> tuple[bytes, bool]:
         """(source address, is-broadcast) for sending to ``dst``; StackError, with the fix,
-        if it is not on-link or there is no usable address."""
-        r = self.addrs.route(dst)
-        if r is None:
-            self.c.out_no_routes += 1
-            raise StackError(self.addrs.no_route_reason(dst))
-        return r[0].ip, r[1]
+        if no route leads there or there is no usable address to send from."""
+        if dst == LIMITED_BROADCAST:
+            for indev in self.devs.values():
+                if indev.addrs.usable:
+                    return indev.addrs.usable[0].ip, True
+        else:
+            rt = self.fib.lookup(dst)
+            if rt is not None:
+                indev = self.devs[rt.dev]
+                src = self._src_for(indev, rt, dst)
+                if src is not None:
+                    return src, dst in indev.addrs.broadcasts
+        self.c.out_no_routes += 1
+        raise StackError(self.no_route_reason(dst))
 
-    def send(self, dst: bytes, proto: int, payload: bytes, now: float) -> list[bytes]:
+    def send(self, dst: bytes, proto: int, payload: bytes, now: float,
+             ttl: int | None = None) -> list[bytes]:
         """Send for the caller (``route`` errors raise). The caller has checked the size
         with ``check_size``."""
         src, bcast = self.route(dst)
-        return self.output(src, dst, proto, payload, bcast, now)
+        return self.output(src, dst, proto, payload, bcast, now, ttl)
 
     def reply(self, dst: bytes, proto: int, payload: bytes, now: float,
               src: bytes | None = None) -> list[bytes]:
         """Send something the wire asked for (an echo reply, an ICMP error). Never raises:
         no route or no room is counted and dropped. ``src`` if it is one of ours."""
-        r = self.addrs.route(dst)
-        if r is None or r[1] or len(payload) > self.dev.mtu - IP_HLEN:
+        rt = self.fib.lookup(dst) if dst != LIMITED_BROADCAST else None
+        if rt is None:
             self.c.out_no_routes += 1
             return []
-        if src is None or src not in self.addrs.local:
-            src = r[0].ip
+        indev = self.devs[rt.dev]
+        if dst in indev.addrs.broadcasts or len(payload) > indev.dev.mtu - IP_HLEN:
+            self.c.out_no_routes += 1
+            return []
+        if src is None or src not in self.local:
+            src = self._src_for(indev, rt, dst)
+            if src is None:
+                self.c.out_no_routes += 1
+                return []
         return self.output(src, dst, proto, payload, False, now)
 
     def output(self, src: bytes, dst: bytes, proto: int, payload: bytes, bcast: bool,
-               now: float) -> list[bytes]:
-        """Build the header and hand the packet down: loopback, broadcast, or ARP."""
+               now: float, ttl: int | None = None) -> list[bytes]:
+        """Build the header and hand the packet down: loopback, broadcast, or the route's
+        device and next hop (ARP)."""
         c = self.c
         c.out_requests += 1
         self._ident = (self._ident + 1) & 0xFFFF
-        packet = ip_header(src, dst, proto, len(payload), self._ident, self.ttl) + payload
-        if dst in self.addrs.local:
+        packet = ip_header(src, dst, proto, len(payload), self._ident,
+                           self.ttl if ttl is None else ttl) + payload
+        if dst in self.local:
             return self._loopback(packet, now)
-        if not self.dev.up:
-            c.out_discards += 1  # like a qdisc with no carrier: the packet is lost, quietly
-            return []
         if bcast:
+            indev = None
+            if dst != LIMITED_BROADCAST:
+                rt = self.fib.lookup(dst)
+                indev = self.devs[rt.dev] if rt is not None else None
+            if indev is None:
+                indev = self.local.get(src) or self.primary
+            dev = indev.dev
+            if not dev.up:
+                c.out_discards += 1  # like a qdisc with no carrier: the packet is lost, quietly
+                return []
             c.out_bcast_pkts += 1
-            return [ETH_HDR.pack(BROADCAST_MAC, self.dev.mac, ETH_P_IP) + packet]
-        return self.neigh_output(dst, src, packet, now)
+            return [dev.out(ETH_HDR.pack(BROADCAST_MAC, dev.mac, ETH_P_IP) + packet)]
+        rt = self.fib.lookup(dst)
+        if rt is None:
+            c.out_no_routes += 1
+            return []
+        indev = self.devs[rt.dev]
+        if not indev.dev.up:
+            c.out_discards += 1
+            return []
+        if len(packet) > indev.dev.mtu:
+            c.frag_fails += 1
+            return []
+        return indev.arp.output(rt.gw or dst, src, packet, now)
 
     def _loopback(self, packet: bytes, now: float) -> list[bytes]:
         """Deliver a packet for one of our own addresses locally (the lo device's job).
@@ -366,8 +488,9 @@ class Ipv4:
 
     # -- receiving -------------------------------------------------------------------------
 
-    def rcv(self, frame: bytes, pkt_type: int, now: float) -> list[bytes]:
-        """An Ethernet frame carrying IPv4 (ip_rcv). Bad packets are counted, never raised."""
+    def rcv(self, frame: bytes, pkt_type: int, now: float, indev=None) -> list[bytes]:
+        """An Ethernet frame carrying IPv4 (ip_rcv), from device ``indev`` (an InDevice;
+        None: the primary). Bad packets are counted, never raised."""
         c = self.c
         c.in_receives += 1
         n = len(frame) - ETH_HLEN
@@ -391,16 +514,19 @@ class Ipv4:
             c.in_hdr_errors += 1
             return []
         # Slicing to tot_len trims the Ethernet padding of short frames.
-        return self._deliver(frame[ETH_HLEN:ETH_HLEN + tot_len], ihl, False, now)
+        return self._deliver(frame[ETH_HLEN:ETH_HLEN + tot_len], ihl, False, now,
+                             indev or self.primary, pkt_type)
 
-    def _deliver(self, packet: bytes, ihl: int, looped: bool, now: float) -> list[bytes]:
-        """ip_rcv_finish + ip_local_deliver for a checked packet."""
+    def _deliver(self, packet: bytes, ihl: int, looped: bool, now: float, indev=None,
+                 pkt_type: int = PACKET_HOST) -> list[bytes]:
+        """ip_rcv_finish + ip_local_deliver (or ip_forward) for a checked packet."""
         c = self.c
         _, _, _, _, frag, ttl, proto, _, src, dst = IP_HDR.unpack_from(packet)
-        addrs = self.addrs
-        if dst in addrs.local:
+        local = self.local
+        if dst in local:
             bcast = False
-        elif dst in addrs.broadcasts:
+        elif dst in (indev.addrs.broadcasts if indev is not None else
+                     {b for d in self.devs.values() for b in d.addrs.broadcasts}):
             bcast = True
             c.in_bcast_pkts += 1
         elif dst in self.mc_groups:
@@ -408,10 +534,13 @@ class Ipv4:
             # requests ignored as icmp_echo_ignore_broadcasts does for both).
             bcast = True
             c.in_mcast_pkts += 1
+        elif self.forwarding and not looped and pkt_type == PACKET_HOST:
+            return self._forward(packet, ihl, src, dst, ttl, indev, now)
         else:
-            c.in_addr_errors += 1
+            c.in_addr_errors += 1  # not ours, and not routed (ip_forward off: EHOSTUNREACH)
             return []
-        if is_martian_src(src) or src in addrs.broadcasts or (src in addrs.local and not looped):
+        if is_martian_src(src) or (src in local and not looped) or \
+                (indev is not None and src in indev.addrs.broadcasts):
             c.in_addr_errors += 1
             return []
         if frag & (IP_MF | IP_OFFMASK):
@@ -426,3 +555,49 @@ class Ipv4:
             return []
         c.in_delivers += 1
         return handler(packet, ihl, src, dst, ttl, bcast, now)
+
+    # -- forwarding ------------------------------------------------------------------------
+
+    def _error(self, packet: bytes, ihl: int, typ: int, code: int, now: float, info: int = 0,
+               indev=None) -> list[bytes]:
+        if self.icmp_error is None:
+            return []
+        return self.icmp_error(packet, ihl, typ, code, now, info, indev)
+
+    def _forward(self, packet: bytes, ihl: int, src: bytes, dst: bytes, ttl: int, indev,
+                 now: float) -> list[bytes]:
+        """ip_route_input's forwarding case and ip_forward."""
+        c = self.c
+        if is_martian_src(src) or src == ZERO_IP or src in indev.addrs.broadcasts \
+                or dst == ZERO_IP or dst[0] >= 224:
+            c.in_addr_errors += 1  # a martian source or destination: never routed
+            return []
+        rt = self.fib.lookup(dst)
+        if rt is None:
+            c.in_no_routes += 1
+            return self._error(packet, ihl, ICMP_DEST_UNREACH, ICMP_NET_UNREACH, now, 0, indev)
+        out = self.devs[rt.dev]
+        if dst in out.addrs.broadcasts:
+            c.in_addr_errors += 1  # a directed broadcast: bc_forwarding is off
+            return []
+        if ttl <= 1:
+            c.in_hdr_errors += 1
+            return self._error(packet, ihl, ICMP_TIME_EXCEEDED, ICMP_EXC_TTL, now, 0, indev)
+        mtu = out.dev.mtu
+        if len(packet) > mtu:
+            c.frag_fails += 1
+            if packet[6] & (IP_DF >> 8):
+                return self._error(packet, ihl, ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, now, mtu,
+                                   indev)
+            return []  # vnet does not fragment
+        if not out.dev.up:
+            c.out_discards += 1
+            return []
+        fwd = bytearray(packet)
+        fwd[8] = ttl - 1
+        check = ((fwd[10] << 8) | fwd[11]) + 0x0100  # ip_decrease_ttl: RFC 1624 update
+        check = (check + (check >= 0xFFFF)) & 0xFFFF
+        fwd[10] = check >> 8
+        fwd[11] = check & 0xFF
+        c.forw_datagrams += 1
+        return out.arp.output(rt.gw or dst, None, bytes(fwd), now)

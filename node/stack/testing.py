@@ -103,3 +103,82 @@ def make_lan(n: int = 3, *, settle: bool = True, **stack_kwargs) -> Hub:
         for name in hub.stacks:
             hub.events(name)
     return hub
+
+
+class Net:
+    """Several Ethernet segments (zero-latency hubs) and stacks with devices on them, for
+    routing tests: ``plug(segment, name, stack, dev)`` puts device ``dev`` of stack
+    ``name`` on ``segment``. A frame a stack returns goes out of the device it names
+    (``frame.dev``, else the stack's primary device) onto that device's segment, and is
+    delivered to the other devices there whose MAC it is for (or all, for broadcast), in
+    turn, breadth first, at the same instant. Same ``call``/``run``/``events`` as Hub;
+    ``trace`` records (time, name, dev, frame)."""
+
+    def __init__(self, now: float = 0.0, max_frames: int = 100_000) -> None:
+        self.now = now
+        self.stacks: dict[str, object] = {}
+        self.segments: dict[str, list[tuple[str, str]]] = {}
+        self._seg_of: dict[tuple[str, str], str] = {}
+        self.trace: list[tuple[float, str, str, bytes]] = []
+        self.drop: Callable[[str, str, bytes], bool] | None = None
+        self.max_frames = max_frames
+
+    def plug(self, segment: str, name: str, stack, dev: str | None = None):
+        dev = dev or stack.dev.name
+        self.stacks[name] = stack
+        self.segments.setdefault(segment, []).append((name, dev))
+        self._seg_of[(name, dev)] = segment
+        return stack
+
+    def send(self, src: str, frames: Iterable[bytes]) -> None:
+        queue = deque((src, f) for f in frames)
+        count = 0
+        while queue:
+            name, frame = queue.popleft()
+            count += 1
+            if count > self.max_frames:
+                raise RuntimeError(f"more than {self.max_frames} frames at t={self.now}")
+            stack = self.stacks[name]
+            dev = getattr(frame, "dev", stack.dev.name)
+            self.trace.append((self.now, name, dev, frame))
+            seg = self._seg_of.get((name, dev))
+            if seg is None or (self.drop is not None and self.drop(name, dev, frame)):
+                continue
+            dst = frame[:6]
+            flood = dst[0] & 1
+            for other, odev in self.segments[seg]:
+                if (other, odev) == (name, dev):
+                    continue
+                ostack = self.stacks[other]
+                if flood or ostack.devs[odev].dev.mac == dst:
+                    queue.extend((other, f) for f in ostack.receive(bytes(frame), self.now,
+                                                                    dev=odev))
+
+    def call(self, src: str, method: str, *args, **kwargs):
+        out = getattr(self.stacks[src], method)(*args, self.now, **kwargs)
+        if isinstance(out, list):
+            self.send(src, out)
+        return out
+
+    def run(self, until: float) -> None:
+        while True:
+            due = [d for d in (s.next_deadline() for s in self.stacks.values()) if d is not None]
+            if not due or min(due) > until:
+                break
+            self.now = max(self.now, min(due))
+            for name, stack in self.stacks.items():
+                d = stack.next_deadline()
+                if d is not None and d <= self.now:
+                    self.send(name, stack.tick(self.now))
+        self.now = max(self.now, until)
+
+    def advance(self, dt: float) -> None:
+        self.run(self.now + dt)
+
+    def events(self, name: str) -> list:
+        return self.stacks[name].next_events()
+
+    def frames_on(self, segment: str, since: float = float("-inf")) -> list[bytes]:
+        """Frames sent onto ``segment`` (by any device plugged there)."""
+        return [f for t, n, d, f in self.trace
+                if t >= since and self._seg_of.get((n, d)) == segment]

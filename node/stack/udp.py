@@ -113,7 +113,7 @@ class Udp:
     # -- sending ---------------------------------------------------------------------------
 
     def send(self, src_port: int, dst: bytes, dst_port: int, payload: bytes,
-             now: float) -> list[bytes]:
+             now: float, ttl: int | None = None) -> list[bytes]:
         _check_port(src_port, "source port", allow_zero=False)
         _check_port(dst_port, "destination port", allow_zero=False)
         if not isinstance(payload, (bytes, bytearray, memoryview)):
@@ -121,14 +121,14 @@ class Udp:
         payload = bytes(payload)
         self.ip.check_size(len(payload), UDP_HLEN, "UDP payload")
         src, bcast = self.ip.route(dst)
-        return self.output(src, src_port, dst, dst_port, payload, bcast, now)
+        return self.output(src, src_port, dst, dst_port, payload, bcast, now, ttl)
 
     def output(self, src: bytes, src_port: int, dst: bytes, dst_port: int, payload: bytes,
-               bcast: bool, now: float) -> list[bytes]:
+               bcast: bool, now: float, ttl: int | None = None) -> list[bytes]:
         """Send from ``src`` with no route lookup (DHCP: from 0.0.0.0, or to a server that
         ARP resolves). ``bcast``: an Ethernet broadcast. Sizes are the caller's to check."""
         segment = udp_segment(src, dst, src_port, dst_port, payload)
-        frames = self.ip.output(src, dst, IPPROTO_UDP, segment, bcast, now)
+        frames = self.ip.output(src, dst, IPPROTO_UDP, segment, bcast, now, ttl)
         self.c.out_datagrams += 1
         return frames
 

@@ -148,7 +148,7 @@ async def test_wrong_use_is_a_clear_error(vnet_lan, args, message):
 async def test_usage_errors_exit_nonzero(vnet_lan):
     proc = vnet(vnet_lan, "ping", node=None)
     assert proc.returncode == 2 and "usage:" in proc.stderr
-    proc = vnet(vnet_lan, "ip", "route", node=None)
+    proc = vnet(vnet_lan, "ip", "tunnel", node=None)
     assert proc.returncode == 2 and "invalid choice" in proc.stderr
     proc = vnet(vnet_lan, "ip", "link", node=None)  # three nodes run here: which one?
     assert proc.returncode == 2 and "several nodes" in proc.stderr

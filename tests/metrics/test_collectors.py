@@ -154,5 +154,5 @@ def test_stp_state_exported_only_for_ports_that_have_one():
     a.bridge = True  # the far end is a switch: spanning tree runs on this port
     a.stp_state = "discarding"
     s = scrape(SwitchCollector(core, None, lambda: 0.0))
-    assert s[("vnet_switch_port_stp_state", (("port", "a"), ("state", "discarding")))] == 1
+    assert s[("vnet_switch_port_stp_state", (("port", "a"), ("state", "discarding")))] == 4  # BR_STATE_BLOCKING
     assert not any(name == "vnet_switch_port_stp_state" and dict(lbl)["port"] == "b" for name, lbl in s)

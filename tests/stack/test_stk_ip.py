@@ -207,8 +207,9 @@ def test_off_link_oversize_and_no_address_raise():
     a = hub.stacks["a"]
     with pytest.raises(StackError) as ei:
         a.send_echo("10.1.2.3", 1, 1, 56, hub.now)
-    assert str(ei.value) == ("10.1.2.3 is not on-link (addresses: 10.0.0.1/24); "
-                             "vnet routes only within the LAN")
+    assert str(ei.value) == ("10.1.2.3 is not on-link and no route leads there (Network is "
+                             "unreachable; addresses: 10.0.0.1/24); add a route or a default "
+                             "gateway (ip route add)")
     assert a.counters()["ip"]["out_no_routes"] == 1
     with pytest.raises(StackError, match="does not fragment"):
         a.send_echo(B, 1, 1, 1473, hub.now)

@@ -1,4 +1,4 @@
-"""``vnet ip``: links, addresses and neighbours, like iproute2."""
+"""``vnet ip``: links (and 802.1Q sub-interfaces), addresses, neighbours and routes, like iproute2."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from vnet.cli.common import CliError, emit_json, node_call
 def _link_lines(link: dict, stats: bool) -> list[str]:
     flags = ",".join(link["flags"])
     state = link["operstate"].upper()
+    name = f"{link['name']}@{link['link']}" if link.get("link") else link["name"]
     lines = [
-        f"{link['ifindex']}: {link['name']}: <{flags}> mtu {link['mtu']} qdisc {link['qdisc']} "
+        f"{link['ifindex']}: {name}: <{flags}> mtu {link['mtu']} qdisc {link['qdisc']} "
         f"state {state} mode DEFAULT qlen {link['txqueuelen']}",
         f"    link/ether {link['address']} brd {link['broadcast']}"
         + (f" promiscuity {link['promiscuity']}" if link["promiscuity"] else ""),
@@ -43,7 +44,17 @@ def cmd_ip(args: argparse.Namespace) -> int:
             return 0
         if action == "set":
             return _ip_link_set(args)
-        raise CliError(f"ip link {action}: use show or set")
+        if action == "add":
+            return _ip_link_add(args)
+        if action in ("del", "delete"):
+            words = [w for w in args.rest if w != "dev"]
+            if len(words) != 1:
+                raise CliError("usage: vnet ip link del NAME")
+            out = node_call(args, "link_del", name=words[0])
+            if args.json:
+                emit_json(out)
+            return 0
+        raise CliError(f"ip link {action}: use show, set, add or del")
     if obj in ("addr", "address", "a"):
         if action in (None, "show", "list"):
             info = node_call(args, "addr_show")
@@ -54,6 +65,8 @@ def cmd_ip(args: argparse.Namespace) -> int:
                 for link in links:
                     print("\n".join(_link_lines(link, args.stats)))
                     for a in info["addresses"]:
+                        if a.get("dev", link["name"]) != link["name"]:
+                            continue
                         extra = "" if a["state"] == "ok" else f" {a['state']}"
                         print(f"    inet {a['address']}/{a['prefixlen']} brd {a.get('broadcast', '')} scope global{extra} {link['name']}")
                 for c in info["conflicts"]:
@@ -62,7 +75,8 @@ def cmd_ip(args: argparse.Namespace) -> int:
         if action in ("add", "del", "delete"):
             cidr = _one_arg(args.rest, f"ip addr {action} A.B.C.D/PREFIX [dev vnet0]")
             cmd = "addr_add" if action == "add" else "addr_del"
-            info = node_call(args, cmd, cidr=cidr, dev=args.dev)
+            dev = args.rest[-1] if len(args.rest) >= 2 and args.rest[-2] == "dev" else args.dev
+            info = node_call(args, cmd, cidr=cidr, dev=dev)
             if args.json:
                 emit_json(info)
             return 0
@@ -75,7 +89,7 @@ def cmd_ip(args: argparse.Namespace) -> int:
             else:
                 for e in entries:
                     ll = f" lladdr {e['mac']}" if e.get("mac") else ""
-                    print(f"{e['ip']} dev vnet0{ll} {e['state']}")
+                    print(f"{e['ip']} dev {e.get('dev', 'vnet0')}{ll} {e['state']}")
             return 0
         if action == "flush":
             n = node_call(args, "neigh_flush")
@@ -85,7 +99,99 @@ def cmd_ip(args: argparse.Namespace) -> int:
                 print(f"*** Round 1, deleting {n} entries ***\n*** Flush is complete after 1 round ***")
             return 0
         raise CliError(f"ip neigh {action}: use show or flush")
-    raise CliError(f"ip {obj}: use link, addr or neigh")
+    if obj in ("route", "r", "ro"):
+        return _ip_route(args)
+    raise CliError(f"ip {obj}: use link, addr, neigh or route")
+
+
+def route_line(r: dict) -> str:
+    """A route as `ip route` prints it."""
+    line = r["dst"]
+    if r.get("via"):
+        line += f" via {r['via']}"
+    line += f" dev {r['dev']}"
+    if r.get("proto") not in (None, "boot"):
+        line += f" proto {r['proto']}"
+    if r.get("scope") == "link":
+        line += " scope link"
+    if r.get("src"):
+        line += f" src {r['src']}"
+    if r.get("metric"):
+        line += f" metric {r['metric']}"
+    return line
+
+
+def _route_words(words: list[str], usage: str) -> tuple[str, dict[str, Any]]:
+    if not words:
+        raise CliError(f"usage: vnet {usage}")
+    dst, words = words[0], words[1:]
+    opts: dict[str, Any] = {}
+    while words:
+        w = words.pop(0)
+        if w not in ("via", "dev", "metric") or not words:
+            raise CliError(f"ip route: unexpected {w!r}; usage: vnet {usage}")
+        value = words.pop(0)
+        if w == "metric":
+            try:
+                opts["metric"] = int(value)
+            except ValueError:
+                raise CliError(f"ip route: metric {value!r} is not a number") from None
+        else:
+            opts[w] = value
+    return dst, opts
+
+
+def _ip_route(args: argparse.Namespace) -> int:
+    action = args.action
+    if action in (None, "show", "list"):
+        routes = node_call(args, "route_show")
+        if args.json:
+            emit_json(routes)
+        else:
+            for r in routes:
+                print(route_line(r))
+        return 0
+    if action == "add":
+        dst, opts = _route_words(list(args.rest), "ip route add CIDR|default via GW [dev DEV] [metric N]")
+        out = node_call(args, "route_add", dst=dst, **opts)
+    elif action in ("del", "delete"):
+        dst, opts = _route_words(list(args.rest), "ip route del CIDR|default [via GW] [dev DEV]")
+        opts.pop("metric", None)
+        out = node_call(args, "route_del", dst=dst, **opts)
+    elif action == "get":
+        dst, _ = _route_words(list(args.rest)[:1], "ip route get IP")
+        out = node_call(args, "route_get", dst=dst)
+        if not args.json:
+            print(f"{out['dst']} {'via ' + out['via'] + ' ' if out.get('via') else ''}dev {out['dev']} "
+                  f"src {out['src']}")
+            return 0
+    else:
+        raise CliError(f"ip route {action}: use show, add, del or get")
+    if args.json:
+        emit_json(out)
+    return 0
+
+
+def _ip_link_add(args: argparse.Namespace) -> int:
+    """`ip link add link vnet0 name vnet0.10 type vlan id 10`."""
+    usage = "usage: vnet ip link add link DEV name NAME type vlan id VID"
+    words = list(args.rest)
+    opts: dict[str, str] = {}
+    while words:
+        w = words.pop(0)
+        if w not in ("link", "name", "type", "id") or not words:
+            raise CliError(f"ip link add: unexpected {w!r}; {usage}")
+        opts[w] = words.pop(0)
+    if opts.get("type") != "vlan" or not {"link", "name", "id"} <= set(opts):
+        raise CliError(f"ip link add: only VLAN sub-interfaces (type vlan); {usage}")
+    try:
+        vid = int(opts["id"])
+    except ValueError:
+        raise CliError(f"ip link add: id {opts['id']!r} is not a number (1..4094)") from None
+    link = node_call(args, "link_add", link=opts["link"], name=opts["name"], vlan=vid)
+    if args.json:
+        emit_json(link)
+    return 0
 
 
 def _one_arg(rest: list[str], usage: str) -> str:
@@ -136,9 +242,10 @@ def _ip_link_set(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     """The ``ip`` command and its arguments."""
-    ip = sub.add_parser("ip", parents=[common], help="links, addresses and neighbours (like iproute2)")
+    ip = sub.add_parser("ip", parents=[common], help="links, addresses, neighbours and routes (like iproute2)")
     ip.add_argument("-s", "-stats", "--stats", dest="stats", action="store_true", help="show statistics")
-    ip.add_argument("object", choices=["link", "l", "addr", "address", "a", "neigh", "neighbour", "neighbor", "n"])
-    ip.add_argument("action", nargs="?", help="show | set | add | del | flush")
+    ip.add_argument("object", choices=["link", "l", "addr", "address", "a", "neigh", "neighbour", "neighbor", "n",
+                                       "route", "r", "ro"])
+    ip.add_argument("action", nargs="?", help="show | set | add | del | flush | get")
     ip.add_argument("rest", nargs="*", help="arguments of the action")
     ip.set_defaults(func=cmd_ip, dev="vnet0")

@@ -30,10 +30,19 @@ def run_node(args: argparse.Namespace) -> int:
             curve_secret=getattr(args, "curve_secret", None) or os.environ.get("VNET_CURVE_SECRET"),
             curve_server_key=getattr(args, "curve_server_key", None) or os.environ.get("VNET_CURVE_SERVER_KEY"),
             stack=args.stack, netns=args.netns, metrics=metrics_option(args.metrics),
+            gateway=args.gateway, routes=tuple(_route_arg(r) for r in args.route or ()),
+            forwarding=args.forwarding,
         )
     except ValueError as exc:
         raise CliError(f"node: {exc}") from None
     return asyncio.run(serve(config))
+
+
+def _route_arg(text: str) -> tuple[str, str]:
+    cidr, eq, gw = text.partition("=")
+    if not eq or not cidr or not gw:
+        raise CliError(f"node: --route {text!r}: give CIDR=GATEWAY, e.g. 10.0.2.0/24=10.0.1.1")
+    return cidr, gw
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -63,5 +72,11 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                     help=f"serve Prometheus metrics on http://HOST:PORT/metrics (default {DEFAULT_METRICS}: "
                          "loopback, a free port, named in the ready line; 0.0.0.0:9100 for a container's "
                          "network; off: none)")
+    nd.add_argument("--gateway", default=None, metavar="IP",
+                    help="the default route's gateway (on-link: inside the network of an --address)")
+    nd.add_argument("--route", action="append", metavar="CIDR=GW",
+                    help="a static route, e.g. 10.0.2.0/24=10.0.1.1 (repeatable)")
+    nd.add_argument("--forwarding", action="store_true",
+                    help="forward IPv4 packets not addressed to this node (net.ipv4.ip_forward=1)")
     nd.add_argument("--log-level", default="info")
     nd.set_defaults(func=run_node)

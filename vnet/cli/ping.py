@@ -44,9 +44,12 @@ async def _ping(args: argparse.Namespace) -> int:
             stats.on_reply(r["rtt_ms"] / 1000.0)
             if not args.json:
                 print(f"{r['bytes']} bytes from {r['from']}: icmp_seq={seq} ttl={r['ttl']} time={r['rtt_ms']:.3f} ms")
-        elif r["status"] == "unreachable":
+        elif r["status"] in ("unreachable", "ttl_exceeded"):
             stats.on_error()
             if not args.json:
+                if r.get("from"):  # a router's ICMP error
+                    print(f"From {r['from']} icmp_seq={seq} {r.get('error', 'Destination Host Unreachable')}")
+                    return
                 if src is None:
                     addrs = (await client.call("addr_show"))["addresses"]
                     src = addrs[0]["address"] if addrs else "?"

@@ -13,12 +13,14 @@ from vnet.cli.common import CliError, setup_logging
 
 def run_node(args: argparse.Namespace) -> int:
     setup_logging(args.log_level)
-    from vnet.node.config import NodeConfig
+    from vnet.node.config import NodeConfig, NicConfig, parse_route
     from vnet.node.daemon import serve
 
     name = args.name or os.environ.get("VNET_NODE") or socket.gethostname()
     addresses = args.address or [a for a in os.environ.get("VNET_ADDRESS", "").split(",") if a]
     try:  # a NodeConfig checks itself when it is made
+        nics = tuple(NicConfig.parse(spec) for spec in args.nic or ())
+        routes = tuple(parse_route(r) for r in args.route or ())
         config = NodeConfig(
             name=name,
             switch=args.switch or os.environ.get("VNET_SWITCH") or f"tcp://127.0.0.1:{DEFAULT_DATA_PORT}",
@@ -29,6 +31,7 @@ def run_node(args: argparse.Namespace) -> int:
             curve_secret=getattr(args, "curve_secret", None) or os.environ.get("VNET_CURVE_SECRET"),
             curve_server_key=getattr(args, "curve_server_key", None) or os.environ.get("VNET_CURVE_SERVER_KEY"),
             stack=args.stack, netns=args.netns,
+            nics=nics, gateway=args.gateway, routes=routes, forwarding=args.forwarding,
         )
     except ValueError as exc:
         raise CliError(f"node: {exc}") from None
@@ -58,5 +61,11 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     nd.add_argument("--netns", default=None, metavar="NAME",
                     help="kernel stack: put vnet0 in this network namespace (made if missing, and then "
                          "removed at exit); default: the daemon's own")
+    nd.add_argument("--nic", action="append", metavar="switch=EP[,address=CIDR][,mac=MAC]",
+                    help="one more NIC (vnet1, vnet2, ... in order), attached to switch EP as port NAME:vnetK; "
+                         "address may repeat (repeatable)")
+    nd.add_argument("--gateway", default=None, metavar="IP", help="the default route's next hop")
+    nd.add_argument("--route", action="append", metavar="CIDR=GW", help="a static route (repeatable)")
+    nd.add_argument("--forwarding", action="store_true", help="forward IPv4 between the NICs (a router)")
     nd.add_argument("--log-level", default="info")
     nd.set_defaults(func=run_node)

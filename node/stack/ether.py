@@ -75,9 +75,11 @@ class EtherCounters(Counters):
     all-hosts, is joined).
     rx_bad_src: multicast/broadcast source MAC. rx_unknown_type: ethertype with no handler
     (IPv6, VLAN tags, 802.3 length frames...). rx_link_down: arrived while the link was down.
+    rx_no_device: from a driver device the stack was not given (``HostStack.add_device``).
     """
 
     __slots__ = (
         "rx_frames", "rx_bytes", "tx_frames", "tx_bytes", "rx_runts", "rx_otherhost_dropped",
         "rx_multicast_dropped", "rx_bad_src", "rx_unknown_type", "rx_link_down",
+        "rx_no_device",
     )

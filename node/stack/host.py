@@ -48,8 +48,8 @@ from .ether import (
 from .events import DATA_EVENTS, Event
 from .icmp import Icmp, echo_data
 from .ipv4 import (
-    IP_DEFAULT_TTL, IP_MIN_MTU, IPPROTO_ICMP, IPPROTO_UDP, AddrTable, Ipv4, ip_eth_mc_map,
-    ip_str, parse_cidr, parse_ip,
+    IP_DEFAULT_TTL, IP_MIN_MTU, IPPROTO_ICMP, IPPROTO_UDP, AddrTable, InDevice, Ipv4,
+    ip_eth_mc_map, ip_str, parse_cidr, parse_ip,
 )
 from ..netdevice import dev_core_stats_rx_otherhost_dropped_inc
 from ..skbuff import skb_mac_header
@@ -64,7 +64,12 @@ def _check_mtu(mtu) -> int:
 
 
 class HostStack:
-    """A host's IPv4 stack on one Ethernet interface: ARP, IPv4, ICMP echo, UDP.
+    """A host's IPv4 stack on its Ethernet interfaces: ARP, IPv4, ICMP echo, UDP.
+
+    It starts with one device, ``name`` (vnet0); ``add_device`` adds more (vnet1, ...), each
+    with its own addresses and neighbour table; the IP layer is shared (an address on any
+    device is ours). The per-device methods take ``dev`` (None: the first device). A frame
+    to send leaves by the device whose MAC is its Ethernet source.
 
     ``arp`` (an ArpParams) and keyword overrides of its fields (``retrans_time=0.5``...)
     tune the neighbour table and DAD; ``rng`` (a random.Random) randomises reachable time,
@@ -73,7 +78,7 @@ class HostStack:
     they are dropped and counted (rcvbuf_errors). Control events are always queued.
     """
 
-    def __init__(self, mac: bytes | str, *, mtu: int = 1500, rng=None,
+    def __init__(self, mac: bytes | str, *, name: str = "vnet0", mtu: int = 1500, rng=None,
                  ttl: int = IP_DEFAULT_TTL, icmp_ratelimit: float = 1.0,
                  icmp_ratelimit_burst: int = 6, icmp_echo_ignore_broadcasts: bool = True,
                  event_queue_len: int = 1024, arp: ArpParams | None = None,
@@ -92,8 +97,9 @@ class HostStack:
         self.addrs = AddrTable()
         self._events: deque[Event] = deque()
         self._event_queue_len = event_queue_len
+        self._arp_params, self._rng = params, rng
         self.arp = Arp(self.dev, self.addrs, params, self._emit, rng)
-        self.ip = Ipv4(self.dev, self.addrs, self.arp.output, ttl)
+        self.ip = Ipv4(self.dev, self.addrs, self.arp.output, ttl, name=name)
         self.icmp = Icmp(self.ip, self._emit, ratelimit=icmp_ratelimit,
                          burst=icmp_ratelimit_burst,
                          echo_ignore_broadcasts=icmp_echo_ignore_broadcasts)
@@ -105,6 +111,38 @@ class HostStack:
         self.ip.unreach = self.icmp.unreach
         self.ptype = {ETH_P_ARP: self.arp.rcv, ETH_P_IP: self.ip.rcv}
         self.mc_macs = frozenset(ip_eth_mc_map(g) for g in self.ip.mc_groups)
+        # by device name: its IPv4 side, its neighbour table, its packet-type handlers
+        self.devices: dict[str, InDevice] = {name: self.ip.devices[0]}
+        self.arps: dict[str, Arp] = {name: self.arp}
+        self._ptypes: dict[str, dict] = {name: self.ptype}
+
+    def add_device(self, name: str, mac: bytes | str, mtu: int = 1500) -> None:
+        """One more interface (vnet1, ...): down, with no addresses, its own ARP table."""
+        if name in self.devices:
+            raise StackError(f"device {name!r} is already in the stack")
+        dev = Netdev(unicast_mac(mac), _check_mtu(mtu))
+        addrs = AddrTable()
+        arp = Arp(dev, addrs, self._arp_params, self._emit, self._rng)
+        self.devices[name] = indev = InDevice(name, dev, addrs, arp.output)
+        self.ip.add_device(indev)
+        self.arps[name] = arp
+        self._ptypes[name] = {ETH_P_ARP: arp.rcv, ETH_P_IP: self.ip.rcv}
+
+    def _device(self, dev: str | None) -> tuple[InDevice, Arp]:
+        if dev is None:
+            return self.ip.devices[0], self.arp
+        indev = self.devices.get(dev)
+        if indev is None:
+            raise StackError(f"no device {dev!r} in the stack (devices: {', '.join(self.devices)})")
+        return indev, self.arps[dev]
+
+    def _device_for(self, ip: bytes, dev: str | None) -> tuple[InDevice, Arp]:
+        """``dev`` if given, else the device ``ip`` is on-link on, else the first."""
+        if dev is None:
+            r = self.ip.connected(ip)
+            if r is not None:
+                return r[0], self.arps[r[0].name]
+        return self._device(dev)
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -135,54 +173,68 @@ class HostStack:
     def is_up(self) -> bool:
         return self.dev.up
 
-    def set_mac(self, mac: bytes | str, now: float) -> list[bytes]:
+    def set_mac(self, mac: bytes | str, now: float, dev: str | None = None) -> list[bytes]:
         """Change our MAC; returns gratuitous ARPs for the usable addresses so that
         neighbours pick it up."""
-        self.dev.mac = unicast_mac(mac)
+        indev, arp = self._device(dev)
+        indev.dev.mac = unicast_mac(mac)
         frames: list[bytes] = []
-        for ifa in self.addrs.usable:
-            frames += self.arp.announce(ifa, now)
+        for ifa in indev.addrs.usable:
+            frames += arp.announce(ifa, now)
         return self._tx(frames)
 
-    def set_mtu(self, mtu: int) -> None:
-        self.dev.mtu = _check_mtu(mtu)
+    def set_mtu(self, mtu: int, dev: str | None = None) -> None:
+        self._device(dev)[0].dev.mtu = _check_mtu(mtu)
 
-    def link_up(self, now: float) -> list[bytes]:
+    def link_up(self, now: float, dev: str | None = None) -> list[bytes]:
         """Carrier on: announce usable addresses, start DAD of tentative ones."""
-        if self.dev.up:
+        indev, arp = self._device(dev)
+        if indev.dev.up:
             return []
-        self.dev.up = True
-        frames = self.arp.link_up(now)
-        return self._tx(frames + self.dhcp.link_up(now))
+        indev.dev.up = True
+        frames = arp.link_up(now)
+        if arp is self.arp:  # the DHCP client runs on the first device
+            frames += self.dhcp.link_up(now)
+        return self._tx(frames)
 
-    def link_down(self, now: float) -> list[bytes]:
+    def link_down(self, now: float, dev: str | None = None) -> list[bytes]:
         """Carrier off: the neighbour table is flushed (NeighFailed for queued packets),
         DAD pauses until link up; sends are dropped (ip out_discards). Returns []."""
-        if self.dev.up:
-            self.dev.up = False
-            self.arp.link_down(now)
+        indev, arp = self._device(dev)
+        if indev.dev.up:
+            indev.dev.up = False
+            arp.link_down(now)
         return []
 
-    def add_address(self, cidr: str, now: float) -> list[bytes]:
+    def add_address(self, cidr: str, now: float, dev: str | None = None) -> list[bytes]:
         """Add "a.b.c.d/len". It is tentative until DAD passes (AddressReady), or
         unusable if another host has it (AddressConflict)."""
         ip, plen = parse_cidr(cidr)
-        ifa = self.addrs.add(ip, plen)
-        return self._tx(self.arp.start_dad(ifa, now))
+        indev, arp = self._device(dev)
+        for other in self.devices.values():
+            if other is not indev and other.addrs.find(ip) is not None:
+                raise StackError(f"{ip_str(ip)} is already assigned on {other.name}; delete it there first")
+        ifa = indev.addrs.add(ip, plen)
+        return self._tx(arp.start_dad(ifa, now))
 
-    def del_address(self, cidr: str) -> None:
-        """Remove "a.b.c.d/len" (or "a.b.c.d"), whatever its state."""
+    def del_address(self, cidr: str, dev: str | None = None) -> None:
+        """Remove "a.b.c.d/len" (or "a.b.c.d"), whatever its state; ``dev`` None: from the
+        device that has it."""
         if isinstance(cidr, str) and "/" in cidr:
             ip, plen = parse_cidr(cidr)
         else:
             ip, plen = parse_ip(cidr), None
-        self.addrs.remove(ip, plen)
+        if dev is None:
+            dev = next((d.name for d in self.devices.values() if d.addrs.find(ip) is not None), None)
+        self._device(dev)[0].addrs.remove(ip, plen)
 
-    def addresses(self) -> list[dict]:
-        """[{"address": "10.0.0.1", "prefixlen": 24, "state": "ok", "broadcast": ...}]."""
+    def addresses(self, dev: str | None = None) -> list[dict]:
+        """[{"address": "10.0.0.1", "prefixlen": 24, "state": "ok", "broadcast": ...,
+        "dev": "vnet0"}], of ``dev`` or of every device."""
+        devices = list(self.devices.values()) if dev is None else [self._device(dev)[0]]
         return [{"address": ip_str(a.ip), "prefixlen": a.prefixlen, "state": a.state,
-                 "broadcast": ip_str(a.bcast) if a.bcast else None}
-                for a in self.addrs.all]
+                 "broadcast": ip_str(a.bcast) if a.bcast else None, "dev": d.name}
+                for d in devices for a in d.addrs.all]
 
     # -- the wire and the clock ------------------------------------------------------------
 
@@ -198,7 +250,12 @@ class HostStack:
         ec = self.ec
         ec.rx_frames += 1
         ec.rx_bytes += len(frame)
-        return self._rcv(frame, skb.protocol, skb.pkt_type, skb.dev, now)
+        # one device: every frame is its; several: skb.dev (the driver's) names which
+        name = getattr(skb.dev, "name", None) if len(self.devices) > 1 else None
+        if name is not None and name not in self.devices:
+            ec.rx_no_device += 1
+            return []
+        return self._rcv(frame, skb.protocol, skb.pkt_type, skb.dev, now, name)
 
     def receive(self, frame: bytes | bytearray | memoryview, now: float) -> list[bytes]:
         """A raw frame (whole Ethernet frame, no FCS) from a hub with no driver: classified
@@ -220,11 +277,14 @@ class HostStack:
             pkt_type = PACKET_OTHERHOST
         return self._rcv(frame, (frame[12] << 8) | frame[13], pkt_type, None, now)
 
-    def _rcv(self, frame: bytes, protocol: int, pkt_type: int, netdev, now: float) -> list[bytes]:
+    def _rcv(self, frame: bytes, protocol: int, pkt_type: int, netdev, now: float,
+             name: str | None = None) -> list[bytes]:
         """The ptype dispatch for a classified frame (``netdev``: the driver's device, for
-        the counters ip_rcv keeps there, or None)."""
+        the counters ip_rcv keeps there, or None; ``name``: the stack's device it came in
+        on, None for the first)."""
         ec = self.ec
-        if not self.dev.up:
+        indev = self.ip.devices[0] if name is None else self.devices[name]
+        if not indev.dev.up:
             ec.rx_link_down += 1
             return []
         if pkt_type == PACKET_OTHERHOST:  # arp_rcv and ip_rcv drop these
@@ -238,7 +298,7 @@ class HostStack:
         if frame[6] & 1:
             ec.rx_bad_src += 1
             return []
-        handler = self.ptype.get(protocol)
+        handler = (self.ptype if name is None else self._ptypes[name]).get(protocol)
         if handler is None:
             ec.rx_unknown_type += 1
             return []
@@ -250,13 +310,18 @@ class HostStack:
     def tick(self, now: float) -> list[bytes]:
         """Run the timers due at ``now`` (ARP retries and ageing, DAD, announcements,
         the DHCP client's retransmissions and lease times)."""
-        frames = self.arp.tick(now)
+        frames = []
+        for arp in self.arps.values():
+            frames += arp.tick(now)
         return self._tx(frames + self.dhcp.tick(now))
 
     def next_deadline(self) -> float | None:
         """When ``tick`` next has work (may be in the past), or None."""
-        a, d = self.arp.next_deadline(), self.dhcp.next_deadline()
-        return a if d is None else d if a is None else min(a, d)
+        times = [t for t in (a.next_deadline() for a in self.arps.values()) if t is not None]
+        d = self.dhcp.next_deadline()
+        if d is not None:
+            times.append(d)
+        return min(times) if times else None
 
     def next_events(self) -> list[Event]:
         """Everything that happened since the last call, oldest first."""
@@ -292,9 +357,11 @@ class HostStack:
     def udp_unbind(self, port: int) -> None:
         self.udp.unbind(port)
 
-    def arp_probe(self, ip: str, now: float) -> list[bytes]:
-        """arping: a broadcast ARP request for ``ip``; answers come out as ArpReply."""
-        return self._tx(self.arp.probe(parse_ip(ip), now))
+    def arp_probe(self, ip: str, now: float, dev: str | None = None) -> list[bytes]:
+        """arping: a broadcast ARP request for ``ip`` (out of ``dev``, else the device it is
+        on-link on); answers come out as ArpReply."""
+        target = parse_ip(ip)
+        return self._tx(self._device_for(target, dev)[1].probe(target, now))
 
     # -- DHCP (dhcp/) ---------------------------------------------------------------------
 
@@ -405,23 +472,30 @@ class HostStack:
     def neigh_show(self, now: float) -> list[dict]:
         """[{ip, mac|None, state, age, used, confirmed, probes, queued}] sorted by IP;
         times are seconds ago."""
-        return self.arp.neigh.show(now)
+        return [{**n, "dev": name} for name, arp in self.arps.items() for n in arp.neigh.show(now)]
 
     def neigh_flush(self) -> int:
         """Remove all non-permanent entries; returns how many."""
-        return self.arp.neigh.flush()
+        return sum(arp.neigh.flush() for arp in self.arps.values())
 
-    def neigh_add(self, ip: str, mac: bytes | str, now: float) -> list[bytes]:
-        """A static (PERMANENT) entry; returns packets that were waiting for it."""
-        return self._tx(self.arp.neigh.add_static(parse_ip(ip), parse_mac(mac), now))
+    def neigh_add(self, ip: str, mac: bytes | str, now: float, dev: str | None = None) -> list[bytes]:
+        """A static (PERMANENT) entry (on ``dev``, else the device ``ip`` is on-link on);
+        returns packets that were waiting for it."""
+        target = parse_ip(ip)
+        return self._tx(self._device_for(target, dev)[1].neigh.add_static(target, parse_mac(mac), now))
 
     def neigh_del(self, ip: str) -> bool:
-        return self.arp.neigh.delete(parse_ip(ip))
+        target = parse_ip(ip)
+        return any([arp.neigh.delete(target) for arp in self.arps.values()])
 
     # -- statistics ------------------------------------------------------------------------
 
     def counters(self) -> dict[str, dict[str, int]]:
-        return {"ether": self.ec.as_dict(), "arp": self.arp.c.as_dict(),
+        arp = self.arp.c.as_dict()
+        for other in self.arps.values():
+            if other is not self.arp:
+                arp = {k: v + other.c.as_dict()[k] for k, v in arp.items()}
+        return {"ether": self.ec.as_dict(), "arp": arp,
                 "ip": self.ip.c.as_dict(), "icmp": self.icmp.c.as_dict(),
                 "udp": self.udp.c.as_dict(), "dhcp": self.dhcp.c.as_dict()}
 

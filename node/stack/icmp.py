@@ -116,7 +116,7 @@ class Icmp:
         """A destination unreachable about received ``packet`` (icmp_send). Never raises."""
         src = packet[12:16]
         dst = packet[16:20]
-        if src == ZERO_IP or is_martian_src(src) or src in self.ip.addrs.broadcasts:
+        if src == ZERO_IP or is_martian_src(src) or self.ip.is_broadcast(src):
             return []
         if packet[6] & 0x1F or packet[7]:
             return []  # a non-first fragment

@@ -238,6 +238,19 @@ class AddrTable:
         return f"{d} is not on-link (addresses: {have}); vnet routes only within the LAN"
 
 
+class InDevice:
+    """One device's IPv4 side (the kernel's in_device): the device as the stack sees it, its
+    addresses (connected routes) and its neighbour table's output (ARP runs per device)."""
+
+    __slots__ = ("name", "dev", "addrs", "neigh_output")
+
+    def __init__(self, name: str, dev: Netdev, addrs: AddrTable, neigh_output) -> None:
+        self.name = name
+        self.dev = dev
+        self.addrs = addrs
+        self.neigh_output = neigh_output
+
+
 class IpCounters(Counters):
     """The IP MIB (RFC 4293 / Linux /proc/net/snmp "Ip:" and "IpExt:") in snake_case.
 
@@ -273,10 +286,12 @@ class Ipv4:
     (ip_mc_up joins it on every interface; there is no IGMP here to join others).
     """
 
-    def __init__(self, dev: Netdev, addrs: AddrTable, neigh_output, ttl: int = IP_DEFAULT_TTL):
-        self.dev = dev
+    def __init__(self, dev: Netdev, addrs: AddrTable, neigh_output, ttl: int = IP_DEFAULT_TTL,
+                 name: str = "vnet0"):
+        self.dev = dev  # the first device's (vnet0): DHCP and the size checks use it
         self.addrs = addrs
         self.neigh_output = neigh_output  # (dst, src, packet, now) -> frames: ARP resolution
+        self.devices: list[InDevice] = [InDevice(name, dev, addrs, neigh_output)]
         self.ttl = ttl
         self.protocols: dict[int, ProtoRcv] = {}
         self.unreach: Callable[[bytes, int, int, float], list] | None = None
@@ -285,6 +300,68 @@ class Ipv4:
         self._lo_queue: deque[bytes] = deque()
         self._lo_busy = False
         self.mc_groups: frozenset[bytes] = frozenset((INADDR_ALLHOSTS_GROUP,))
+
+    # -- devices ---------------------------------------------------------------------------
+
+    def add_device(self, indev: InDevice) -> None:
+        """One more device (vnet1, ...): its addresses are ours too (the weak host model)."""
+        self.devices.append(indev)
+
+    def is_local(self, ip: bytes) -> bool:
+        """A usable address on any device."""
+        for d in self.devices:
+            if ip in d.addrs.local:
+                return True
+        return False
+
+    def is_broadcast(self, ip: bytes) -> bool:
+        """The limited broadcast or a usable address's directed broadcast, on any device."""
+        for d in self.devices:
+            if ip in d.addrs.broadcasts:
+                return True
+        return False
+
+    def connected(self, dst: bytes) -> tuple[InDevice, Ifaddr, bool] | None:
+        """(device, source address, is-broadcast) for an on-link ``dst``: the longest of the
+        devices' connected prefixes that holds it (the limited broadcast: the first device
+        with a usable address), else None."""
+        if len(self.devices) == 1:
+            r = self.addrs.route(dst)
+            return None if r is None else (self.devices[0], r[0], r[1])
+        best = None
+        for d in self.devices:
+            r = d.addrs.route(dst)
+            if r is not None and (best is None or r[0].prefixlen > best[1].prefixlen):
+                best = (d, r[0], r[1])
+                if dst == LIMITED_BROADCAST:
+                    break
+        return best
+
+    def _out_device(self, src: bytes, dst: bytes) -> InDevice:
+        """The device a packet from ``src`` to ``dst`` leaves by: the one ``dst`` is on-link
+        on; for the limited broadcast (or off-link) the one holding ``src``; else the first."""
+        devices = self.devices
+        if len(devices) == 1:
+            return devices[0]
+        if dst != LIMITED_BROADCAST:
+            r = self.connected(dst)
+            if r is not None:
+                return r[0]
+        for d in devices:
+            if d.addrs.find(src) is not None:
+                return d
+        return devices[0]
+
+    def no_route_reason(self, dst: bytes) -> str:
+        """Why ``connected(dst)`` is None, over every device's addresses, with the fix."""
+        tables = [d for d in self.devices if d.addrs.all]
+        if len(tables) <= 1:
+            return (tables[0].addrs if tables else self.addrs).no_route_reason(dst)
+        for d in tables:
+            if any(a.state != IFA_OK and (a.contains(dst) or dst == LIMITED_BROADCAST) for a in d.addrs.all):
+                return d.addrs.no_route_reason(dst)
+        have = ", ".join(f"{a.cidr} dev {d.name}" for d in tables for a in d.addrs.all)
+        return f"{ip_str(dst)} is not on-link (addresses: {have}); vnet routes only within the LAN"
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -305,11 +382,11 @@ class Ipv4:
     def route(self, dst: bytes) -> tuple[bytes, bool]:
         """(source address, is-broadcast) for sending to ``dst``; StackError, with the fix,
         if it is not on-link or there is no usable address."""
-        r = self.addrs.route(dst)
+        r = self.connected(dst)
         if r is None:
             self.c.out_no_routes += 1
-            raise StackError(self.addrs.no_route_reason(dst))
-        return r[0].ip, r[1]
+            raise StackError(self.no_route_reason(dst))
+        return r[1].ip, r[2]
 
     def send(self, dst: bytes, proto: int, payload: bytes, now: float) -> list[bytes]:
         """Send for the caller (``route`` errors raise). The caller has checked the size
@@ -321,12 +398,12 @@ class Ipv4:
               src: bytes | None = None) -> list[bytes]:
         """Send something the wire asked for (an echo reply, an ICMP error). Never raises:
         no route or no room is counted and dropped. ``src`` if it is one of ours."""
-        r = self.addrs.route(dst)
-        if r is None or r[1] or len(payload) > self.dev.mtu - IP_HLEN:
+        r = self.connected(dst)
+        if r is None or r[2] or len(payload) > r[0].dev.mtu - IP_HLEN:
             self.c.out_no_routes += 1
             return []
-        if src is None or src not in self.addrs.local:
-            src = r[0].ip
+        if src is None or not self.is_local(src):
+            src = r[1].ip
         return self.output(src, dst, proto, payload, False, now)
 
     def output(self, src: bytes, dst: bytes, proto: int, payload: bytes, bcast: bool,
@@ -336,15 +413,16 @@ class Ipv4:
         c.out_requests += 1
         self._ident = (self._ident + 1) & 0xFFFF
         packet = ip_header(src, dst, proto, len(payload), self._ident, self.ttl) + payload
-        if dst in self.addrs.local:
+        if self.is_local(dst):
             return self._loopback(packet, now)
-        if not self.dev.up:
+        out = self._out_device(src, dst)
+        if not out.dev.up:
             c.out_discards += 1  # like a qdisc with no carrier: the packet is lost, quietly
             return []
         if bcast:
             c.out_bcast_pkts += 1
-            return [ETH_HDR.pack(BROADCAST_MAC, self.dev.mac, ETH_P_IP) + packet]
-        return self.neigh_output(dst, src, packet, now)
+            return [ETH_HDR.pack(BROADCAST_MAC, out.dev.mac, ETH_P_IP) + packet]
+        return out.neigh_output(dst, src, packet, now)
 
     def _loopback(self, packet: bytes, now: float) -> list[bytes]:
         """Deliver a packet for one of our own addresses locally (the lo device's job).
@@ -397,10 +475,9 @@ class Ipv4:
         """ip_rcv_finish + ip_local_deliver for a checked packet."""
         c = self.c
         _, _, _, _, frag, ttl, proto, _, src, dst = IP_HDR.unpack_from(packet)
-        addrs = self.addrs
-        if dst in addrs.local:
+        if self.is_local(dst):
             bcast = False
-        elif dst in addrs.broadcasts:
+        elif self.is_broadcast(dst):
             bcast = True
             c.in_bcast_pkts += 1
         elif dst in self.mc_groups:
@@ -411,7 +488,7 @@ class Ipv4:
         else:
             c.in_addr_errors += 1
             return []
-        if is_martian_src(src) or src in addrs.broadcasts or (src in addrs.local and not looped):
+        if is_martian_src(src) or self.is_broadcast(src) or (not looped and self.is_local(src)):
             c.in_addr_errors += 1
             return []
         if frag & (IP_MF | IP_OFFMASK):

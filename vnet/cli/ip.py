@@ -54,6 +54,8 @@ def cmd_ip(args: argparse.Namespace) -> int:
                 for link in links:
                     print("\n".join(_link_lines(link, args.stats)))
                     for a in info["addresses"]:
+                        if a.get("dev", link["name"]) != link["name"]:
+                            continue
                         extra = "" if a["state"] == "ok" else f" {a['state']}"
                         print(f"    inet {a['address']}/{a['prefixlen']} brd {a.get('broadcast', '')} scope global{extra} {link['name']}")
                 for c in info["conflicts"]:
@@ -75,7 +77,7 @@ def cmd_ip(args: argparse.Namespace) -> int:
             else:
                 for e in entries:
                     ll = f" lladdr {e['mac']}" if e.get("mac") else ""
-                    print(f"{e['ip']} dev vnet0{ll} {e['state']}")
+                    print(f"{e['ip']} dev {e.get('dev', 'vnet0')}{ll} {e['state']}")
             return 0
         if action == "flush":
             n = node_call(args, "neigh_flush")

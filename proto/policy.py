@@ -215,7 +215,7 @@ SWITCH_POLICY: dict[str, Policy] = {
     "ping": _p(),
     "fdb": _p(port=Arg(str, max_len=MAX_TEXT), vlan=Arg(int, low=0, high=4095)),
     "ports": _p(),
-    "stats": _p(dev=DEV),
+    "stats": _p(),
     "flush": _p(port=Arg(str, max_len=MAX_TEXT)),
     "set_ageing": _p(seconds=Arg(float, required=True, low=0.0, high=1e9,
                                   what="the FDB's ageing time in seconds, 0 = never age")),

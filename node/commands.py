@@ -318,8 +318,9 @@ class NodeCommands:
         direction = "out" if skb.pkt_type == PACKET_OUTGOING else "in"
         frame = bytes(skb_mac_header(skb))
         ts = time.time()  # pcap timestamps are wall-clock
+        name = getattr(dev, "name", None)
         for cid, session in list(self._captures.items()):
-            if self._capture_dev.get(cid) != dev.name:
+            if name is not None and self._capture_dev.get(cid, name) != name:  # another device's
                 continue
             try:
                 session.offer(ts, direction, (frame,))

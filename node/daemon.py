@@ -430,7 +430,8 @@ async def serve(config: NodeConfig, ready_line: bool = True) -> int:
             ready = {"node": config.name, "control": daemon.control.endpoint,
                      "mac": mac_str(bytes(daemon.dev.dev_addr))}
             if len(daemon.nics) > 1:
-                ready["nics"] = [{"dev": d.name, "mac": mac_str(bytes(d.dev_addr))} for d in daemon.nics]
+                ready["nics"] = [{"dev": d.name, "mac": mac_str(bytes(d.dev_addr)), "port": port_name(config.name, k)}
+                                 for k, d in enumerate(daemon.nics)]
             print_ready(ready)
         waiters = {loop.create_task(stop.wait()), loop.create_task(daemon.refused.wait())}
         try:

@@ -28,6 +28,7 @@ sysctls (node/kroute.py); the kernel routes between the NICs as any Linux router
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import math
 import re
@@ -307,11 +308,22 @@ class KernelNodeDaemon(NodeDaemon):
             return {"seq": seq, "dst": dst, "status": "unreachable", "error": "Destination Host Unreachable"}
         return {"seq": seq, "dst": dst, "status": "timeout"}
 
+    async def _dev_for(self, dst: str) -> str:
+        """The NIC whose kernel addresses' network holds ``dst`` (vnet0 if none does)."""
+        if len(self.taps) == 1:
+            return "vnet0"
+        ip = ipaddress.IPv4Address(dst)
+        for name, kernel in (await self._kernels()).items():
+            for a in kernel["addresses"]:
+                if ip in ipaddress.IPv4Interface(f"{a['address']}/{a['prefixlen']}").network:
+                    return name
+        return "vnet0"
+
     async def _cmd_arping(self, dst: str, timeout: float = 1.0) -> dict:
         """One ARP request from the kernel's vnet0: the system's arping in the namespace."""
         _parse_ip(dst)
-        code, out = await self._run(["arping", "-c", "1", "-w", f"{float(timeout):g}", "-i", "vnet0", dst],
-                                    float(timeout) + 5)
+        code, out = await self._run(["arping", "-c", "1", "-w", f"{float(timeout):g}", "-i", await self._dev_for(dst),
+                                     dst], float(timeout) + 5)
         m = ARPING_RE.search(out)
         if not m:
             return {"dst": dst, "status": "timeout"}

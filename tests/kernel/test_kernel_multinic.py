@@ -70,6 +70,8 @@ async def test_kernel_router_forwards_between_two_segments(routed):
     for dev in ("vnet0", "vnet1"):  # both ways through both NICs' driver instances
         assert after[dev]["stats64"]["rx_packets"] - before[dev]["stats64"]["rx_packets"] >= 5
         assert after[dev]["stats64"]["tx_packets"] - before[dev]["stats64"]["tx_packets"] >= 5
+    arp = await router.call("arping", dst=hostb.ip, timeout=3.0)  # out of vnet1, the segment hostb is on
+    assert arp["status"] == "reply" and arp["mac"] == hostb.mac, arp
     vnet1 = await router.call("stats", dev="vnet1")
     assert vnet1["dev"] == "vnet1" and vnet1["kernel"]["stats64"]["rx_packets"] >= 5
     assert (await router.ethtool("stats", dev="vnet1"))["tap_handed_up"] >= 5

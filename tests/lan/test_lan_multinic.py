@@ -145,3 +145,20 @@ def test_nic_config_values():
         NodeConfig(name="r", gateway="not-an-ip")
     with pytest.raises(ValueError, match="--route"):
         NodeConfig(name="r", routes=(("10.9.0.1/16", "10.1.0.2"),))
+
+
+async def test_ready_only_when_every_nic_has_carrier(tmp_path):
+    """vnet1's switch is not there: vnet0 has carrier, the node is not ready."""
+    async with Lan(nodes=1, subnet="10.0.0.0/24", runtime_dir=str(tmp_path), start_timeout=30) as lan:
+        half = await lan.add_node("half", wait=False, extra_args=[
+            "--nic", f"switch=ipc://{tmp_path}/no-switch.data,address=10.9.0.1/24"])
+
+        async def vnet0_up(node):
+            h = await node.health()
+            return h if h["nics"][0]["carrier"] else None
+
+        health = await half.wait_for(vnet0_up, "vnet0 carrier")
+        assert [n["carrier"] for n in health["nics"]] == [True, False]
+        assert health["carrier"] is False
+        with pytest.raises(TimeoutError, match="carrier"):
+            await half.wait_ready(1.0)

@@ -74,7 +74,8 @@ class NodeCommands:
         self._icmp_waiters: dict[tuple[int, int], asyncio.Future] = {}  # (sport, dport) -> a probe's answer
         self._captures: dict[int, CaptureSession] = {}
         self._capture_ids = itertools.count(1)
-        self._tap = None
+        self._taps: dict[str, Any] = {}  # device name -> its ETH_P_ALL tap, while a capture is on it
+        self._capture_dev: dict[int, str] = {}  # capture id -> the device it taps
         self._capture_timer: asyncio.TimerHandle | None = None  # _expire_captures, while the tap is in place
         self.tap_errors = 0  # exceptions a capture raised in the tap, survived
         self._tap_log = RateLimit()
@@ -86,18 +87,20 @@ class NodeCommands:
         return {name: NODE_POLICY[name] for name in CONTROL_COMMANDS}
 
     def _cmd_health(self) -> dict:
+        nics = self._nics_health()
         return {
             "name": self.config.name,
-            "carrier": bool(netif_carrier_ok(self.dev)),
+            "carrier": all(n["carrier"] for n in nics),  # every NIC's
             "up": bool(self.dev.flags & IFF_UP),
             "attached": self.link.attached,
-            "refused": self.link.refused,
+            "refused": next((link.refused for link in self.links.values() if link.refused), None),
             "addresses": self.stack.addresses(),
             "metrics": self.metrics_url(),
+            "nics": nics,
         }
 
     def _cmd_link_show(self) -> list[dict]:
-        return [_link_info(dev, self.link) for dev in self.ns.devices()]
+        return [_link_info(dev, self._link_of(dev)) for dev in self.ns.devices()]
 
     def _cmd_link_set(self, dev: str = "vnet0", state: str | None = None, mtu: int | None = None,
                       address: str | None = None, promisc: bool | None = None) -> dict:
@@ -116,21 +119,25 @@ class NodeCommands:
             flags = flags | IFF_PROMISC if promisc else flags & ~IFF_PROMISC
         netdev_call(dev_change_flags, d, flags)
         self._after_stack()
-        return _link_info(d, self.link)
+        return _link_info(d, self._link_of(d))
 
-    def _cmd_addr_show(self) -> dict:
-        return {"dev": self.dev.name, "addresses": self.stack.addresses(), "conflicts": self.conflicts}
+    def _cmd_addr_show(self, dev: str | None = None) -> dict:
+        """The addresses of ``dev``, or of every device (each says its "dev")."""
+        if dev is not None:
+            self._dev(dev)
+        return {"dev": dev or self.dev.name, "addresses": _stack_call(self.stack.addresses, dev),
+                "conflicts": self.conflicts}
 
     def _cmd_addr_add(self, cidr: str, dev: str = "vnet0") -> dict:
         self._dev(dev)
         self._xmit(_stack_call(lambda: self.stack.add_address(cidr, self._loop.time(), dev=self._stack_dev(dev))))
         self._after_stack()
-        return self._cmd_addr_show()
+        return self._cmd_addr_show(dev)
 
     def _cmd_addr_del(self, cidr: str, dev: str = "vnet0") -> dict:
         self._dev(dev)
         _stack_call(lambda: self.stack.del_address(cidr, dev=self._stack_dev(dev)))
-        return self._cmd_addr_show()
+        return self._cmd_addr_show(dev)
 
     def _stack_dev(self, name: str) -> str:
         if name not in self.stack.devs:
@@ -197,13 +204,16 @@ class NodeCommands:
     def _cmd_neigh_flush(self) -> int:
         return self.stack.neigh_flush()
 
-    def _cmd_stats(self) -> dict:
+    def _cmd_stats(self, dev: str = "vnet0") -> dict:
+        """``dev``'s counters (vnet0's by default), the stack's, and under "nics" every NIC's."""
+        d = self._dev(dev)
         return {
-            "dev": self.dev.name,
-            "stats64": _stats64(self.dev),
-            "ethtool": ethtool.ethtool_get_stats(self.dev),
+            "dev": d.name,
+            "stats64": _stats64(d),
+            "ethtool": ethtool.ethtool_get_stats(d),
             "stack": self.stack.counters(),
-            "link": self.link.counters(),
+            "link": self._link_of(d).counters(),
+            "nics": {n.name: {"stats64": _stats64(n), "link": self.links[n.name].counters()} for n in self.nics},
             "udp_queue_drops": self.udp_queue_drops,
             "udp_lease_expired": self.udp_lease_expired,
             "tx_no_dev": self.tx_no_dev,
@@ -434,7 +444,10 @@ class NodeCommands:
         direction = "out" if skb.pkt_type == PACKET_OUTGOING else "in"
         frame = bytes(skb_mac_header(skb))
         ts = time.time()  # pcap timestamps are wall-clock
+        name = getattr(dev, "name", None)
         for cid, session in list(self._captures.items()):
+            if name is not None and self._capture_dev.get(cid, name) != name:  # another device's
+                continue
             try:
                 session.offer(ts, direction, (frame,))
             except Exception as exc:
@@ -443,9 +456,10 @@ class NodeCommands:
                                   cid, type(exc).__name__, exc, self.tap_errors, now=self._loop.time())
 
     async def _cmd_capture_start(self, filter: str = "", count: int | None = None, buffer: int = DEFAULT_BUFFER,
-                                 snaplen: int = DEFAULT_SNAPLEN) -> dict:
-        """Start a capture of vnet0 (an ETH_P_ALL tap); its filter compiles off the event loop
+                                 snaplen: int = DEFAULT_SNAPLEN, dev: str = "vnet0") -> dict:
+        """Start a capture of ``dev`` (an ETH_P_ALL tap); its filter compiles off the event loop
         (libpcap's optimiser can take seconds over a long expression), so frames keep moving."""
+        d = self._dev(dev)
         try:
             limits = check_limits(buffer, count, snaplen)
             match = await asyncio.to_thread(compile_filter, filter)
@@ -454,8 +468,10 @@ class NodeCommands:
             raise ControlError(str(exc)) from None
         cid = next(self._capture_ids)
         self._captures[cid] = CaptureSession(capture, self._loop.time())
-        if self._tap is None:
-            self._tap = dev_add_pack(self.dev, ETH_P_ALL, self._tap_rcv)
+        self._capture_dev[cid] = d.name
+        if d.name not in self._taps:
+            self._taps[d.name] = dev_add_pack(d, ETH_P_ALL, self._tap_rcv)
+        if self._capture_timer is None:
             self._capture_timer = self._loop.call_later(CAPTURE_IDLE_TIMEOUT / 3, self._expire_captures)
         return {"id": cid, "engine": filter_engine(), "snaplen": capture.snaplen, **capture.stats()}
 
@@ -470,9 +486,13 @@ class NodeCommands:
         session = self._captures.pop(id, None)
         if session is None:
             raise ControlError(f"no capture {id} on this node")
-        if not self._captures and self._tap is not None:
-            dev_remove_pack(self.dev, ETH_P_ALL, self._tap_rcv)
-            self._tap = None
+        name = self._capture_dev.pop(id, None)
+        if name in self._taps and name not in self._capture_dev.values():
+            del self._taps[name]
+            d = self.ns.get(name)
+            if d is not None:
+                dev_remove_pack(d, ETH_P_ALL, self._tap_rcv)
+        if not self._captures:
             if self._capture_timer is not None:
                 self._capture_timer.cancel()
                 self._capture_timer = None
@@ -487,7 +507,7 @@ class NodeCommands:
             if session.idle_for(now) > CAPTURE_IDLE_TIMEOUT:
                 log.warning("capture %d unread for %.0f s: stopped", cid, session.idle_for(now))
                 self._cmd_capture_stop(cid)
-        if self._tap is not None:
+        if self._captures:
             self._capture_timer = self._loop.call_later(CAPTURE_IDLE_TIMEOUT / 3, self._expire_captures)
 
     # -- helpers ------------------------------------------------------------------------------

@@ -21,6 +21,49 @@ IPC_PATH_MAX = 107
 
 
 @dataclass(frozen=True)
+class NicConfig:
+    """One more NIC of a node (vnet1, vnet2, ...): its own driver instance on its own link to its
+    own switch, as a second PCI NIC is a second net_device with its own rings. ``spec`` is the
+    ``--nic`` text it came from, named in errors."""
+
+    switch: str
+    addresses: tuple[str, ...] = ()
+    mac: str | None = None
+    dhcp: bool = False
+    spec: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "addresses", tuple(self.addresses))
+
+    @classmethod
+    def parse(cls, spec: str) -> "NicConfig":
+        """``switch=EP[,address=CIDR|dhcp][,mac=MAC]`` (address may repeat); ValueError naming
+        the spec and what would be accepted."""
+        usage = "expected switch=ENDPOINT[,address=CIDR|dhcp][,mac=MAC], e.g. switch=tcp://127.0.0.1:5556,address=10.1.0.1/24"
+        switch, mac, dhcp, addresses = None, None, False, []
+        for part in spec.split(","):
+            key, sep, value = part.strip().partition("=")
+            if not sep or not value:
+                raise ValueError(f"--nic {spec!r}: {part.strip()!r} is not KEY=VALUE; {usage}")
+            if key == "switch":
+                if switch is not None:
+                    raise ValueError(f"--nic {spec!r}: switch is given twice; a NIC has one switch")
+                switch = value
+            elif key == "address":
+                if value == "dhcp":
+                    dhcp = True
+                else:
+                    addresses.append(value)
+            elif key == "mac":
+                mac = value
+            else:
+                raise ValueError(f"--nic {spec!r}: unknown key {key!r} (switch, address, mac); {usage}")
+        if switch is None:
+            raise ValueError(f"--nic {spec!r}: no switch; {usage}")
+        return cls(switch=switch, addresses=tuple(addresses), mac=mac, dhcp=dhcp, spec=spec)
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     """What a node is: its name, where the switch is, its addresses and NIC settings."""
 
@@ -43,12 +86,14 @@ class NodeConfig:
     stack: str = "vnet"  # the upper layer on vnet0: vnet's own stack, or the kernel's through a TAP
     netns: str | None = None  # kernel stack: the network namespace of its vnet0 (None: the daemon's own)
     metrics: str | None = None  # the Prometheus endpoint, HOST:PORT (`vnet node` default 127.0.0.1:0); None: none
-    gateway: str | None = None  # the default route's gateway (--gateway)
-    routes: tuple[tuple[str, str], ...] = ()  # static routes (CIDR, gateway) (--route CIDR=GW)
-    forwarding: bool = False  # net.ipv4.ip_forward (--forwarding)
+    nics: tuple[NicConfig, ...] = ()  # vnet1, vnet2, ...: one more NIC each (--nic)
+    gateway: str | None = None  # the default route's next hop (--gateway)
+    routes: tuple[tuple[str, str], ...] = ()  # static routes (CIDR, GW) (--route CIDR=GW)
+    forwarding: bool = False  # IPv4 forwarding between the NICs (--forwarding)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "addresses", tuple(self.addresses))
+        object.__setattr__(self, "nics", tuple(NicConfig.parse(n) if isinstance(n, str) else n for n in self.nics))
         object.__setattr__(self, "routes", tuple(tuple(r) for r in self.routes))
         self.validate()
 
@@ -76,10 +121,9 @@ class NodeConfig:
                                  f"give each address once")
             seen[iface.ip] = cidr
         if self.mac is not None:
-            mac = parse_mac(self.mac)
-            if mac[0] & 1 or mac == bytes(6):
-                raise ValueError(f"mac {self.mac}: a NIC's address must be unicast and not all zeros "
-                                 f"(clear the low bit of the first byte, e.g. 02:00:00:00:00:01)")
+            _check_mac("mac", self.mac)
+        self._validate_nics(seen)
+        self._validate_routes()
         if not 0 < self.heartbeat_interval < self.heartbeat_timeout:
             raise ValueError(f"heartbeat: need 0 < interval < timeout (typically 3 intervals), got interval "
                              f"{self.heartbeat_interval:g} s and timeout {self.heartbeat_timeout:g} s")
@@ -105,36 +149,71 @@ class NodeConfig:
                              "(udhcpc, dnsmasq: `vnet --node NAME exec -- ...`), not vnet's")
         if self.metrics is not None:
             parse_listen(self.metrics)
-        self._check_routes()
         if self.netns is not None and (not self.netns or "/" in self.netns or len(self.netns) > 64):
             raise ValueError(f"netns {self.netns!r}: a namespace name of up to 64 characters without '/'")
 
-    def _check_routes(self) -> None:
-        gateways = [("gateway", self.gateway)] if self.gateway is not None else []
+    def _validate_nics(self, seen: dict[ipaddress.IPv4Address, str]) -> None:
+        macs = {self.mac.lower(): "vnet0"} if self.mac else {}
+        for k, nic in enumerate(self.nics, 1):
+            where = f"--nic {nic.spec or nic.switch!r} (vnet{k})"
+            if not nic.switch.startswith(("tcp://", "ipc://", "inproc://")):
+                raise ValueError(f"{where}: switch endpoint {nic.switch!r}: expected tcp://HOST:PORT")
+            check_ipc_path(f"{where}: switch endpoint", nic.switch)
+            for cidr in nic.addresses:
+                try:
+                    iface = _host_address(cidr)
+                except ValueError as exc:
+                    raise ValueError(f"{where}: {exc}") from None
+                if iface.ip in seen:
+                    raise ValueError(f"{where}: address {cidr!r}: {iface.ip} is already given ({seen[iface.ip]}); "
+                                     f"give each address once")
+                seen[iface.ip] = cidr
+            if nic.dhcp and (nic.addresses or self.stack == "kernel"):
+                raise ValueError(f"{where}: address=dhcp: " + (
+                    "a NIC gets its address either by DHCP or statically, not both" if nic.addresses else
+                    "a kernel-stack node runs the system's DHCP programs in its namespace "
+                    "(udhcpc -i vnetK), not vnet's"))
+            if nic.dhcp:
+                raise ValueError(f"{where}: address=dhcp: vnet's DHCP client runs on vnet0 only (--dhcp); "
+                                 f"give vnet{k} a static address=CIDR")
+            if nic.mac is not None:
+                try:
+                    _check_mac("mac", nic.mac)
+                except ValueError as exc:
+                    raise ValueError(f"{where}: {exc}") from None
+                if nic.mac.lower() in macs:
+                    raise ValueError(f"{where}: mac {nic.mac} is {macs[nic.mac.lower()]}'s too; each NIC needs "
+                                     f"its own MAC")
+                macs[nic.mac.lower()] = f"vnet{k}"
+
+    def _validate_routes(self) -> None:
+        """--gateway and --route: well formed, and each gateway on-link (inside the network of
+        a static address of some NIC), as the kernel's fib_check_nh wants it."""
+        gateways = [("--gateway", self.gateway)] if self.gateway is not None else []
         for route in self.routes:
             if len(route) != 2:
-                raise ValueError(f"route {route!r}: give CIDR=GATEWAY, e.g. 10.0.2.0/24=10.0.1.1")
+                raise ValueError(f"--route {route!r}: expected CIDR=GW, e.g. 10.2.0.0/24=10.1.0.1")
             cidr, gw = route
             try:
-                ipaddress.IPv4Network(cidr)
+                ipaddress.IPv4Network(cidr, strict=True)
             except ValueError as exc:
-                raise ValueError(f"route {cidr}={gw}: {exc}; give the network, e.g. 10.0.2.0/24") from None
-            gateways.append((f"route {cidr}={gw}", gw))
+                raise ValueError(f"--route {cidr}={gw}: destination {cidr!r}: {exc}; expected a network such "
+                                 f"as 10.2.0.0/24") from None
+            gateways.append((f"--route {cidr}={gw}", gw))
+        statics = list(self.addresses) + [a for nic in self.nics for a in nic.addresses]
+        nets = [ipaddress.IPv4Interface(a).network for a in statics]
         for what, gw in gateways:
-            try:
-                ip = ipaddress.IPv4Address(gw)
-            except ValueError:
-                raise ValueError(f"{what}: {gw!r} is not an IPv4 address") from None
-            if self.stack == "kernel":
-                raise ValueError(f"{what}: a kernel-stack node's routes are the kernel's "
-                                 f"(`vnet --node {self.name} exec -- ip route add ...`)")
-            if self.dhcp:
-                raise ValueError(f"{what}: routes need static addresses; a DHCP node has no address "
-                                 f"to reach {gw} through when it starts (use --address)")
-            nets = [ipaddress.IPv4Interface(a).network for a in self.addresses]
-            if not any(ip in n for n in nets):
+            _gateway_ip(what, gw)
+            if not any(ipaddress.IPv4Address(gw) in n for n in nets):
+                if self.dhcp and self.stack == "vnet":
+                    raise ValueError(f"{what}: routes need static addresses; a DHCP node has no address "
+                                     f"to reach {gw} through when it starts (use --address)")
                 raise ValueError(f"{what}: {gw} is not inside the network of any address ("
                                  f"{', '.join(map(str, nets)) or 'none'}); a gateway must be on-link")
+
+    def nic_names(self) -> list[str]:
+        """The NICs' device names, vnet0 first."""
+        return [f"vnet{k}" for k in range(1 + len(self.nics))]
 
     def curve(self) -> auth.CurveClient | None:
         """The CURVE client keys, read from their files (KeyFileError saying what is wrong)."""
@@ -162,6 +241,35 @@ def check_ipc_path(what: str, endpoint: str | None) -> None:
         raise ValueError(f"{what} {endpoint!r}: the socket path is {len(path.encode())} bytes, over the "
                          f"{IPC_PATH_MAX} a Unix socket holds (sun_path); use a shorter path, e.g. a shorter "
                          f"VNET_RUNTIME_DIR")
+
+
+def parse_route(text: str) -> tuple[str, str]:
+    """``--route CIDR=GW`` as (CIDR, GW); ValueError saying what would be accepted."""
+    cidr, sep, gw = text.partition("=")
+    if not sep or not cidr or not gw:
+        raise ValueError(f"--route {text!r}: expected CIDR=GW, e.g. 10.2.0.0/24=10.1.0.1")
+    return cidr.strip(), gw.strip()
+
+
+def port_name(node: str, k: int) -> str:
+    """The switch port a node's NIC vnetK attaches as: the node's name for vnet0, NODE:vnetK else."""
+    return node if k == 0 else f"{node}:vnet{k}"
+
+
+def _gateway_ip(what: str, text: str) -> None:
+    try:
+        ip = ipaddress.IPv4Address(text)
+    except ValueError:
+        raise ValueError(f"{what}: gateway {text!r} is not an IPv4 address, e.g. 10.1.0.1") from None
+    if ip.is_multicast or ip.is_unspecified or ip.is_loopback or text == "255.255.255.255":
+        raise ValueError(f"{what}: gateway {text} must be a unicast address on one of the node's networks")
+
+
+def _check_mac(what: str, text: str) -> None:
+    mac = parse_mac(text)
+    if mac[0] & 1 or mac == bytes(6):
+        raise ValueError(f"{what} {text}: a NIC's address must be unicast and not all zeros "
+                         f"(clear the low bit of the first byte, e.g. 02:00:00:00:00:01)")
 
 
 def _host_address(cidr: str) -> ipaddress.IPv4Interface:

@@ -2,6 +2,10 @@
 node's control endpoint (the rtnetlink analogue). The only node layer that owns sockets,
 tasks and the clock.
 
+A node may have more NICs (``--nic``: vnet1, vnet2, ...), as a host has more PCI NICs: each
+is a driver instance of its own (its net_device, rings, NAPI, counters) on a ZmqLink of its
+own to its own switch, attached there as port ``NODE:vnetK``; the stack has each as a device.
+
 Glue, in kernel terms:
 
 - the hardware model's Link is a ``ZmqLink`` to the switch (carrier follows the attachment);
@@ -29,7 +33,7 @@ import zmq
 import zmq.asyncio
 
 from vnet.node.commands import NodeCommands, ip_str, netdev_call
-from vnet.node.config import NodeConfig
+from vnet.node.config import NodeConfig, port_name
 from vnet.node.leasefile import restore_lease_file, save_lease_file
 from vnet.node.metrics import NodeCollector
 from vnet.node.netdevice import (
@@ -103,6 +107,8 @@ class NodeDaemon(NodeCommands):
         self.link: ZmqLink | None = None
         self.ns: DeviceNamespace | None = None
         self.dev = None
+        self.nics: list = []  # the NICs' devices, vnet0 first
+        self.links: dict[str, ZmqLink] = {}  # each NIC's link, by device name
         self.stack: HostStack | None = None
         self.control: ControlServer | None = None
         self.metrics: MetricsServer | None = None
@@ -125,43 +131,27 @@ class NodeDaemon(NodeCommands):
         # host name on it, and a name server that does not answer (a container cut off its
         # network) would otherwise stall the control socket with it.
         self._link_ctx = zmq.asyncio.Context()
-        self.link = ZmqLink(
-            self._link_ctx,
-            cfg.switch,
-            self._hello,
-            heartbeat_interval=cfg.heartbeat_interval,
-            heartbeat_timeout=cfg.heartbeat_timeout,
-            on_refused=lambda reason: self.refused.set(),
-            on_mtu=self._switch_mtu,
-            curve=cfg.curve(),
-        )
         self.ns = DeviceNamespace()
-        mac = parse_mac(cfg.mac) if cfg.mac else None
-        self.dev = vnic_probe(
-            self.ns,
-            self._loop,
-            self.link,
-            mac=mac,
-            node_name=cfg.name,
-            tx_ring_size=cfg.tx_ring_size,
-            rx_ring_size=cfg.rx_ring_size,
-        )
-        if cfg.mtu != self.dev.mtu:
-            dev_set_mtu(self.dev, cfg.mtu)
+        self._probe_nics()
         self.stack = HostStack(bytes(self.dev.dev_addr), mtu=self.dev.mtu)
+        for dev in self.nics[1:]:
+            self.stack.add_device(dev.name, bytes(dev.dev_addr), dev.mtu)
         dev_add_pack(self.ns, ETH_P_ARP, self._stack_rcv)
         dev_add_pack(self.ns, ETH_P_IP, self._stack_rcv)
-        for mc in self.stack.mc_list():  # the all-hosts group, as ip_mc_up joins it
-            dev_mc_add(self.dev, mc)
+        for dev in self.nics:
+            for mc in self.stack.mc_list():  # the all-hosts group, as ip_mc_up joins it
+                dev_mc_add(dev, mc)
         register_netdevice_notifier(self.ns, self._netdev_event)
         self.control = ControlServer(self._ctx, control, self._handlers(),
                                      policy=self._policy())
         self.control.start()
         await self._start_metrics()
-        dev_open(self.dev)
+        for dev in self.nics:
+            dev_open(dev)
         now = self._loop.time()
-        for cidr in cfg.addresses:
-            self._xmit(self.stack.add_address(cidr, now))
+        for dev, addresses in zip(self.nics, self._nic_addresses()):
+            for cidr in addresses:
+                self._xmit(self.stack.add_address(cidr, now, dev=dev.name))
         self._apply_routes()
         if cfg.dhcp_server:
             first, last = cfg.dhcp_pool()
@@ -186,14 +176,55 @@ class NodeDaemon(NodeCommands):
         except StackError as exc:
             raise StartError(f"route: {exc}") from None
 
+    def _probe_nics(self) -> None:
+        """One link and one driver instance per NIC (vnet0 from --switch, vnetK from the K-th
+        --nic); MACs given or derived from the port name (the node's name for vnet0)."""
+        cfg = self.config
+        specs = [(cfg.switch, cfg.mac)] + [(nic.switch, nic.mac) for nic in cfg.nics]
+        for k, (switch, mac) in enumerate(specs):
+            name = f"vnet{k}"
+            link = ZmqLink(
+                self._link_ctx,
+                switch,
+                self._hello_of(k),
+                heartbeat_interval=cfg.heartbeat_interval,
+                heartbeat_timeout=cfg.heartbeat_timeout,
+                on_refused=lambda reason: self.refused.set(),
+                on_mtu=lambda mtu, name=name: self._switch_mtu(mtu, name),
+                curve=cfg.curve(),
+            )
+            self.links[name] = link
+            dev = vnic_probe(self.ns, self._loop, link, mac=parse_mac(mac) if mac else None,
+                             node_name=port_name(cfg.name, k), tx_ring_size=cfg.tx_ring_size,
+                             rx_ring_size=cfg.rx_ring_size)
+            if dev.name != name:
+                raise StartError(f"NIC {k} registered as {dev.name}, not {name}")
+            if cfg.mtu != dev.mtu:
+                dev_set_mtu(dev, cfg.mtu)
+            self.nics.append(dev)
+        self.dev, self.link = self.nics[0], self.links["vnet0"]
+
+    def _nic_addresses(self) -> list[tuple[str, ...]]:
+        """Each NIC's static addresses, vnet0 first."""
+        return [self.config.addresses] + [nic.addresses for nic in self.config.nics]
+
+    def _link_of(self, dev) -> ZmqLink:
+        """The link under ``dev`` (a sub-interface's is its lower NIC's: vnet0's by default)."""
+        return self.links.get(dev.name.partition(".")[0], self.link)
+
+    def _nics_health(self) -> list[dict]:
+        return [{"dev": dev.name, "carrier": bool(netif_carrier_ok(dev)), "up": bool(dev.flags & IFF_UP),
+                 "attached": self.links[dev.name].attached, "switch": self.links[dev.name].endpoint,
+                 "port": port_name(self.config.name, k)} for k, dev in enumerate(self.nics)]
+
     async def close(self) -> None:
-        """Bring vnet0 down (BYE to the switch), stop serving, close every socket."""
+        """Bring the NICs down (BYE to their switches), stop serving, close every socket."""
         if self._timer is not None:
             self._timer.cancel()
         if self._udp_expiry is not None:
             self._udp_expiry.cancel()
-        if self.dev is not None:
-            vnic_remove(self.dev)  # closes vnet0 first: the link says BYE
+        for dev in reversed(self.nics):
+            vnic_remove(dev)  # closes the NIC first: its link says BYE
         for _, fut in self._echo_waiters.values():
             fut.cancel()
         self._captures.clear()
@@ -203,8 +234,8 @@ class NodeDaemon(NodeCommands):
         if self.control is not None:
             await self.control.close()
         await self._close_metrics()
-        if self.link is not None:
-            await self.link.aclose()
+        for link in self.links.values():
+            await link.aclose()
         for ctx in (self._ctx, self._link_ctx):
             if ctx is not None:
                 ctx.term()
@@ -235,17 +266,29 @@ class NodeDaemon(NodeCommands):
     def _hello(self) -> tuple[str, list[bytes], int]:
         return self.config.name, [bytes(self.dev.dev_addr)], self.dev.mtu
 
+    def _hello_of(self, k: int):
+        """NIC k's HELLO: its port name, its MAC, its MTU."""
+        if k == 0:
+            return self._hello
+        name = f"vnet{k}"
+
+        def hello() -> tuple[str, list[bytes], int]:
+            dev = self.ns.get(name)
+            return port_name(self.config.name, k), [bytes(dev.dev_addr)], dev.mtu
+        return hello
+
     def final_stats(self) -> dict:
         """The counters printed after a clean stop (``vnet-final``): the ``stats`` answer."""
         return self._cmd_stats()
 
-    def _switch_mtu(self, mtu: int) -> None:
-        """The switch's MTU is below vnet0's: lower vnet0's (the switch would drop the rest)."""
-        if self.dev is not None and mtu < self.dev.mtu:
+    def _switch_mtu(self, mtu: int, name: str = "vnet0") -> None:
+        """The switch's MTU is below the NIC's: lower the NIC's (the switch would drop the rest)."""
+        dev = self.ns.get(name) if self.ns is not None else None
+        if dev is not None and mtu < dev.mtu:
             try:
-                dev_set_mtu(self.dev, mtu)
+                dev_set_mtu(dev, mtu)
             except NetdevError as exc:  # below the device's minimum: keep it, frames count tx_oversize
-                log.error("cannot lower %s's MTU to the switch's %d: %s", self.dev.name, mtu, exc)
+                log.error("cannot lower %s's MTU to the switch's %d: %s", dev.name, mtu, exc)
 
     # -- driver <-> stack glue ----------------------------------------------------------------
 
@@ -416,8 +459,12 @@ async def serve(config: NodeConfig, ready_line: bool = True) -> int:
             print(f"vnet node: {config.name} is already running ({exc})", file=sys.stderr)
             return 2
         if ready_line:
-            print_ready({"node": config.name, "control": daemon.control.endpoint,
-                          "mac": mac_str(bytes(daemon.dev.dev_addr)), "metrics": daemon.metrics_url()})
+            ready = {"node": config.name, "control": daemon.control.endpoint,
+                     "mac": mac_str(bytes(daemon.dev.dev_addr)), "metrics": daemon.metrics_url()}
+            if len(daemon.nics) > 1:
+                ready["nics"] = [{"dev": d.name, "mac": mac_str(bytes(d.dev_addr)), "port": port_name(config.name, k)}
+                                 for k, d in enumerate(daemon.nics)]
+            print_ready(ready)
         waiters = {loop.create_task(stop.wait()), loop.create_task(daemon.refused.wait())}
         try:
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)

@@ -18,11 +18,17 @@ the same (link, ethtool, stats, inject, captures); ``health``, ``addr_show`` and
 rtnetlink; ``ping`` and ``arping`` run the system's tools in the namespace; the commands that
 only vnet's stack can serve (udp_*, addr_add/del, neigh_flush, dhcp_show) say so, naming the
 way to do it with the kernel's tools.
+
+Several NICs (``--nic``): one TAP per NIC (vnet0, vnet1, ... in the namespace), each with its
+own driver instance, link and TapEdge in its path, each with its NIC's MAC and addresses.
+``--gateway`` and ``--route`` become the kernel's routes, ``--forwarding`` its forwarding
+sysctls (node/kroute.py); the kernel routes between the NICs as any Linux router does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import math
 import re
@@ -34,17 +40,15 @@ import zmq.asyncio
 from vnet.node import ethtool
 from vnet.node.commands import CONTROL_COMMANDS, _parse_ip, _stats64, netdev_call
 from vnet.node.daemon import NodeDaemon, StartError
+from vnet.node.kroute import KernelRouteError, kernel_forwarding_set, kernel_routes_add, kernel_sysctls_restore
 from vnet.node.netdevice import (
-    IFF_UP, NETDEV_CHANGEADDR, NETDEV_CHANGEMTU, DeviceNamespace, dev_open, dev_set_mtu, netif_carrier_ok,
-    register_netdevice_notifier,
+    IFF_UP, NETDEV_CHANGEADDR, NETDEV_CHANGEMTU, DeviceNamespace, dev_open, register_netdevice_notifier,
 )
 from vnet.node.metrics import NodeCollector
 from vnet.node.netns import NetnsError, netns_create, netns_exists, netns_remove
-from vnet.node.stack.ether import parse_mac
 from vnet.node.tap import TapConfig, TapError, tap_create, tap_kernel_view, tap_set_link
 from vnet.node.tapedge import TapEdge
-from vnet.node.vnic import vnic_probe, vnic_remove
-from vnet.node.zmqlink import ZmqLink
+from vnet.node.vnic import vnic_remove
 from vnet.proto.control import ControlError, ControlServer, node_control_endpoint
 
 log = logging.getLogger(__name__)
@@ -67,14 +71,18 @@ class KernelNodeDaemon(NodeDaemon):
 
     def __init__(self, config) -> None:
         super().__init__(config)
-        self.tap = None
+        self.tap = None  # vnet0's
         self.edge: TapEdge | None = None
+        self.taps: dict = {}  # each NIC's TAP, by device name
+        self.edges: dict[str, TapEdge] = {}
         self._made_netns = False
+        self._sysctls: dict[str, str] = {}  # what --forwarding replaced, put back at exit
         self._syncs: set[asyncio.Task] = set()  # rtnetlink updates of the kernel's vnet0 in flight
 
-    def _tap_config(self) -> TapConfig:
-        return TapConfig(name="vnet0", netns=self.config.netns, mac=bytes(self.dev.dev_addr), mtu=self.dev.mtu,
-                         addresses=list(self.config.addresses))
+    def _tap_config(self, dev=None, addresses=None) -> TapConfig:
+        dev = dev or self.dev
+        return TapConfig(name=dev.name, netns=self.config.netns, mac=bytes(dev.dev_addr), mtu=dev.mtu,
+                         addresses=list(self.config.addresses if addresses is None else addresses))
 
     async def start(self) -> None:
         cfg = self.config
@@ -87,40 +95,54 @@ class KernelNodeDaemon(NodeDaemon):
             raise StartError(str(exc)) from None
         self._ctx = zmq.asyncio.Context()
         self._link_ctx = zmq.asyncio.Context()
-        self.link = ZmqLink(
-            self._link_ctx, cfg.switch, self._hello,
-            heartbeat_interval=cfg.heartbeat_interval, heartbeat_timeout=cfg.heartbeat_timeout,
-            on_refused=lambda reason: self.refused.set(), curve=cfg.curve(),
-        )
         self.ns = DeviceNamespace()
-        self.dev = vnic_probe(self.ns, self._loop, self.link, mac=parse_mac(cfg.mac) if cfg.mac else None,
-                              node_name=cfg.name, tx_ring_size=cfg.tx_ring_size, rx_ring_size=cfg.rx_ring_size)
-        if cfg.mtu != self.dev.mtu:
-            dev_set_mtu(self.dev, cfg.mtu)
-        try:
-            self.tap = await asyncio.to_thread(tap_create, self._tap_config())
-        except TapError as exc:
-            raise StartError(str(exc)) from None
-        self.edge = TapEdge(self.tap, self.dev, self._loop)
-        self.edge.start()
+        self._probe_nics()
+        for dev, addresses in zip(self.nics, self._nic_addresses()):
+            try:
+                tap = await asyncio.to_thread(tap_create, self._tap_config(dev, addresses))
+            except TapError as exc:
+                raise StartError(str(exc)) from None
+            self.taps[dev.name] = tap
+            self.edges[dev.name] = edge = TapEdge(tap, dev, self._loop)
+            edge.start()
+        self.tap, self.edge = self.taps["vnet0"], self.edges["vnet0"]
         register_netdevice_notifier(self.ns, self._netdev_event)
         self.control = ControlServer(self._ctx, cfg.control or node_control_endpoint(cfg.name), self._handlers(),
                                      policy=self._policy())
         self.control.start()
         await self._start_metrics()
-        dev_open(self.dev)
+        for dev in self.nics:
+            dev_open(dev)
+        await self._apply_kernel_routes()
+
+    async def _apply_kernel_routes(self) -> None:
+        """--forwarding, --gateway and --route into the kernel of the node's namespace."""
+        cfg = self.config
+        routes = ([("0.0.0.0/0", cfg.gateway)] if cfg.gateway else []) + list(cfg.routes)
+        try:
+            if cfg.forwarding:
+                self._sysctls = await asyncio.to_thread(kernel_forwarding_set, cfg.netns, list(self.taps))
+            if routes:
+                await asyncio.to_thread(kernel_routes_add, cfg.netns, routes)
+        except KernelRouteError as exc:
+            raise StartError(str(exc)) from None
 
     async def close(self) -> None:
         """vnet0 down (BYE to the switch), the TAP closed (the kernel removes it), the
         namespace removed if this daemon made it, every socket closed."""
         for task in list(self._syncs):
             await asyncio.gather(task, return_exceptions=True)
-        if self.edge is not None:
-            self.edge.stop()
-        if self.dev is not None:
-            vnic_remove(self.dev)
-        if self.tap is not None:
-            self.tap.close()
+        for edge in self.edges.values():
+            edge.stop()
+        for dev in reversed(self.nics):
+            vnic_remove(dev)
+        for tap in self.taps.values():
+            tap.close()
+        if self._sysctls and not self._made_netns:
+            try:
+                await asyncio.to_thread(kernel_sysctls_restore, self.config.netns, self._sysctls)
+            except KernelRouteError as exc:
+                log.error("%s", exc)
         if self._made_netns:
             try:
                 netns_remove(self.config.netns)
@@ -130,8 +152,8 @@ class KernelNodeDaemon(NodeDaemon):
         if self.control is not None:
             await self.control.close()
         await self._close_metrics()
-        if self.link is not None:
-            self.link.close()
+        for link in self.links.values():
+            link.close()
         for ctx in (self._ctx, self._link_ctx):
             if ctx is not None:
                 ctx.term()
@@ -142,16 +164,17 @@ class KernelNodeDaemon(NodeDaemon):
     def _netdev_event(self, event: int, dev) -> None:
         """The model's MTU or MAC changed (`vnet ip link set`): the kernel's vnet0 follows, so
         the NIC's filter still passes its frames and its frames still fit."""
-        if dev is not self.dev or self.tap is None or event not in (NETDEV_CHANGEMTU, NETDEV_CHANGEADDR):
+        tap = self.taps.get(dev.name)
+        if tap is None or self.edges[dev.name].dev is not dev or event not in (NETDEV_CHANGEMTU, NETDEV_CHANGEADDR):
             return
         change = {"mtu": dev.mtu} if event == NETDEV_CHANGEMTU else {"mac": bytes(dev.dev_addr)}
-        task = self._loop.create_task(self._sync_kernel_link(change))
+        task = self._loop.create_task(self._sync_kernel_link(tap, change))
         self._syncs.add(task)
         task.add_done_callback(self._syncs.discard)
 
-    async def _sync_kernel_link(self, change: dict) -> None:
+    async def _sync_kernel_link(self, tap, change: dict) -> None:
         try:
-            await asyncio.to_thread(tap_set_link, self.tap.config, **change)
+            await asyncio.to_thread(tap_set_link, tap.config, **change)
         except TapError as exc:
             log.error("%s", exc)
 
@@ -173,52 +196,74 @@ class KernelNodeDaemon(NodeDaemon):
                                f"exec -- ip addr` (or `busybox nc -u`, `udhcpc`, `dnsmasq`)")
         return refuse
 
-    async def _kernel(self) -> dict:
+    async def _kernel(self, dev: str = "vnet0") -> dict:
+        tap = self.taps.get(dev)
+        if tap is None:
+            raise ControlError(f"no device {dev!r} on node {self.config.name} (devices: {', '.join(self.taps)})")
         try:
-            return await asyncio.to_thread(tap_kernel_view, self.tap.config)
+            return await asyncio.to_thread(tap_kernel_view, tap.config)
         except TapError as exc:
             raise ControlError(str(exc)) from None
+
+    async def _kernels(self) -> dict[str, dict]:
+        """The kernel's view of every NIC's TAP, by name."""
+        return {name: await self._kernel(name) for name in self.taps}
 
     # -- commands with the kernel's answers ---------------------------------------------------
 
     async def _cmd_health(self) -> dict:
-        kernel = await self._kernel()
+        kernels = await self._kernels()
+        nics = self._nics_health()
+        for nic in nics:
+            nic["kernel_operstate"] = kernels[nic["dev"]]["operstate"]
         return {
             "name": self.config.name,
             "stack": "kernel",
             "netns": self.config.netns,
-            "carrier": bool(netif_carrier_ok(self.dev)),
+            "carrier": all(n["carrier"] for n in nics),  # every NIC's
             "up": bool(self.dev.flags & IFF_UP),
             "attached": self.link.attached,
-            "refused": self.link.refused,
-            "addresses": kernel["addresses"],
-            "kernel_operstate": kernel["operstate"],
+            "refused": next((link.refused for link in self.links.values() if link.refused), None),
+            "addresses": [{**a, "dev": name} for name, k in kernels.items() for a in k["addresses"]],
+            "kernel_operstate": kernels["vnet0"]["operstate"],
+            "nics": nics,
             "metrics": self.metrics_url(),
         }
 
-    async def _cmd_addr_show(self) -> dict:
-        return {"dev": self.dev.name, "addresses": (await self._kernel())["addresses"], "conflicts": []}
+    async def _cmd_addr_show(self, dev: str | None = None) -> dict:
+        names = [dev] if dev is not None else list(self.taps)
+        addresses = [{**a, "dev": name} for name in names for a in (await self._kernel(name))["addresses"]]
+        return {"dev": dev or self.dev.name, "addresses": addresses, "conflicts": []}
 
     async def _cmd_neigh_show(self) -> list[dict]:
-        return (await self._kernel())["neigh"]
+        return [{**n, "dev": name} for name, k in (await self._kernels()).items() for n in k["neigh"]]
 
     def final_stats(self) -> dict:
         """After a clean stop the TAP and its namespace are gone: the driver model's counters,
         the TAP edge's and the link's (the kernel's own died with the interface)."""
-        return {"dev": self.dev.name, "stack_kind": "kernel", "stats64": _stats64(self.dev),
-                "ethtool": self._ethtool_stats(), "tap": self.edge.counters(), "link": self.link.counters()}
+        out = {"dev": self.dev.name, "stack_kind": "kernel", "stats64": _stats64(self.dev),
+               "ethtool": self._ethtool_stats(), "tap": self.edge.counters(), "link": self.link.counters()}
+        if len(self.nics) > 1:
+            out["nics"] = self._nics_stats()
+        return out
 
-    async def _cmd_stats(self) -> dict:
-        kernel = await self._kernel()
+    def _nics_stats(self) -> dict:
+        return {d.name: {"stats64": _stats64(d), "tap": self.edges[d.name].counters(),
+                         "link": self.links[d.name].counters()} for d in self.nics}
+
+    async def _cmd_stats(self, dev: str = "vnet0") -> dict:
+        d = self._dev(dev)
+        kernel = await self._kernel(dev)
         out = {
-            "dev": self.dev.name,
+            "dev": d.name,
             "stack_kind": "kernel",
-            "stats64": _stats64(self.dev),
-            "ethtool": self._ethtool_stats(),
+            "stats64": _stats64(d),
+            "ethtool": self._ethtool_stats(dev),
             "stack": {},
-            "tap": self.edge.counters(),
+            "tap": self.edges[dev].counters(),
             "kernel": {"stats64": kernel["stats64"], "operstate": kernel["operstate"], "mtu": kernel["mtu"]},
-            "link": self.link.counters(),
+            "link": self.links[dev].counters(),
+            "nics": self._nics_stats(),
             "udp_queue_drops": 0,
             "captures": len(self._captures),
         }
@@ -229,15 +274,19 @@ class KernelNodeDaemon(NodeDaemon):
         return NodeCollector(self.ns, ethtool_stats=self._dev_ethtool_stats)
 
     def _dev_ethtool_stats(self, dev) -> dict:
-        return self._ethtool_stats() if dev is self.dev else ethtool.ethtool_get_stats(dev)
+        return self._ethtool_stats(dev.name) if dev.name in self.edges else ethtool.ethtool_get_stats(dev)
 
-    def _ethtool_stats(self) -> dict:
-        return {**ethtool.ethtool_get_stats(self.dev), **self.edge.counters()}
+    def _ethtool_stats(self, dev: str = "vnet0") -> dict:
+        edge = self.edges[dev]  # the device itself: after close it is no longer in the namespace
+        return {**ethtool.ethtool_get_stats(edge.dev), **edge.counters()}
 
     def _cmd_ethtool(self, op: str, dev: str = "vnet0", **params: Any) -> Any:
         if op == "stats":
-            self._dev(dev)
-            return netdev_call(self._ethtool_stats)
+            if dev not in self.edges:
+                self._dev(dev)  # no such device: the error names the devices
+                raise ControlError(f"{dev} has no TAP on node {self.config.name}: ethtool -S works on "
+                                   f"{', '.join(self.edges)}")
+            return netdev_call(self._ethtool_stats, dev)
         return super()._cmd_ethtool(op, dev, **params)
 
     def _netns_argv(self, argv: list[str]) -> list[str]:
@@ -274,11 +323,22 @@ class KernelNodeDaemon(NodeDaemon):
             return {"seq": seq, "dst": dst, "status": "unreachable", "error": "Destination Host Unreachable"}
         return {"seq": seq, "dst": dst, "status": "timeout"}
 
+    async def _dev_for(self, dst: str) -> str:
+        """The NIC whose kernel addresses' network holds ``dst`` (vnet0 if none does)."""
+        if len(self.taps) == 1:
+            return "vnet0"
+        ip = ipaddress.IPv4Address(dst)
+        for name, kernel in (await self._kernels()).items():
+            for a in kernel["addresses"]:
+                if ip in ipaddress.IPv4Interface(f"{a['address']}/{a['prefixlen']}").network:
+                    return name
+        return "vnet0"
+
     async def _cmd_arping(self, dst: str, timeout: float = 1.0) -> dict:
         """One ARP request from the kernel's vnet0: the system's arping in the namespace."""
         _parse_ip(dst)
-        code, out = await self._run(["arping", "-c", "1", "-w", f"{float(timeout):g}", "-i", "vnet0", dst],
-                                    float(timeout) + 5)
+        code, out = await self._run(["arping", "-c", "1", "-w", f"{float(timeout):g}", "-i", await self._dev_for(dst),
+                                     dst], float(timeout) + 5)
         m = ARPING_RE.search(out)
         if not m:
             return {"dst": dst, "status": "timeout"}

@@ -130,9 +130,9 @@ class NodeHandle:
             frames = [frames]
         return await self.call("inject", frames=[bytes(f) for f in frames])
 
-    async def capture(self, filter: str = "", count: int | None = None) -> "CaptureHandle":
-        """Start capturing on vnet0 (both directions): ``async with await node.capture("icmp") as cap``."""
-        started = await self.call("capture_start", filter=filter, count=count)
+    async def capture(self, filter: str = "", count: int | None = None, dev: str = "vnet0") -> "CaptureHandle":
+        """Start capturing on ``dev`` (both directions): ``async with await node.capture("icmp") as cap``."""
+        started = await self.call("capture_start", filter=filter, count=count, dev=dev)
         return CaptureHandle(self, started["id"], label=self.name)
 
     async def wait_for(self, predicate, what: str, timeout: float = 10.0, every: float = 0.02) -> Any:

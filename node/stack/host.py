@@ -274,12 +274,14 @@ class HostStack:
         return self._tx(indev.arp.start_dad(ifa, now))
 
     def del_address(self, cidr: str, dev: str | None = None) -> None:
-        """Remove "a.b.c.d/len" (or "a.b.c.d"), whatever its state; its connected route
-        goes with it."""
+        """Remove "a.b.c.d/len" (or "a.b.c.d"), whatever its state, from ``dev`` (None: the
+        device that has it, else the primary); its connected route goes with it."""
         if isinstance(cidr, str) and "/" in cidr:
             ip, plen = parse_cidr(cidr)
         else:
             ip, plen = parse_ip(cidr), None
+        if dev is None:
+            dev = next((name for name, indev in self.devs.items() if ip in indev.addrs), None)
         self._indev(dev).addrs.remove(ip, plen)
 
     def addresses(self, dev: str | None = None) -> list[dict]:

@@ -175,6 +175,9 @@ class AddrTable:
         self.usable: list[Ifaddr] = []
         self.broadcasts: set[bytes] = {LIMITED_BROADCAST}
 
+    def __contains__(self, ip: bytes) -> bool:
+        return ip in self._by_ip
+
     def add(self, ip: bytes, prefixlen: int) -> Ifaddr:
         if ip in self._by_ip:
             raise StackError(

@@ -149,4 +149,4 @@ def test_bad_route_flag_exits_2(tmp_path):
     env = dict(os.environ, VNET_RUNTIME_DIR=str(tmp_path))
     proc = subprocess.run([sys.executable, "-m", "vnet.cli", "node", "--name", "n", "--address", "10.0.1.2/24",
                            "--route", "10.0.3.0/24"], capture_output=True, text=True, env=env, timeout=60)
-    assert proc.returncode == 2 and "CIDR=GATEWAY" in proc.stderr
+    assert proc.returncode == 2 and "expected CIDR=GW" in proc.stderr

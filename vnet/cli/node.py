@@ -14,12 +14,14 @@ from vnet.proto.httpserve import DEFAULT_METRICS
 
 def run_node(args: argparse.Namespace) -> int:
     setup_logging(args.log_level)
-    from vnet.node.config import NodeConfig
+    from vnet.node.config import NodeConfig, NicConfig, parse_route
     from vnet.node.daemon import serve
 
     name = args.name or os.environ.get("VNET_NODE") or socket.gethostname()
     addresses = args.address or [a for a in os.environ.get("VNET_ADDRESS", "").split(",") if a]
     try:  # a NodeConfig checks itself when it is made
+        nics = tuple(NicConfig.parse(spec) for spec in args.nic or ())
+        routes = tuple(parse_route(r) for r in args.route or ())
         config = NodeConfig(
             name=name,
             switch=args.switch or os.environ.get("VNET_SWITCH") or f"tcp://127.0.0.1:{DEFAULT_DATA_PORT}",
@@ -30,19 +32,11 @@ def run_node(args: argparse.Namespace) -> int:
             curve_secret=getattr(args, "curve_secret", None) or os.environ.get("VNET_CURVE_SECRET"),
             curve_server_key=getattr(args, "curve_server_key", None) or os.environ.get("VNET_CURVE_SERVER_KEY"),
             stack=args.stack, netns=args.netns, metrics=metrics_option(args.metrics),
-            gateway=args.gateway, routes=tuple(_route_arg(r) for r in args.route or ()),
-            forwarding=args.forwarding,
+            nics=nics, gateway=args.gateway, routes=routes, forwarding=args.forwarding,
         )
     except ValueError as exc:
         raise CliError(f"node: {exc}") from None
     return asyncio.run(serve(config))
-
-
-def _route_arg(text: str) -> tuple[str, str]:
-    cidr, eq, gw = text.partition("=")
-    if not eq or not cidr or not gw:
-        raise CliError(f"node: --route {text!r}: give CIDR=GATEWAY, e.g. 10.0.2.0/24=10.0.1.1")
-    return cidr, gw
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -72,6 +66,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                     help=f"serve Prometheus metrics on http://HOST:PORT/metrics (default {DEFAULT_METRICS}: "
                          "loopback, a free port, named in the ready line; 0.0.0.0:9100 for a container's "
                          "network; off: none)")
+    nd.add_argument("--nic", action="append", metavar="switch=EP[,address=CIDR][,mac=MAC]",
+                    help="one more NIC (vnet1, vnet2, ... in order), attached to switch EP as port NAME:vnetK; "
+                         "address may repeat (repeatable)")
     nd.add_argument("--gateway", default=None, metavar="IP",
                     help="the default route's gateway (on-link: inside the network of an --address)")
     nd.add_argument("--route", action="append", metavar="CIDR=GW",

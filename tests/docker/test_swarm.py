@@ -4,10 +4,11 @@ overlay, a scaled-up node service whose new node is reachable, CURVE with the ke
 secrets, and a `docker stack rm` after which nothing of the stack is left.
 
 The engine joins a single-node Swarm for the test when it is in none, and leaves it again
-afterwards; an engine that is already a Swarm manager is used as it is and stays in its
-Swarm. Each stack is named vnetswarm<PID>x<HEX>: one left behind by a killed run (its
-process gone) is removed at the start. Skipped, saying why, without a Docker engine, and on a
-Swarm worker (only a manager deploys)."""
+afterwards (a run that is killed leaves it at the next run's end); an engine that is
+already a Swarm manager is used as it is and stays in its Swarm. Each stack is named
+vnetswarm<PID>x<HEX>: one left behind by a killed run (its process gone) is removed at the
+start. Skipped, saying why, without a Docker engine, and on a Swarm worker (only a manager
+deploys)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ SERVICE_LABEL = "com.docker.swarm.service.name"
 STACK_PREFIX = "vnetswarm"
 STACK_NAME = re.compile(rf"{STACK_PREFIX}(\d+)x[0-9a-f]+")
 GWBRIDGE = "docker_gwbridge"
+SWARM_OWNER = "com.vnet.test-swarm"  # label on the Swarm node: the pid of the run that made it
 KEY_NAMES = ["node1", "node2", "node3", "dhcp", "node"]
 
 
@@ -199,13 +201,17 @@ def swarm(vnet_docker_image):
         state = info.get("LocalNodeState")
         initialised = False
         gwbridge = bool(client.networks.list(names=[GWBRIDGE]))
-        if state == "inactive":
+        if state == "active" and info.get("ControlAvailable") and _left_by_a_killed_run(client):
+            initialised = True  # made by a run of this test that was killed: ours to leave
+            gwbridge = False  # and the bridge was most likely made with it
+        elif state == "inactive":
             try:
                 client.swarm.init()
             except Exception as exc:  # several addresses: it wants one named
                 log.info("docker swarm init: %s; advertising 127.0.0.1", exc)
                 client.swarm.init(advertise_addr="127.0.0.1", listen_addr="127.0.0.1:2377")
             initialised = True
+            _label_own_node(client, {SWARM_OWNER: str(os.getpid())})
         elif state != "active":
             pytest.skip(f"the Docker engine's Swarm state is {state!r}: neither in a Swarm nor out of one")
         elif not info.get("ControlAvailable"):
@@ -218,9 +224,33 @@ def swarm(vnet_docker_image):
                 client.swarm.leave(force=True)
                 if not gwbridge:  # the bridge Swarm made for its overlays' way out
                     for net in client.networks.list(names=[GWBRIDGE]):
-                        net.remove()
+                        try:
+                            net.remove()
+                        except Exception as exc:  # something else of this host uses it now
+                            log.warning("%s kept: %s", GWBRIDGE, exc)
         finally:
             client.close()
+
+
+def _own_node(client):
+    return client.nodes.get(client.info()["Swarm"]["NodeID"])
+
+
+def _label_own_node(client, labels: dict[str, str]) -> None:
+    node = _own_node(client)
+    spec = node.attrs["Spec"]
+    spec["Labels"] = dict(spec.get("Labels") or {}, **labels)
+    node.update(spec)
+
+
+def _left_by_a_killed_run(client) -> bool:
+    """This engine's Swarm was made by a run of this test whose process is gone (its label on
+    the Swarm's only node says which), so that run never left it."""
+    owner = (_own_node(client).attrs["Spec"].get("Labels") or {}).get(SWARM_OWNER, "")
+    if not owner.isdigit() or _alive(int(owner)) or len(client.nodes.list()) != 1:
+        return False
+    log.warning("the Swarm was made by an earlier run of this test (process %s, gone): leaving it afterwards", owner)
+    return True
 
 
 def _remove_leftover_stacks(client) -> list[str]:
@@ -242,7 +272,7 @@ def _remove_leftover_stacks(client) -> list[str]:
 
 
 @pytest.fixture
-async def deploy(swarm, vnet_compose_tree):
+async def deploy(swarm, vnet_compose_tree, vnet_docker_image):
     """Call ``await deploy(*override_files, env=...)`` to deploy compose/swarm.yml (plus the
     overrides) as a fresh stack; every stack is removed after the test, whatever its outcome."""
     stacks: list[Stack] = []
@@ -251,7 +281,10 @@ async def deploy(swarm, vnet_compose_tree):
         stack = Stack(swarm, f"{STACK_PREFIX}{os.getpid()}x{uuid.uuid4().hex[:6]}")
         stacks.append(stack)
         files = [vnet_compose_tree / "compose" / "swarm.yml", *overrides]
-        env = dict(os.environ, VNET_DOCKER_SUBNET=await asyncio.to_thread(free_docker_subnet, swarm), **(env or {}))
+        # swarm.yml's variables set here, whatever the caller's environment says
+        env = dict(os.environ, VNET_IMAGE=vnet_docker_image, VNET_NODES="2",
+                   VNET_SWITCH_CONSTRAINT="node.role == manager",
+                   VNET_DOCKER_SUBNET=await asyncio.to_thread(free_docker_subnet, swarm), **(env or {}))
         await docker("stack", "deploy", "--resolve-image", "never", *(a for f in files for a in ("-c", str(f))),
                      stack.name, env=env)
         return stack

@@ -1,7 +1,8 @@
 """The container image and compose files, installed with vnet (the repository's ``compose/``).
 
 ``docker-compose.yml`` (a switch, three nodes, a DHCP server node and a scalable node
-service), ``curve.yml`` (its CURVE override), the ``Dockerfile`` of the one image both roles
+service), ``curve.yml`` (its CURVE override), ``swarm.yml`` and ``swarm-curve.yml`` (the
+same LAN as a Docker Swarm stack, docs/multi-host.md), the ``Dockerfile`` of the one image both roles
 run, ``build.sh`` (the offline image build) and ``install-vnet.sh`` (the image's install
 step) ship inside the package, so a user needs no checkout of vnet to run a Docker LAN:
 

@@ -4,6 +4,7 @@
 
     DIR/docker-compose.yml
     DIR/compose/{Dockerfile, build.sh, install-vnet.sh, curve.yml, web.yml, prometheus.yml, .dockerignore}
+    DIR/compose/{swarm.yml, swarm-curve.yml}        (the same LAN as a Docker Swarm stack)
     DIR/compose/wheelhouse/vnet-VERSION-py3-none-any.whl      (the host's vnet)
 
 ``build_image(DIR)`` runs ``DIR/compose/build.sh`` (base image, wheelhouse, image).
@@ -29,6 +30,8 @@ FILES = {
     "compose/curve.yml": "curve.yml",
     "compose/web.yml": "web.yml",
     "compose/prometheus.yml": "prometheus.yml",
+    "compose/swarm.yml": "swarm.yml",
+    "compose/swarm-curve.yml": "swarm-curve.yml",
     "compose/.dockerignore": ".dockerignore",
 }
 EXECUTABLE = {"compose/build.sh", "compose/install-vnet.sh"}

@@ -65,3 +65,47 @@ async def run_web(*args: str, timeout: float = 20.0) -> tuple[int, str, str]:
         await proc.wait()
         raise
     return proc.returncode, out.decode(), err.decode()
+
+
+class Daemons:
+    """Switch and node daemons started by hand in one runtime directory, named as a lab's runner
+    names them (NAME.sock and NAME.data per switch, NAME.ctl per node); stopped on exit."""
+
+    def __init__(self, runtime_dir: str) -> None:
+        self.dir = runtime_dir
+        self.procs: list[asyncio.subprocess.Process] = []
+
+    async def start(self, *args: str, timeout: float = 30.0) -> dict:
+        import json
+
+        from vnet.proto.control import READY_PREFIX
+
+        proc = await asyncio.create_subprocess_exec(*vnet_command(), *args, stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.DEVNULL,
+                                                    stdin=asyncio.subprocess.DEVNULL)
+        self.procs.append(proc)
+        line = (await asyncio.wait_for(proc.stdout.readline(), timeout)).decode()
+        assert line.startswith(READY_PREFIX), f"{args} did not start: {line!r}"
+        return json.loads(line[len(READY_PREFIX):])
+
+    async def switch(self, name: str) -> dict:
+        return await self.start("switch", "--bind", f"ipc://{self.dir}/{name}.data",
+                                "--switch-control", f"ipc://{self.dir}/{name}.sock")
+
+    async def node(self, name: str, switch: str, cidr: str) -> dict:
+        return await self.start("node", "--name", name, "--switch", f"ipc://{self.dir}/{switch}.data",
+                                "--address", cidr, "--control", f"ipc://{self.dir}/{name}.ctl")
+
+    async def __aenter__(self) -> "Daemons":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for proc in self.procs:
+            if proc.returncode is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                await asyncio.wait_for(proc.wait(), 10)
+            except asyncio.TimeoutError:
+                proc.kill()
+                await proc.wait()

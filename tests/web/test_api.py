@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import shutil
+import tempfile
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -14,6 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from vnet.lan import Lan, poll_until
 from vnet.web.app import make_app
 from vnet.web.poll import runtime_dir_target
+from tests.web.helpers import Daemons
 
 JSON = {"Content-Type": "application/json"}
 
@@ -186,3 +189,33 @@ async def test_without_a_token_only_loopback_hosts_are_served(lan):
         assert (await client.get("/api/state", headers={"Host": "localhost:8080"})).status == 200
     finally:
         await client.close()
+
+
+async def test_a_runtime_directory_with_several_switches():
+    """A lab's runtime directory: two switches (s1.sock, s2.sock) and their nodes (NAME.ctl);
+    every switch polled, every node found on its own switch."""
+    rdir = tempfile.mkdtemp(prefix="vweb-")  # short: ipc paths are bounded (108 bytes)
+    try:
+        async with Daemons(rdir) as d:
+            await d.switch("s1")
+            await d.switch("s2")
+            await d.node("a", "s1", "10.0.1.1/24")
+            await d.node("b", "s2", "10.0.2.1/24")
+            client = TestClient(TestServer(make_app(runtime_dir_target(rdir), interval=0.2), host="127.0.0.1"))
+            await client.start_server()
+            try:
+                async def both_attached():
+                    st = await (await client.get("/api/state")).json()
+                    return all(s["ports"] for s in st["switches"]) and st
+                state = await poll_until(both_attached, "a port on each switch")
+                assert [s["name"] for s in state["switches"]] == ["s1", "s2"]
+                assert {n["name"]: (n["ips"], n["ports"]) for n in state["nodes"]} == {
+                    "a": (["10.0.1.1/24"], [{"switch": "s1", "port": "a"}]),
+                    "b": (["10.0.2.1/24"], [{"switch": "s2", "port": "b"}])}
+                assert state["trunks"] == []
+                resp = await client.post("/api/port/s2/b/down", json={})
+                assert resp.status == 200 and (await resp.json())["admin"] == "down"
+            finally:
+                await client.close()
+    finally:
+        shutil.rmtree(rdir, ignore_errors=True)

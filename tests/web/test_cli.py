@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
+import tempfile
 import urllib.error
 import urllib.request
 
 import pytest
 
-from vnet.lan import Lan
-from tests.web.helpers import WebProcess, run_web
+from vnet.lan import Lan, poll_until
+from tests.web.helpers import Daemons, WebProcess, run_web
 
 
 def get(url: str, headers: dict | None = None) -> int:
@@ -81,3 +84,32 @@ async def test_no_lan_docker_and_a_busy_port_are_clear_errors(tmp_path):
 
 async def _get(url: str, headers: dict | None = None) -> int:
     return await asyncio.to_thread(get, url, headers)
+
+
+async def test_several_switch_control_endpoints():
+    rdir = tempfile.mkdtemp(prefix="vweb-")  # short: ipc paths are bounded (108 bytes)
+    try:
+        async with Daemons(rdir) as d:
+            await d.switch("s1")
+            await d.switch("s2")
+            await d.node("a", "s1", "10.0.1.1/24")
+            await d.node("b", "s2", "10.0.2.1/24")
+            web = await WebProcess.start("--listen", "127.0.0.1:0", "--runtime-dir", rdir,
+                                         "--switch-control", f"ipc://{rdir}/s1.sock",
+                                         "--switch-control", f"ipc://{rdir}/s2.sock")
+            try:
+                async def both():
+                    raw = await asyncio.to_thread(_read, web.url + "api/state")
+                    st = json.loads(raw)
+                    return {n["name"] for n in st["nodes"]} == {"a", "b"} and st
+                state = await poll_until(both, "nodes a and b on the page's state")
+                assert [s["name"] for s in state["switches"]] == ["switch1", "switch2"]
+            finally:
+                assert await web.stop() == 0
+    finally:
+        shutil.rmtree(rdir, ignore_errors=True)
+
+
+def _read(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return resp.read()

@@ -155,7 +155,7 @@ class LanView:
             stp_ports = {p["port"]: p for p in (sw.stp or {}).get("ports", [])}
             vlan_rows = {r["port"]: r for r in sw.vlans}
             ports = []
-            for row in sw.ports:
+            for row in sorted(sw.ports, key=lambda r: _natural(r["name"])):
                 name = row["name"]
                 c = row.get("counters") or sw.stats.get("per_port", {}).get(name, {})
                 counters[(sw.name, name)] = c

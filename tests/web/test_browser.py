@@ -73,6 +73,20 @@ async def test_page_draws_the_lan_shows_rates_and_cuts_a_cable():
                     await page.wait_for_selector("#fdb tbody tr", timeout=10000)
                     await page.wait_for_selector('#neigh tbody tr[data-node="node1"]', timeout=10000)
 
+                    # a mirror of node2's port started from the page: frames counted, a pcap to download
+                    await page.fill('#capture input[name=filter]', "icmp")
+                    await page.locator('button.mirror[data-port="node2"]').click()
+                    row = page.locator('#captures tbody tr[data-capture="1"]')
+                    await row.wait_for(timeout=10000)
+
+                    async def frames_counted():
+                        return int((await row.locator("td.frames").text_content()) or 0) > 0
+                    await poll_until(frames_counted, "frames counted in the page's capture row", every=0.2)
+                    href = await row.locator("a.pcap").get_attribute("href")
+                    assert href == "/api/capture/1.pcap"
+                    pcap = await page.request.get(web.url.split("?")[0].rstrip("/") + href)
+                    assert pcap.ok and (await pcap.body())[:4] == bytes.fromhex("d4c3b2a1")  # pcap magic
+
                     # a cut clicked on the page: the switch says admin down, and traffic to the port counts port_down
                     await page.locator('button.cut[data-port="node4"]').click()
 

@@ -150,3 +150,20 @@ def test_a_switch_that_did_not_answer_is_shown_with_its_error():
     state = LanView().update(Sample(1.0, (SwitchSample("switch", error="no answer from ipc://x within 2 s"),)))
     assert state["switches"][0]["error"].startswith("no answer")
     assert state["switches"][0]["ports"] == [] and state["nodes"] == []
+
+
+def test_a_triangle_of_switches_pairs_every_trunk():
+    """s2 dials s1; s3 dials s1 and s2 (as `vnet switch --trunk s1=ipc://DIR/s1.data`)."""
+    def dial(far):
+        return {"endpoint": f"ipc:///run/lab/{far}.data", "remote_port": None, "link": "up"}
+    ends = [{"switch": "s1", "port": "s2", "remote_port": None, "up": True},
+            {"switch": "s1", "port": "s3", "remote_port": None, "up": True},
+            {"switch": "s2", "port": "s1", "remote_port": "s2", "endpoint": dial("s1")["endpoint"], "up": True},
+            {"switch": "s2", "port": "s3", "remote_port": None, "up": True},
+            {"switch": "s3", "port": "s1", "remote_port": "s3", "endpoint": dial("s1")["endpoint"], "up": True},
+            {"switch": "s3", "port": "s2", "remote_port": "s3", "endpoint": dial("s2")["endpoint"], "up": False}]
+    pairs = {frozenset([(p["a"]["switch"], p["a"]["port"]), (p["b"]["switch"], p["b"]["port"])]): p["up"]
+             for p in pair_trunks(ends, {"s1", "s2", "s3"})}
+    assert pairs == {frozenset([("s2", "s1"), ("s1", "s2")]): True,
+                     frozenset([("s3", "s1"), ("s1", "s3")]): True,
+                     frozenset([("s3", "s2"), ("s2", "s3")]): False}

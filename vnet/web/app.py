@@ -21,11 +21,9 @@ JSON body (``Content-Type: application/json``), which a cross-site form cannot s
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import importlib.resources
 import json
-import logging
 from typing import Any, AsyncIterator
 
 from aiohttp import web
@@ -35,7 +33,6 @@ from vnet.proto.control import ControlError
 from vnet.web.captures import CaptureError, Captures
 from vnet.web.poll import Poller, Target
 
-log = logging.getLogger(__name__)
 
 POLLER = web.AppKey("poller", Poller)
 CAPTURES = web.AppKey("captures", Captures)
@@ -123,7 +120,7 @@ async def api_events(request: web.Request) -> web.StreamResponse:
             version = await poller.wait_newer(version, EVENT_EVERY)
             data = json.dumps(_state(request.app))
             await resp.write(f"event: state\ndata: {data}\n\n".encode())
-    except (ConnectionResetError, asyncio.CancelledError):
+    except ConnectionResetError:  # the page went away
         pass
     return resp
 
@@ -134,7 +131,7 @@ async def api_port(request: web.Request) -> web.Response:
         return _error(404, f"no action {action!r}: POST .../down or .../up")
     client = request.app[POLLER].switch(request.match_info["switch"])
     result = await client.call("port_set", port=request.match_info["port"], up=action == "up")
-    await request.app[POLLER].poll_once()  # the page sees the cut at once
+    await request.app[POLLER].refresh()  # the next state shows the cut
     return web.json_response(jsonable(result))
 
 

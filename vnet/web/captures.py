@@ -13,14 +13,12 @@ from __future__ import annotations
 import asyncio
 import io
 import itertools
-import logging
 from typing import Any
 
 from vnet.cli.capture import pcap_writer, write_pcap_frame
 from vnet.handles import CaptureHandle
 from vnet.proto.control import ControlError
 
-log = logging.getLogger(__name__)
 
 MAX_FRAMES = 10000
 MAX_CAPTURES = 16  # running at once

@@ -81,6 +81,8 @@ class Poller:
         self._switch_names: dict[str, str] = {}  # endpoint -> name
         self._nodes: dict[str, AsyncControlClient] = {}
         self._changed = asyncio.Condition()
+        self._wake = asyncio.Event()
+        self._busy = False  # a poll is under way
         self._task: asyncio.Task | None = None
 
     # -- clients ------------------------------------------------------------------------------
@@ -108,6 +110,13 @@ class Poller:
 
     async def poll_once(self) -> dict:
         """One sample of every switch and of the nodes their ports name; the new state."""
+        self._busy = True
+        try:
+            return await self._poll()
+        finally:
+            self._busy = False
+
+    async def _poll(self) -> dict:
         switches = await asyncio.gather(*(self._sample_switch(hint, ep) for hint, ep in self.target.switches))
         names = sorted({port_node(p["name"])[0] for s in switches for p in s.ports
                         if not (p.get("bridge") or p.get("trunk"))} - {s.name for s in switches})
@@ -132,7 +141,7 @@ class Poller:
         except (ControlError, TimeoutError, OSError) as exc:
             return SwitchSample(name, error=str(exc))
         own = stats.get("name") or (stp or {}).get("name")
-        if own and own != name:  # the switch's own name, from now on
+        if own and own != name and own not in self._switches:  # its own name from now on, unless taken
             self._switches[own] = self._switches.pop(name)
             self._switch_names[endpoint] = name = own
         return SwitchSample(name, ports, stats, fdb, vlans, stp)
@@ -148,6 +157,17 @@ class Poller:
         except (ControlError, TimeoutError, OSError) as exc:
             return NodeSample(name, error=str(exc))
         return NodeSample(name, links, addrs, neigh)
+
+    async def refresh(self, timeout: float = CALL_TIMEOUT + 1.0) -> None:
+        """Poll now (after a change made through the page) and wait for that poll, so the next
+        state shows the change; the polls stay one at a time (the running task makes them)."""
+        if self._task is None:
+            await self.poll_once()
+            return
+        # a poll under way may have asked before the change: then wait for the one after it
+        version = self.version + (1 if self._busy else 0)
+        self._wake.set()
+        await self.wait_newer(version, timeout)
 
     async def wait_newer(self, version: int, timeout: float) -> int:
         """Wait until a poll newer than ``version`` (or ``timeout`` s); the current version."""
@@ -171,7 +191,11 @@ class Poller:
                 await self.poll_once()
             except Exception:  # a bug in one poll must not stop the view: say it, poll on
                 log.exception("poll failed")
-            await asyncio.sleep(max(0.0, self.interval - (loop.time() - started)))  # the poll period
+            try:  # the poll period, cut short by refresh()
+                await asyncio.wait_for(self._wake.wait(), max(0.0, self.interval - (loop.time() - started)))
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
 
     async def aclose(self) -> None:
         if self._task is not None:

@@ -57,6 +57,15 @@ async def test_state_shows_the_lan_and_rates_move(lan):
             return (port_row(st, "node1")["rates"]["rx_pps"] or 0) > 0 and st
         state = await poll_until(rx_moving, "node1's rx rate above 0 while it pings", timeout=15)
         assert port_row(state, "node1")["rates"]["rx_bps"] > 0
+        assert state["switches"][0]["stp"] is None  # this switch has no stp_show: no spanning tree shown
+
+        await lan.switch.call("vlan_set", port="node3", mode="access", vlan=10)
+
+        async def vlan_shown():
+            st = await (await client.get("/api/state")).json()
+            n3 = next(n for n in st["nodes"] if n["name"] == "node3")
+            return port_row(st, "node3")["vlan"] == "access 10" and n3["vlans"] == [10]
+        await poll_until(vlan_shown, "node3's access VLAN 10 on its port and node")
         assert any(e["port"] == "node1" for e in state["switches"][0]["fdb"])
 
         async def neighbour_shown():

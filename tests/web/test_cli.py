@@ -113,3 +113,19 @@ async def test_several_switch_control_endpoints():
 def _read(url: str) -> bytes:
     with urllib.request.urlopen(url, timeout=10) as resp:
         return resp.read()
+
+
+async def test_a_curve_lan_with_the_switch_keys():
+    async with Lan(2, curve=True) as lan:
+        keys = lan.keys_dir
+        web = await WebProcess.start("--listen", "127.0.0.1:0", "--runtime-dir", lan.runtime_dir,
+                                     "--curve-secret", f"{keys}/switch.key_secret",
+                                     "--curve-server-key", f"{keys}/switch.key")
+        try:
+            async def nodes_shown():
+                st = json.loads(await asyncio.to_thread(_read, web.url + "api/state"))
+                return {n["name"]: n["ips"] for n in st["nodes"]} == {"node1": ["10.0.0.1/24"],
+                                                                      "node2": ["10.0.0.2/24"]}
+            await poll_until(nodes_shown, "both nodes of the CURVE LAN on the page's state")
+        finally:
+            assert await web.stop() == 0

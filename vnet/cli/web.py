@@ -19,7 +19,7 @@ import ipaddress
 import secrets
 import signal
 
-from vnet.cli.common import CliError, switch_endpoint
+from vnet.cli.common import CliError, curve_client, switch_endpoint
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
 
@@ -51,7 +51,16 @@ def is_loopback(host: str) -> bool:
 
 
 def target_of(args: argparse.Namespace):
-    """The LAN to show, from --docker, --runtime-dir, --switch-control, or the defaults."""
+    """The LAN to show, from --docker, --runtime-dir, --switch-control, or the defaults; with
+    CURVE keys (--curve-secret and --curve-server-key) for a CURVE LAN's switches."""
+    import dataclasses
+
+    target = _target(args)
+    curve = curve_client(args)
+    return dataclasses.replace(target, curve=curve) if curve is not None else target
+
+
+def _target(args: argparse.Namespace):
     import os
 
     from vnet.proto.control import node_control_endpoint

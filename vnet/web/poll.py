@@ -35,11 +35,13 @@ CALL_TIMEOUT = 2.0
 class Target:
     """The LAN to show: ``switches`` as (name, control endpoint) pairs (the name is a first
     guess: the switch's own ``stats`` name wins), and ``node_endpoint(name)``, a node's control
-    endpoint or None when it has none here. ``label`` says where they came from."""
+    endpoint or None when it has none here. ``label`` says where they came from; ``curve``
+    the keys for a CURVE LAN's switches."""
 
     switches: tuple[tuple[str, str], ...]
     node_endpoint: Callable[[str], str | None]
     label: str = ""
+    curve: Any = None  # a vnet.proto.auth.CurveClient for switches with CURVE on (their control too)
 
 
 def ipc_path(endpoint: str) -> str | None:
@@ -87,8 +89,8 @@ class Poller:
 
     # -- clients ------------------------------------------------------------------------------
 
-    def _client(self, endpoint: str) -> AsyncControlClient:
-        return AsyncControlClient(self._ctx, endpoint, timeout=self.timeout)
+    def _client(self, endpoint: str, curve: Any = None) -> AsyncControlClient:
+        return AsyncControlClient(self._ctx, endpoint, timeout=self.timeout, curve=curve)
 
     def switch(self, name: str) -> AsyncControlClient:
         """The client of switch ``name`` (KeyError naming the switches for an unknown one)."""
@@ -133,7 +135,7 @@ class Poller:
         name = self._switch_names.get(endpoint, hint)
         client = self._switches.get(name)
         if client is None:
-            client = self._switches[name] = self._client(endpoint)
+            client = self._switches[name] = self._client(endpoint, self.target.curve)
         try:
             ports, stats, fdb, vlans, stp = await asyncio.gather(
                 client.call("ports"), client.call("stats"), client.call("fdb"),

@@ -73,6 +73,18 @@ async def test_page_draws_the_lan_shows_rates_and_cuts_a_cable():
                     await page.wait_for_selector("#fdb tbody tr", timeout=10000)
                     await page.wait_for_selector('#neigh tbody tr[data-node="node1"]', timeout=10000)
 
+                    # an impairment set from the page's form, then cleared
+                    form = page.locator("#impair")
+                    await form.locator("input[name=port]").fill("node3")
+                    await form.locator("select[name=dir]").select_option("out")
+                    await form.locator("input[name=delay]").fill("1ms")
+                    await form.locator("button[name=apply]").click()
+                    await page.locator("#impair-result", has_text="delay").wait_for(timeout=10000)
+                    assert "1ms" in (await lan.switch.impair_show("node3"))["out"]["describe"].replace(" ", "")
+                    await page.locator("#impair-clear").click()
+                    await page.locator("#impair-result", has_text="cleared").wait_for(timeout=10000)
+                    assert "delay" not in (await lan.switch.impair_show("node3"))["out"]["describe"]
+
                     # a mirror of node2's port started from the page: frames counted, a pcap to download
                     await page.fill('#capture input[name=filter]', "icmp")
                     await page.locator('button.mirror[data-port="node2"]').click()

@@ -89,15 +89,29 @@ def _say_engine(engine: str) -> None:
 def _open_writer(args: argparse.Namespace, what: str):
     if not args.write:
         return None
-    from scapy.utils import RawPcapWriter
-
     try:
         target = sys.stdout.buffer if args.write == "-" else args.write  # -w -: stdout, as tcpdump
-        writer = RawPcapWriter(target, linktype=DLT_EN10MB, snaplen=args.snaplen, sync=True)
-        writer._write_header(None)  # a file with no frames is still a pcap file
-        return writer
+        return pcap_writer(target, args.snaplen)
     except OSError as exc:
         raise CliError(f"{what}: cannot write {args.write}: {exc}") from None
+
+
+def pcap_writer(target: Any, snaplen: int = DEFAULT_SNAPLEN):
+    """A pcap writer (Ethernet link type) on a path or a binary file object, its header written:
+    a file with no frames is still a pcap file. The one pcap writer of vnet (``vnet capture -w``,
+    ``vnet switch mirror -w``, the web view's downloads)."""
+    from scapy.utils import RawPcapWriter
+
+    writer = RawPcapWriter(target, linktype=DLT_EN10MB, snaplen=snaplen, sync=True)
+    writer._write_header(None)
+    return writer
+
+
+def write_pcap_frame(writer: Any, ts: float, frame: bytes, wirelen: int) -> None:
+    """One captured frame (wall-clock ``ts``, its length on the wire) into ``pcap_writer``'s file."""
+    sec = int(ts)
+    writer.write_packet(frame, sec=sec, usec=min(int(round((ts - sec) * 1e6)), 999999), caplen=len(frame),
+                        wirelen=wirelen)
 
 
 def _emit(args: argparse.Namespace, writer, ts: float, frame: bytes, wirelen: int, direction: str | None) -> None:
@@ -105,9 +119,7 @@ def _emit(args: argparse.Namespace, writer, ts: float, frame: bytes, wirelen: in
     import time
 
     if writer is not None:
-        sec = int(ts)
-        writer.write_packet(frame, sec=sec, usec=min(int(round((ts - sec) * 1e6)), 999999), caplen=len(frame),
-                            wirelen=wirelen)
+        write_pcap_frame(writer, ts, frame, wirelen)
     elif args.json:
         row = {"ts": ts, "len": wirelen, "frame": frame.hex()}
         if direction is not None:

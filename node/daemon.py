@@ -72,6 +72,7 @@ from vnet.node.stack import (
     UdpDatagram,
 )
 from vnet.node.stack.ether import mac_str, parse_mac
+from vnet.node.stack.route import RTPROT_DHCP
 from vnet.node.vnic import vnic_probe, vnic_remove
 from vnet.node.zmqlink import ZmqLink
 from vnet.proto.httpserve import MetricsServer, parse_listen
@@ -108,6 +109,7 @@ class NodeDaemon(NodeCommands):
         self.ns: DeviceNamespace | None = None
         self.dev = None
         self.nics: list = []  # the NICs' devices, vnet0 first
+        self._dhcp_gateway: str | None = None  # the default route a DHCP lease installed
         self.links: dict[str, ZmqLink] = {}  # each NIC's link, by device name
         self.stack: HostStack | None = None
         self.control: ControlServer | None = None
@@ -155,7 +157,8 @@ class NodeDaemon(NodeCommands):
         self._apply_routes()
         if cfg.dhcp_server:
             first, last = cfg.dhcp_pool()
-            self.stack.dhcp_server_start(cfg.addresses[0], str(first), str(last), cfg.lease_time)
+            self.stack.dhcp_server_start(cfg.addresses[0], str(first), str(last), cfg.lease_time,
+                                         router=self._dhcp_router())
             if cfg.lease_file:
                 restore_lease_file(self.stack.dhcp.server, cfg.lease_file, now, time.time())
         if cfg.dhcp:
@@ -393,10 +396,43 @@ class NodeDaemon(NodeCommands):
                 log.info("dhcp: bound to %s/%d from %s for %d s", ip_str(ev.ip), ev.prefixlen,
                          ip_str(ev.server), ev.lease_time)
             self._write_dhcp_state(ip_str(ev.ip))
+            self._dhcp_default_route(ev.router)
         elif isinstance(ev, DhcpLost):
             log.warning("dhcp: lost %s (%s)", ip_str(ev.ip), ev.reason)
+            self._dhcp_default_route(None)
         elif isinstance(ev, DhcpLeasesChanged):
             self._save_leases()
+
+    def _dhcp_router(self) -> str | None:
+        """The router the DHCP server offers (option 3): the node's --gateway when it is in the
+        served network, else none."""
+        cfg = self.config
+        if cfg.gateway is None:
+            return None
+        served = ipaddress.IPv4Interface(cfg.addresses[0]).network
+        return cfg.gateway if ipaddress.IPv4Address(cfg.gateway) in served else None
+
+    def _dhcp_default_route(self, router: bytes | None) -> None:
+        """What dhclient-script does with option 3: the lease's router becomes the default
+        route (proto dhcp), replacing the previous lease's; a --gateway given by hand wins."""
+        if self.config.gateway is not None:
+            return
+        via = None if router is None else ip_str(router)
+        if via == self._dhcp_gateway:
+            return
+        if self._dhcp_gateway is not None:
+            try:
+                self.stack.route_del("default", via=self._dhcp_gateway)
+            except StackError:
+                pass  # already gone with its address
+            self._dhcp_gateway = None
+        if via is not None:
+            try:
+                self.stack.route_add("default", via=via, proto=RTPROT_DHCP)
+            except StackError as exc:
+                log.warning("dhcp: the lease's router %s is not usable as the default route: %s", via, exc)
+                return
+            self._dhcp_gateway = via
 
     # -- DHCP state on disk -------------------------------------------------------------------
     # Lease expiry times are on the loop's monotonic clock inside the stack and in wall-clock

@@ -111,13 +111,15 @@ class TimeExceeded:
 class DhcpBound:
     """The DHCP client holds ``ip``/``prefixlen`` (DAD passed) for ``lease_time`` seconds
     (0xFFFFFFFF: infinite) from ``server``. ``renewal``: an existing lease was extended
-    (RENEWING/REBINDING); the address never left the interface."""
+    (RENEWING/REBINDING); the address never left the interface. ``router``: the lease's
+    first router (option 3), or None."""
 
     ip: bytes
     prefixlen: int
     lease_time: int
     server: bytes
     renewal: bool = False
+    router: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,7 +56,7 @@ from .ether import (
     PACKET_MULTICAST, PACKET_OTHERHOST, EtherCounters, Netdev, parse_mac, unicast_mac,
 )
 from .indev import InDevice
-from .route import RTPROT_BOOT, RTPROT_STATIC, Fib, Route, parse_prefix
+from .route import RTPROT_BOOT, RTPROT_DHCP, RTPROT_STATIC, Fib, Route, parse_prefix
 from .events import DATA_EVENTS, Event
 from .icmp import Icmp, echo_data
 from .ipv4 import (
@@ -458,8 +458,8 @@ class HostStack:
         net, plen = parse_prefix(dst)
         if not isinstance(metric, int) or isinstance(metric, bool) or not 0 <= metric <= 0xFFFFFFFF:
             raise StackError(f"route metric {metric!r} must be an integer 0..4294967295")
-        if proto not in (RTPROT_STATIC, RTPROT_BOOT):
-            raise StackError(f"route proto {proto!r}: static or boot")
+        if proto not in (RTPROT_STATIC, RTPROT_BOOT, RTPROT_DHCP):
+            raise StackError(f"route proto {proto!r}: static, boot or dhcp")
         indev = self._indev(dev) if dev is not None else None
         gw = None
         if via is not None:

@@ -29,6 +29,7 @@ from .ipv4 import ip_str, parse_ip
 RTPROT_KERNEL = "kernel"
 RTPROT_BOOT = "boot"
 RTPROT_STATIC = "static"
+RTPROT_DHCP = "dhcp"  # a DHCP client's (dhclient-script's) default route
 RT_SCOPE_LINK = "link"
 RT_SCOPE_UNIVERSE = "global"
 

@@ -1,15 +1,11 @@
 """Labs end to end: real switch and node processes from a lab file.
 
 Each example's ``vnet lab demo`` exits 0 (every node answered every other), and the
-``vnet_lab`` marker and fixture hand out handles by name. The examples need features other
-branches bring (named switches, trunks, VLANs, multi-NIC nodes, routing): ``missing()`` checks
-at run time whether this vnet has them, and the tests that need them are skipped until it
-does. The one-switch lab runs on what exists today.
+``vnet_lab`` marker and fixture hand out handles by name.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import shutil
 import subprocess
@@ -26,84 +22,32 @@ from vnet.lan import vnet_command
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "labs"
 
-# What each capability looks like in this vnet's --help (or on the host).
-FEATURES = {
-    "switch --name": ("switch", "--name"),
-    "trunks": ("switch", "--trunk"),
-    "vlans": ("switch", "--vlan"),
-    "stp": ("switch", "--stp-priority"),
-    "multi-NIC nodes": ("node", "--nic"),
-    "routing": ("node", "--forwarding"),
-    "gateway": ("node", "--gateway"),
-}
-
-
-@functools.cache
-def _help(command: str) -> str:
-    return subprocess.run([*vnet_command(), command, "--help"], capture_output=True, text=True, timeout=60).stdout
-
-
-def missing(*features: str) -> list[str]:
-    """The features (FEATURES' names, or "kernel stack") this vnet or host lacks. The one
-    place the lab e2e tests' skips are decided: the lead removes them after the merge."""
-    out = []
-    for f in features:
-        if f == "kernel stack":
-            if os.geteuid() != 0 or not os.path.exists("/dev/net/tun") or shutil.which("ping") is None:
-                out.append("kernel stack (root, /dev/net/tun and the system's ping)")
-        elif FEATURES[f][1] not in _help(FEATURES[f][0]):
-            out.append(f)
-    return out
-
-
-def needs(*features: str):
-    lacking = missing(*features)
-    return pytest.mark.skipif(bool(lacking), reason=f"this vnet lacks {', '.join(lacking)} (another branch)")
-
-
-@pytest.fixture(autouse=True)
-def _switch_without_name(monkeypatch):
-    """Until the branch with ``vnet switch --name`` is merged, the one-switch lab runs
-    without it (the only option of the plan today's switch does not know)."""
-    if not missing("switch --name"):
-        return
-    import vnet.lab.run as run
-
-    original = run.plan
-
-    def plan_without_name(lab, endpoints):
-        p = original(lab, endpoints)
-        for sw in p.switches:
-            i = sw.argv.index("--name")
-            del sw.argv[i:i + 2]
-        return p
-
-    monkeypatch.setattr(run, "plan", plan_without_name)
+def needs_kernel_stack():
+    """The kernel-stack node of a lab needs root, /dev/net/tun and the system's ping."""
+    lacking = os.geteuid() != 0 or not os.path.exists("/dev/net/tun") or shutil.which("ping") is None
+    return pytest.mark.skipif(lacking, reason="a kernel-stack node needs root, /dev/net/tun and the system's ping")
 
 
 def demo(path: Path) -> subprocess.CompletedProcess:
     return subprocess.run([*vnet_command(), "lab", "demo", str(path)], capture_output=True, text=True, timeout=300)
 
 
-@needs("switch --name", "trunks", "vlans", "multi-NIC nodes", "routing", "gateway", "kernel stack")
+@needs_kernel_stack()
 def test_campus_demo():
     done = demo(EXAMPLES / "campus.yml")
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@needs("switch --name", "vlans", "multi-NIC nodes", "routing", "gateway")
 def test_two_vlans_router_demo():
     done = demo(EXAMPLES / "two-vlans-router.yml")
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@needs("switch --name", "trunks", "stp")
 def test_redundant_trunk_demo():
     done = demo(EXAMPLES / "redundant-trunk.yml")
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@needs("switch --name")
 def test_one_switch_demo_command():
     done = demo(EXAMPLES / "one-switch.yml")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -161,7 +105,7 @@ async def test_marker_and_fixture_give_handles_by_name(vnet_lab):
         vnet_lab.node("nope")
 
 
-@needs("kernel stack")
+@needs_kernel_stack()
 async def test_a_kernel_stack_node_pings_with_the_systems_ping(tmp_path):
     f = tmp_path / "k.yml"
     f.write_text("name: kping\nswitches: {sw: {}}\nnodes:\n"
@@ -173,7 +117,6 @@ async def test_a_kernel_stack_node_pings_with_the_systems_ping(tmp_path):
     assert [(r["src"], r["ip"], r["ok"]) for r in records] == [("v", "10.0.0.2", True), ("k", "10.0.0.1", True)]
 
 
-@needs("switch --name")
 def test_up_then_down_from_another_shell(tmp_path):
     env = dict(os.environ, VNET_RUNTIME_DIR=str(tmp_path))
     up = subprocess.Popen([*vnet_command(), "lab", "up", str(EXAMPLES / "one-switch.yml")], env=env,

@@ -122,6 +122,7 @@ class DhcpClient:
         self.t1 = self.t2 = self.expiry = None  # absolute; None: infinite lease
         self.added = False  # we put self.ip on the interface (and so take it off)
         self.bound = False  # DhcpBound was emitted for self.ip (DhcpLost pairs with it)
+        self.router: bytes | None = None  # the lease's router (option 3)
         self.naks = 0  # consecutive NAKs, for the back-off
         self.last_now = 0.0
 
@@ -336,6 +337,8 @@ class DhcpClient:
             return []
         plen = prefix_from_mask(msg.get("subnet_mask"), ip)
         self.server = server
+        routers = [r for r in msg.get("router") or () if is_unicast(r)]
+        self.router = routers[0] if routers else None
         self.lease_time = lease
         if lease == INFINITE_LEASE:
             self.t1 = self.t2 = self.expiry = None
@@ -354,7 +357,7 @@ class DhcpClient:
         if renewal and ip == self.ip and self.link.address_state(ip) == IFA_OK:
             self._set_state(_S.BOUND)
             self.deadline = self.t1
-            self.emit(DhcpBound(ip, self.prefixlen, lease, server, renewal=True))
+            self.emit(DhcpBound(ip, self.prefixlen, lease, server, renewal=True, router=self.router))
             return []
         if renewal:  # another address, or ours went missing: set it up afresh
             self._drop_address("changed")
@@ -386,7 +389,7 @@ class DhcpClient:
             self.wanted = self.ip
             self.deadline = self.t1
             self.bound = True
-            self.emit(DhcpBound(self.ip, self.prefixlen, self.lease_time, self.server))
+            self.emit(DhcpBound(self.ip, self.prefixlen, self.lease_time, self.server, router=self.router))
             return []
         if state == IFA_CONFLICT:  # RFC 2131 3.1.5: DECLINE, wait, start over
             ip = self.ip

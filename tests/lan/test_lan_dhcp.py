@@ -109,3 +109,21 @@ async def _lease_file_holds(path, ips) -> bool:
     except (OSError, ValueError):
         return False
     return sorted(lease["ip"] for lease in leases.values()) == sorted(ips)
+
+
+@pytest.mark.vnet_lan(nodes=1)
+async def test_lease_router_becomes_the_clients_default_route(vnet_lan):
+    """The server offers its --gateway as option 3; the client's default route is that router
+    (proto dhcp), as dhclient-script installs it."""
+    gateway = vnet_lan[0].ip
+    await vnet_lan.add_node("dhcp", extra_args=["--dhcp-server", POOL, "--gateway", gateway])
+    client = await vnet_lan.add_node("c0", dhcp=True)
+    routes = await poll_until(
+        lambda: _default_routes(client), "the client installs the lease's router as its default route")
+    assert routes == [{"via": gateway, "proto": "dhcp"}]
+    got = await client.call("route_get", dst="192.0.2.1")
+    assert got["via"] == gateway
+
+
+async def _default_routes(node) -> list[dict]:
+    return [{"via": r["via"], "proto": r["proto"]} for r in await node.call("route_show") if r["dst"] == "default"]

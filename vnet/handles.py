@@ -284,7 +284,7 @@ class SwitchHandle:
         return await self.call("stats")
 
     async def stp_show(self) -> dict:
-        """Spanning tree: bridge and root ids, each port's role and state (docs/stp.md)."""
+        """Spanning tree: bridge and root ids, each port's role and state (docs/topology.md)."""
         return await self.call("stp_show")
 
     async def flush(self, port: str | None = None) -> int:

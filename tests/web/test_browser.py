@@ -1,7 +1,8 @@
 """The page in a real headless browser (the system's chromium, driven by playwright): a 4-node
 LAN, ``vnet web`` as a process; every node is drawn, rates move while traffic flows, and a cut
 clicked on the page takes the switch port down (the switch's own ``ports`` is the oracle).
-Saves the screenshot docs/img/web.png shows."""
+With VNET_SCREENSHOT=PATH it saves a screenshot there (docs/img/web.png is one); otherwise
+into the test's temporary directory, so a test run leaves the tree as it was."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from vnet.lan import Lan, poll_until
 from tests.web.helpers import WebProcess
 
 CHROMIUM = next((p for p in (shutil.which("chromium"), shutil.which("chromium-browser")) if p), None)
-SCREENSHOT = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "img", "web.png")
+SCREENSHOT_ENV = "VNET_SCREENSHOT"
 
 try:
     from playwright.async_api import async_playwright
@@ -46,7 +47,7 @@ def nonzero(text: str) -> bool:
     return text not in ("", "-", "0") and not text.startswith("0 ")
 
 
-async def test_page_draws_the_lan_shows_rates_and_cuts_a_cable():
+async def test_page_draws_the_lan_shows_rates_and_cuts_a_cable(tmp_path):
     async with Lan(4) as lan:
         web = await WebProcess.start("--listen", "127.0.0.1:0", "--runtime-dir", lan.runtime_dir)
         stop = asyncio.Event()
@@ -119,7 +120,8 @@ async def test_page_draws_the_lan_shows_rates_and_cuts_a_cable():
                         return nonzero(await cell(page, "drops", "node4"))
                     await poll_until(drops_shown, "node4's drops on the page", timeout=10, every=0.2)
                     os.makedirs(os.path.dirname(SCREENSHOT), exist_ok=True)
-                    await page.screenshot(path=SCREENSHOT, full_page=True)
+                    shot = os.environ.get(SCREENSHOT_ENV) or str(tmp_path / "web.png")
+                    await page.screenshot(path=shot, full_page=True)
 
                     # restored from the page too
                     await page.locator('button.restore[data-port="node4"]').click()

@@ -94,6 +94,9 @@ class SwitchCollector:
         mtu = GaugeMetricFamily(f"{PREFIX}port_mtu_bytes", "The MTU the port's node declared.", labels=["port"])
         stp = GaugeMetricFamily(f"{PREFIX}port_stp_state", "Spanning tree port state (BR_STATE_*: 0 disabled, "
                                 "1 listening, 2 learning, 3 forwarding, 4 blocking).", labels=["port", "state"])
+        vlan = GaugeMetricFamily(f"{PREFIX}port_vlan", "1 for each VLAN the port is a member of (`bridge vlan "
+                                 "show`); tagged: whether its frames leave the port tagged.",
+                                 labels=["port", "vlan", "tagged"])
         has_stp = False
         for p in ports:
             c = p.counters
@@ -104,12 +107,15 @@ class SwitchCollector:
             admin.add_metric([p.name], 1 if p.admin_up else 0)
             fdb.add_metric([p.name], self.core.fdb.port_count(p))
             mtu.add_metric([p.name], p.mtu)
+            if p.vlan is not None:
+                for vid in p.vlan.members():
+                    vlan.add_metric([p.name, str(vid), "true" if p.vlan.egress_tagged(vid) else "false"], 1)
             state = stp_state(p.stp_state) if p.bridge else None  # spanning tree runs on bridge ports only
             if state is not None:
                 has_stp = True
                 stp.add_metric([p.name, state[0]], state[1])
         yield from traffic.values()
-        yield from (drops, admin, fdb, mtu)
+        yield from (drops, admin, fdb, mtu, vlan)
         if has_stp:
             yield stp
 

@@ -96,6 +96,10 @@ class PortVlan:
         or None (a trunk without a native VLAN drops them)."""
         return self.vlan if self.mode == "access" else self.native
 
+    def members(self) -> tuple[int, ...]:
+        """The VLANs the port is a member of, ascending."""
+        return (self.vlan,) if self.mode == "access" else self.allowed
+
     def carries(self, vlan: int) -> bool:
         """Whether the port is a member of ``vlan`` (frames of it may leave through it)."""
         return vlan in self._members  # type: ignore[attr-defined]

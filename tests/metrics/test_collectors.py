@@ -156,3 +156,15 @@ def test_stp_state_exported_only_for_ports_that_have_one():
     s = scrape(SwitchCollector(core, None, lambda: 0.0))
     assert s[("vnet_switch_port_stp_state", (("port", "a"), ("state", "discarding")))] == 4  # BR_STATE_BLOCKING
     assert not any(name == "vnet_switch_port_stp_state" and dict(lbl)["port"] == "b" for name, lbl in s)
+
+
+def test_port_vlan_membership_exported_per_vlan():
+    from vnet.switch.vlan import PortVlan
+
+    core = switch_core()
+    core.set_vlan("a", PortVlan("access", vlan=10), 0.0)
+    core.set_vlan("b", PortVlan("trunk", allowed=(10, 20), native=20), 0.0)
+    s = scrape(SwitchCollector(core, None, lambda: 0.0))
+    members = {(dict(lbl)["port"], dict(lbl)["vlan"], dict(lbl)["tagged"])
+               for name, lbl in s if name == "vnet_switch_port_vlan"}
+    assert members == {("a", "10", "false"), ("b", "10", "true"), ("b", "20", "false")}

@@ -50,7 +50,7 @@ from vnet.proto.control import print_final, print_ready
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FAILED_PREFIX", "NodePack", "PackConfig", "serve_pack"]
+__all__ = ["FAILED_PREFIX", "NodePack", "PackConfig", "node_ready", "raise_nofile", "serve_pack"]
 
 FAILED_PREFIX = "vnet-failed "
 DEFAULT_START_CONCURRENCY = 32
@@ -126,7 +126,7 @@ class PackConfig:
         return cls.from_dict(doc)
 
 
-def _raise_nofile(needed: int) -> None:
+def raise_nofile(needed: int) -> None:
     """Lift the soft open-files limit towards ``needed`` (up to the hard limit): every node
     holds several descriptors, and a common soft limit of 1024 would end a pack of 200."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -173,7 +173,7 @@ class NodePack:
         """Start every node (``start_concurrency`` at once) and wait until each is ready or
         reported failed. Cancelling it leaves the nodes started so far to ``close()``."""
         n = len(self.config.nodes)
-        _raise_nofile(FDS_PER_NODE * n + 256)
+        raise_nofile(FDS_PER_NODE * n + 256)
         self.ctx = zmq.asyncio.Context()
         self.ctx.max_sockets = max(ZMQ_DEFAULT_MAX_SOCKETS, SOCKETS_PER_NODE * n + 64)
         gate = asyncio.Semaphore(self.config.start_concurrency)

@@ -64,19 +64,28 @@ async def _reachability(lan, peers: int, concurrency: int, rng: random.Random) -
     plan = [(src, rng.sample([n for n in nodes if n is not src], k)) if len(nodes) <= 50
             else (src, _sample_others(nodes, i, k, rng)) for i, src in enumerate(nodes)]
 
+    failures: dict[str, int] = {}
+
     async def pings(src, dsts) -> list[bool]:
         out = []
         for dst in dsts:  # one at a time from a node: (ident, seq) keys its echo
             res = await src.ping(dst.ip, count=1, timeout=5.0)
             out.append(res.ok)
+            if not res.ok:
+                status = str(res.replies[-1].get("status")) if res.replies else "no reply"
+                failures[status] = failures.get(status, 0) + 1
         return out
 
+    sw0 = (await lan.switch.stats())["totals"]
     t = time.monotonic()
     results = await _bounded((pings(src, dsts) for src, dsts in plan), concurrency)
     took = time.monotonic() - t
+    sw1 = (await lan.switch.stats())["totals"]
     sent = sum(len(r) for r in results)
     ok = sum(sum(r) for r in results)
-    return {"pings": sent, "answered": ok, "answered_pct": 100.0 * ok / sent if sent else 0.0, "took_s": took}
+    return {"pings": sent, "answered": ok, "answered_pct": 100.0 * ok / sent if sent else 0.0, "took_s": took,
+            "failures": failures, "concurrency": concurrency,
+            "switch_drops": {k: sw1[k] - sw0[k] for k in ("hwm", "unroutable") if k in sw1}}
 
 
 def _sample_others(nodes: list, i: int, k: int, rng: random.Random) -> list:
@@ -176,7 +185,9 @@ def render(run: dict) -> str:
         f"{run['rss_mb_per_node_after_traffic']:.2f} MB after the traffic); processes "
         f"{run['process_rss_mb']['min']:.0f}..{run['process_rss_mb']['max']:.0f} MB; switch "
         f"{run['switch_rss_mb']:.0f} MB ({run['switch_rss_mb_after_traffic']:.0f} MB after)",
-        f"  reachability: {r['answered']}/{r['pings']} pings answered ({r['answered_pct']:.1f}%) in {r['took_s']:.1f} s",
+        f"  reachability: {r['answered']}/{r['pings']} pings answered ({r['answered_pct']:.1f}%) in {r['took_s']:.2f} s, "
+        f"{r['concurrency']} nodes at once" + (f"; unanswered: {r['failures']}, switch drops {r['switch_drops']}"
+                                                if r["failures"] else ""),
     ]
     if f:
         lines.append(f"  fan-out:      {f['sent']} broadcasts x {f['receivers']} receivers: {f['delivered']:,} of "

@@ -4,12 +4,16 @@ An embedded LAN (vnet.lan.Lan) whose nodes run packed (``nodes_per_process``: ``
 node/pack.py), measured for what a LAN that big costs and whether it works:
 
 - start: from ``Lan.start()`` to every node ready (carrier, address past DAD: the ready lines
-  and one health request per node);
+  and one health request per node), and on until the LAN is quiet (the switch's and a node per
+  process's counters still for 1 s): each node's DAD probes and announcements are broadcasts
+  that every other node receives, a million deliveries at 1,000 nodes, still on their way when
+  the last node says it is ready;
 - memory: the resident memory of the packed processes (VmRSS, and Pss from smaps_rollup, which
   shares the interpreter's pages fairly) divided by the nodes; the switch's apart;
 - reachability: every node pings ``--peers`` random other nodes (ARP first, as any first ping),
-  one ping at a time per node and ``--concurrency`` nodes at once, through their control
-  sockets; the figure is the % answered;
+  one ping at a time per node and ``--ping-concurrency`` nodes at once (default 16: each first
+  ping is an ARP broadcast that costs every node a wakeup, so more at once only queues them
+  longer), through their control sockets; the figure is the % answered;
 - fan-out: one node sends ``--broadcast`` broadcast frames (an experimental ethertype no stack
   handles, injected in batches through its TX path); the switch floods each to every other
   port. Rate: frames delivered to all the receivers' RX (their rx_packets) per second, from the
@@ -101,6 +105,26 @@ async def _rx_packets(node) -> int:
     return (await node.link())["stats64"]["rx_packets"]
 
 
+async def _settle(lan, quiet: float = 1.0, timeout: float = 300.0) -> float:
+    """Until the LAN is quiet: the switch's tx_packets and the RX counters of one node per
+    process (the last) unchanged for ``quiet`` s. Ready nodes have passed DAD, but their
+    announcements (gratuitous ARPs, each a broadcast to every port) may still be on the way."""
+    probes = [lan.node(nodes[-1]) for nodes in lan.packs.values()] or lan.nodes[-1:]
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    last = None
+    since = t0
+    while loop.time() - t0 < timeout:
+        now = ((await lan.switch.stats())["totals"]["tx_packets"],
+               tuple(await asyncio.gather(*(_rx_packets(n) for n in probes))))
+        if now != last:
+            last, since = now, loop.time()
+        elif loop.time() - since >= quiet:
+            return since - t0
+        await asyncio.sleep(0.1)
+    return loop.time() - t0
+
+
 async def _fanout(lan, frames: int, concurrency: int, drain_timeout: float) -> dict:
     """Node 1 sends ``frames`` broadcasts; the rate at which the others' RX counted them."""
     src, receivers = lan.nodes[0], lan.nodes[1:]
@@ -133,7 +157,7 @@ async def _fanout(lan, frames: int, concurrency: int, drain_timeout: float) -> d
 
 
 async def scale_run(nodes: int, per_process: int, peers: int = 3, broadcast: int = 256, concurrency: int = 64,
-                    seed: int = 1, drain_timeout: float = 60.0) -> dict:
+                    seed: int = 1, drain_timeout: float = 60.0, ping_concurrency: int = 16) -> dict:
     from vnet.cli.lan import default_subnet
     from vnet.lan import Lan
 
@@ -142,12 +166,13 @@ async def scale_run(nodes: int, per_process: int, peers: int = 3, broadcast: int
     await lan.start()
     try:
         start_s = time.monotonic() - t0
+        settle_s = await _settle(lan)
         pids = lan.pids()
         procs = {name: pid for name, pid in pids.items() if name != "switch"}
         rss = {name: rss_kib(pid) or 0 for name, pid in procs.items()}
         pss = {name: pss_kib(pid) or 0 for name, pid in procs.items()}
         switch_rss = rss_kib(pids["switch"]) or 0
-        reach = await _reachability(lan, peers, concurrency, random.Random(seed))
+        reach = await _reachability(lan, peers, ping_concurrency, random.Random(seed))
         fan = await _fanout(lan, broadcast, concurrency, drain_timeout) if nodes > 1 else None
         rss_after = {name: rss_kib(pid) or 0 for name, pid in procs.items()}
         switch_rss_after = rss_kib(pids["switch"]) or 0
@@ -155,6 +180,7 @@ async def scale_run(nodes: int, per_process: int, peers: int = 3, broadcast: int
         await lan.close()
     return {
         "nodes": nodes, "per_process": per_process, "processes": len(procs), "start_s": start_s,
+        "settled_s": start_s + settle_s,
         "rss_mb_per_node": sum(rss.values()) / 1024 / nodes,
         "pss_mb_per_node": sum(pss.values()) / 1024 / nodes,
         "rss_mb_per_node_after_traffic": sum(rss_after.values()) / 1024 / nodes,
@@ -171,8 +197,9 @@ def targets(run: dict) -> list[dict]:
             "value": round(run["reachability"]["answered_pct"], 2),
             "met": run["reachability"]["answered_pct"] >= TARGETS["answered_pct"]}]
     if run["nodes"] >= 1000:
-        out.append({"name": "start_s_1000", "target": f"1,000 nodes up in <= {TARGETS['start_s_1000']:g} s",
-                    "value": round(run["start_s"], 1), "met": run["start_s"] <= TARGETS["start_s_1000"]})
+        out.append({"name": "start_s_1000", "target": f"1,000 nodes up (ready and settled) in <= "
+                                                      f"{TARGETS['start_s_1000']:g} s",
+                    "value": round(run["settled_s"], 1), "met": run["settled_s"] <= TARGETS["start_s_1000"]})
     return out
 
 
@@ -180,7 +207,8 @@ def render(run: dict) -> str:
     r, f = run["reachability"], run["fanout"]
     lines = [
         f"{run['nodes']} nodes, {run['per_process']} a process ({run['processes']} processes)",
-        f"  start:        {run['start_s']:.1f} s to every node ready",
+        f"  start:        {run['start_s']:.1f} s to every node ready, {run['settled_s']:.1f} s until the LAN is quiet "
+        f"(the nodes' announcements delivered)",
         f"  memory:       {run['rss_mb_per_node']:.2f} MB RSS per node ({run['pss_mb_per_node']:.2f} MB Pss; "
         f"{run['rss_mb_per_node_after_traffic']:.2f} MB after the traffic); processes "
         f"{run['process_rss_mb']['min']:.0f}..{run['process_rss_mb']['max']:.0f} MB; switch "
@@ -204,7 +232,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--per-process", type=int, default=100, help="nodes per process (default 100)")
     ap.add_argument("--peers", type=int, default=3, help="random peers each node pings (default 3)")
     ap.add_argument("--broadcast", type=int, default=256, help="broadcast frames for the fan-out (default 256)")
-    ap.add_argument("--concurrency", type=int, default=64, help="nodes asked at once (default 64)")
+    ap.add_argument("--concurrency", type=int, default=64, help="nodes asked for counters at once (default 64)")
+    ap.add_argument("--ping-concurrency", type=int, default=16, help="nodes pinging at once (default 16)")
     ap.add_argument("--slope", action="store_true", help="first the same at a tenth of the nodes")
     ap.add_argument("--json", action="store_true")
     ns = ap.parse_args(argv)
@@ -212,7 +241,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     runs = []
     for n in sizes:
         per = min(ns.per_process, n)
-        run = asyncio.run(scale_run(n, per, ns.peers, ns.broadcast, ns.concurrency))
+        run = asyncio.run(scale_run(n, per, ns.peers, ns.broadcast, ns.concurrency,
+                                    ping_concurrency=ns.ping_concurrency))
         runs.append(run)
         if not ns.json:
             print(render(run), flush=True)

@@ -94,6 +94,7 @@ def test_packed_section_shrinks_in_smoke_and_every_ping_and_broadcast_arrives(sm
     fan = pk["fanout"]
     assert fan["delivered"] == fan["expected"] == fan["sent"] * 5
     assert pk["rss_mb_per_node"] > 0 and {t["name"] for t in pk["targets"]} >= {"node_rss_mb", "answered_pct"}
+    assert 0 < pk["start_s"] <= pk["settled_s"]
 
 
 def test_bench_scale_runs_alone_at_a_tiny_size():

@@ -48,8 +48,10 @@ async def test_300_packed_nodes_answer_their_control_sockets_ping_and_a_killed_p
         rng = random.Random(7)
         sources = rng.sample(lan.nodes, 30)  # one ping at a time from a node: (ident, seq) is its key
         pairs = [(a, rng.choice([n for n in lan.nodes if n is not a])) for a in sources]
-        results = await _bounded((a.ping(b.ip, count=1, timeout=5.0) for a, b in pairs), limit=10)
-        assert [r.ok for r in results] == [True] * len(pairs), [(a.name, b.name) for (a, b), r in zip(pairs, results) if not r.ok]
+        # (the nodes' gratuitous ARPs, 300 x 299 deliveries, may still be on their way: a first
+        # echo lost to a full machine is not a failure, every pair answering is the check)
+        results = await _bounded((a.ping(b.ip, count=3, timeout=5.0) for a, b in pairs), limit=10)
+        assert all(r.received for r in results), [(a.name, b.name) for (a, b), r in zip(pairs, results) if not r.received]
 
         # a packed process killed: noticed as the death of all its nodes, and restarted with them
         old = lan.pids()["pack2"]

@@ -253,10 +253,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         a, b = runs
         dn = b["nodes"] - a["nodes"]
         doc["slope"] = {"start_s_per_100_nodes": 100 * (b["start_s"] - a["start_s"]) / dn,
+                        "settled_s_per_100_nodes": 100 * (b["settled_s"] - a["settled_s"]) / dn,
                         "rss_mb_per_extra_node": (b["rss_mb_per_node"] * b["nodes"] - a["rss_mb_per_node"] * a["nodes"]) / dn}
         if not ns.json:
             s = doc["slope"]
-            print(f"slope {a['nodes']} -> {b['nodes']}: {s['start_s_per_100_nodes']:.2f} s of start per 100 nodes, "
+            print(f"slope {a['nodes']} -> {b['nodes']}: {s['start_s_per_100_nodes']:.2f} s to ready and "
+                  f"{s['settled_s_per_100_nodes']:.2f} s to quiet per 100 nodes, "
                   f"{s['rss_mb_per_extra_node']:.2f} MB per extra node")
     if ns.json:
         print(json.dumps(doc, indent=2))

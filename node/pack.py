@@ -57,8 +57,8 @@ DEFAULT_START_CONCURRENCY = 32
 DEFAULT_READY_TIMEOUT = 60.0
 READY_POLL = 0.05  # how often a starting node's readiness is looked at (in-process: cheap)
 SOCKETS_PER_NODE = 4  # the link's DEALER and the control ROUTER, with room for a CURVE monitor pair
-FDS_PER_NODE = 8
-ZMQ_DEFAULT_MAX_SOCKETS = 1023  # those sockets' mailboxes, the switch connection, the clients' connections
+FDS_PER_NODE = 8  # those sockets' mailboxes, the switch connection, the clients' connections
+ZMQ_DEFAULT_MAX_SOCKETS = 1023  # ZMQ_MAX_SOCKETS_DFLT
 _NODE_FIELDS = frozenset(f.name for f in fields(NodeConfig))
 
 

@@ -208,3 +208,11 @@ def test_vnet_lan_up_packed_prints_every_node_reaches_them_by_name_and_sigterm_l
     gone = [p for p in kids if os.path.exists(f"/proc/{p}")]
     assert gone == [], f"left behind: {gone}"
     assert not [f for f in os.listdir(runtime) if f.endswith(".ctl")]
+
+
+async def test_packed_nodes_speak_curve_each_with_its_own_key():
+    async with Lan(4, curve=True, nodes_per_process=2) as lan:
+        assert lan.packs == {"pack1": ["node1", "node2"], "pack2": ["node3", "node4"]}
+        assert (await lan.nodes[0].ping(lan.nodes[3].ip, count=2)).ok
+        assert (await lan.nodes[1].ping(lan.nodes[0].ip, count=2)).ok
+        assert {p["name"] for p in await lan.switch.ports()} == {"node1", "node2", "node3", "node4"}

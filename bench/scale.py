@@ -105,26 +105,6 @@ async def _rx_packets(node) -> int:
     return (await node.link())["stats64"]["rx_packets"]
 
 
-async def _settle(lan, quiet: float = 1.0, timeout: float = 300.0) -> float:
-    """Until the LAN is quiet: the switch's tx_packets and the RX counters of one node per
-    process (the last) unchanged for ``quiet`` s. Ready nodes have passed DAD, but their
-    announcements (gratuitous ARPs, each a broadcast to every port) may still be on the way."""
-    probes = [lan.node(nodes[-1]) for nodes in lan.packs.values()] or lan.nodes[-1:]
-    loop = asyncio.get_running_loop()
-    t0 = loop.time()
-    last = None
-    since = t0
-    while loop.time() - t0 < timeout:
-        now = ((await lan.switch.stats())["totals"]["tx_packets"],
-               tuple(await asyncio.gather(*(_rx_packets(n) for n in probes))))
-        if now != last:
-            last, since = now, loop.time()
-        elif loop.time() - since >= quiet:
-            return since - t0
-        await asyncio.sleep(0.1)
-    return loop.time() - t0
-
-
 async def _fanout(lan, frames: int, concurrency: int, drain_timeout: float) -> dict:
     """Node 1 sends ``frames`` broadcasts; the rate at which the others' RX counted them."""
     src, receivers = lan.nodes[0], lan.nodes[1:]
@@ -165,8 +145,8 @@ async def scale_run(nodes: int, per_process: int, peers: int = 3, broadcast: int
     t0 = time.monotonic()
     await lan.start()
     try:
-        start_s = time.monotonic() - t0
-        settle_s = await _settle(lan)
+        settled_s = time.monotonic() - t0  # Lan.start() of packed nodes waits until quiet
+        start_s = lan.ready_after
         pids = lan.pids()
         procs = {name: pid for name, pid in pids.items() if name != "switch"}
         rss = {name: rss_kib(pid) or 0 for name, pid in procs.items()}
@@ -180,7 +160,7 @@ async def scale_run(nodes: int, per_process: int, peers: int = 3, broadcast: int
         await lan.close()
     return {
         "nodes": nodes, "per_process": per_process, "processes": len(procs), "start_s": start_s,
-        "settled_s": start_s + settle_s,
+        "settled_s": settled_s,
         "rss_mb_per_node": sum(rss.values()) / 1024 / nodes,
         "pss_mb_per_node": sum(pss.values()) / 1024 / nodes,
         "rss_mb_per_node_after_traffic": sum(rss_after.values()) / 1024 / nodes,

@@ -205,7 +205,8 @@ class Lan:
     namespaces (docs/kernel-stack.md). Needs root and /dev/net/tun.
 
     ``nodes_per_process`` > 1 packs the nodes the LAN starts with into processes of that many
-    (vnet-stack nodes only; ``add_node`` later starts a node in a process of its own);
+    (vnet-stack nodes only; ``add_node`` later starts a node in a process of its own); such a
+    LAN's ``start()`` returns once every node is ready and the LAN is quiet (``wait_quiet``);
     ``process_of(name)`` says which process hosts a node.
 
     A daemon that dies unasked is restarted at most ``restarts`` times in ``restart_window``
@@ -294,6 +295,7 @@ class Lan:
         self._packs: dict[str, _Pack] = {}  # processes of packed nodes, "pack1", ...
         self._pack_of: dict[str, str] = {}  # packed node -> its process
         self._closed_finals: dict[str, dict] = {}  # final counters of packs stopped by close()
+        self.ready_after: float | None = None  # packed: seconds from start() to every node ready
         self.switch: SwitchHandle | None = None
         self.nodes: list[NodeHandle] = []
         self._next_index = 1
@@ -322,6 +324,8 @@ class Lan:
         that cannot come up leaves no daemon behind; the failure is raised as it was."""
         if "kernel" in self.stacks:
             self._kernel_ready()
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
         self._ctx = zmq.asyncio.Context()
         # a client socket per node: past ZeroMQ's default of 1023 sockets for a LAN of a thousand
         self._ctx.max_sockets = max(1023, self.n_nodes + 64)
@@ -343,6 +347,8 @@ class Lan:
                         await n.wait_ready(self.start_timeout)
 
                 await _all_or_none(confirm(n) for n in self.nodes)
+                self.ready_after = loop.time() - t0
+                await self.wait_quiet(timeout=self.start_timeout)
                 return
             await _all_or_none(self.add_node(wait=False, stack=st) for st in self.stacks)
             await _all_or_none(n.wait_ready(self.start_timeout) for n in self.nodes)
@@ -452,6 +458,31 @@ class Lan:
         if wait:
             await handle.wait_ready(self.start_timeout)
         return handle
+
+    async def wait_quiet(self, quiet: float = 1.0, timeout: float = 60.0) -> float:
+        """Wait until the LAN is quiet: the switch's tx_packets and the RX counters of one node
+        per packed process (its last) unchanged for ``quiet`` s; return how long it took.
+
+        A ready node has passed DAD, but every node's probes and announcements are broadcasts
+        that each other node receives: at a thousand nodes, about five million deliveries,
+        most still on their way when the last node is ready. A LAN of packed nodes waits for
+        them in ``start()``, so that a first ARP does not queue behind them and time out.
+        LanError if it is not quiet within ``timeout`` s."""
+        probes = [self.node(nodes[-1]) for nodes in self.packs.values()] or self.nodes[-1:]
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        last = None
+        since = t0
+        while True:
+            now = ((await self.switch.stats())["totals"]["tx_packets"],
+                   tuple([(await n.link())["stats64"]["rx_packets"] for n in probes]))
+            if now != last:
+                last, since = now, loop.time()
+            elif loop.time() - since >= quiet:
+                return since - t0
+            if loop.time() - t0 > timeout:
+                raise LanError(f"the LAN was not quiet within {timeout:g} s (its switch still forwarding)")
+            await asyncio.sleep(0.1)
 
     async def _add_pack(self, number: int, count: int) -> None:
         """Start ``count`` nodes (the next ones) in one process, ``pack<number>``."""

@@ -216,3 +216,9 @@ async def test_packed_nodes_speak_curve_each_with_its_own_key():
         assert (await lan.nodes[0].ping(lan.nodes[3].ip, count=2)).ok
         assert (await lan.nodes[1].ping(lan.nodes[0].ip, count=2)).ok
         assert {p["name"] for p in await lan.switch.ports()} == {"node1", "node2", "node3", "node4"}
+
+
+@pytest.mark.vnet_lan(nodes=6, nodes_per_process=3)
+async def test_the_vnet_lan_fixture_packs_nodes(vnet_lan):
+    assert vnet_lan.packs == {"pack1": ["node1", "node2", "node3"], "pack2": ["node4", "node5", "node6"]}
+    assert (await vnet_lan.nodes[2].ping(vnet_lan.nodes[3].ip, count=1)).ok

@@ -9,6 +9,10 @@ sharing two cores:
   the TX DMA engine packing the batch for the wire (switch/wire.py), TX completion in NAPI;
 - ``switch``: SwitchCore.handle on a FRAMES batch of one flow (parse, learn, look up, group
   by port), and ``switch-mixed``: frames alternating between two output ports;
+- ``flood``: SwitchCore.handle on broadcasts with 1,000 ports attached (``--ports``): a
+  batch of one broadcast (one frame a message, as ARP requests come) and of 64, reported
+  per broadcast and per delivered copy; the copies for one port stay one message (the
+  batching per port), so the cost per copy is what a flood adds per port;
 - ``rx``: the receiving node: the link's batch decode, RX DMA (filter, ring), IRQ, NAPI poll,
   eth_type_trans, netif_receive_skb, a counting handler.
 
@@ -121,12 +125,40 @@ def switch_cost(size: int, frames: int, batch: int, mixed: bool = False) -> floa
     return (time.perf_counter() - t) / (rounds * batch) * 1e6
 
 
+def flood_cost(ports: int, frames: int, batch: int) -> dict:
+    """Broadcasts from one port of ``ports``: us per broadcast frame and per delivered copy."""
+    from vnet.switch.core import SwitchCore
+
+    core = SwitchCore(max_ports=max(ports, 1), hello_rate=0)
+    for i in range(ports):
+        name = f"p{i}"
+        core.handle(name.encode(), wire.hello(name, [mac(i + 1)], 1500), 0.0)
+    if len(core.port_list) != ports:
+        raise RuntimeError(f"flood micro benchmark: {len(core.port_list)} of {ports} ports attached")
+    msg = [wire.MSG_FRAMES, records(make_frame(b"\xff" * 6, mac(1), 60), batch)]
+    rounds = max(1, frames // batch)
+    out_messages = 0
+    t = time.perf_counter()
+    for _ in range(rounds):
+        out_messages = len(core.handle(b"p0", msg, 1.0))
+    dt = time.perf_counter() - t
+    if out_messages != ports - 1:  # one message per port, the batch's copies in it
+        raise RuntimeError(f"flood micro benchmark: {out_messages} messages out for {ports - 1} ports")
+    per_frame = dt / (rounds * batch) * 1e6
+    return {"us_per_broadcast": per_frame, "us_per_copy": per_frame / (ports - 1),
+            "copies_per_s": (rounds * batch * (ports - 1)) / dt}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(prog="python3 -m bench.micro", description=__doc__.split("\n\n")[0])
     ap.add_argument("--frames", type=int, default=200_000)
+    ap.add_argument("--ports", type=int, default=1000, help="ports attached for the flood stage (default 1000)")
     ap.add_argument("--json", action="store_true")
     ns = ap.parse_args()
     out = {}
+    for batch in (1, 64):
+        out[f"flood_{ns.ports}p_x{batch}"] = min((flood_cost(ns.ports, max(batch, ns.frames // 200), batch)
+                                                  for _ in range(3)), key=lambda r: r["us_per_broadcast"])
     for size in (60, 1514):
         out[f"tx_{size}"] = min(tx_cost(size, ns.frames) for _ in range(3))
         out[f"switch_{size}"] = min(switch_cost(size, ns.frames, 64) for _ in range(3))
@@ -138,6 +170,10 @@ def main() -> None:
     print(f"{'stage':<8} {'60 B us/frame':>14} {'1514 B us/frame':>16}")
     for stage in ("tx", "switch", "switch-mixed", "rx"):
         print(f"{stage:<8} {out[f'{stage}_60']:>14.3f} {out[f'{stage}_1514']:>16.3f}")
+    for batch in (1, 64):
+        f = out[f"flood_{ns.ports}p_x{batch}"]
+        print(f"flood to {ns.ports} ports, {batch:>2} broadcasts a message: {f['us_per_broadcast']:.1f} us a broadcast, "
+              f"{f['us_per_copy'] * 1000:.0f} ns a copy ({f['copies_per_s'] / 1e6:.2f} M copies/s), 60 B")
 
 
 if __name__ == "__main__":

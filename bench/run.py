@@ -14,7 +14,9 @@ One run measures, side by side on this machine, every party in its own process:
    why, when vde2 is absent and cannot be installed);
 6. scale: an embedded LAN of 100 nodes: start time, time until every node has resolved
    and pinged 3 peers, resident memory per node;
-7. ratios and targets.
+7. packed: a LAN of 1,000 nodes packed 100 to a process (bench/scale.py): start time,
+   memory per node, a ping sample, the broadcast fan-out rate;
+8. ratios and targets.
 
 Throughput figures are medians of ``--repeat`` runs (min..max shown); frames/s count frames
 delivered between the sender's first send and the receiver's last frame. Gbit/s counts
@@ -59,6 +61,8 @@ class Config:
         self.repeat = ns.repeat if ns.repeat is not None else (1 if ns.smoke else 3)
         self.ping_count = ns.ping_count if ns.ping_count is not None else (20 if ns.smoke else 500)
         self.scale_nodes = ns.scale_nodes if ns.scale_nodes is not None else (5 if ns.smoke else 100)
+        self.packed_nodes = ns.packed_nodes if ns.packed_nodes is not None else (6 if ns.smoke else 1000)
+        self.packed_per_process = 3 if ns.smoke else 100
         self.install_vde = not ns.no_install and not ns.smoke
         self.sections = set(ns.only.split(",")) if ns.only else set(SECTIONS)
         self.log_dir = tempfile.mkdtemp(prefix="vnet-bench-")
@@ -503,7 +507,21 @@ def section_scale(cfg: Config) -> dict:
     return out
 
 
-# --- 7. ratios and targets ---------------------------------------------------------------------
+# --- 7. packed: a thousand nodes -----------------------------------------------------------------
+
+
+def section_packed(cfg: Config) -> dict:
+    from bench import scale
+
+    run = asyncio.run(scale.scale_run(cfg.packed_nodes, min(cfg.packed_per_process, cfg.packed_nodes),
+                                      broadcast=16 if cfg.smoke else 256))
+    for line in scale.render(run).splitlines():
+        _say(cfg, f"  {line}")
+    run["targets"] = scale.targets(run)
+    return run
+
+
+# --- 8. ratios and targets ---------------------------------------------------------------------
 
 
 def _find(rows: list[dict], **match: Any) -> Optional[dict]:
@@ -599,6 +617,8 @@ def ratios_and_targets(res: dict) -> tuple[dict, list[dict]]:
     if sc and sc.get("rss_mb"):
         target(f"node RSS ({sc['nodes']} nodes)", "<= 40 MB", sc["rss_mb"]["max"],
                sc["rss_mb"]["max"] <= TARGETS["node_rss_mb"])
+    for t in (res.get("packed") or {}).get("targets", []):
+        target(f"packed: {t['name']} ({res['packed']['nodes']} nodes)", t["target"], t["value"], t["met"])
     return ratios, targets
 
 
@@ -677,8 +697,14 @@ def render(res: dict) -> str:
         if s["rss_mb"]:
             out.append(f"   node VmRSS: mean {s['rss_mb']['mean']:.1f} MB, min {s['rss_mb']['min']:.1f}, "
                        f"max {s['rss_mb']['max']:.1f}; switch {_f(s['switch_rss_mb'], '.1f')} MB")
+    if res.get("packed"):
+        from bench import scale
+
+        out.append("\n7. packed: " + scale.render(res["packed"]).split("\n", 1)[0])
+        out += [f"   {line.strip()}" for line in scale.render(res["packed"]).splitlines()[1:]
+                if not line.strip().startswith("target")]
     if res.get("ratios"):
-        out.append("\n7. ratios")
+        out.append("\n8. ratios")
         for k, v in res["ratios"].items():
             out.append(f"   {k:<28} {v:8.2f}")
     if res.get("targets"):
@@ -704,6 +730,7 @@ SECTIONS = {
     "latency": section_latency,
     "vde": section_vde,
     "scale": section_scale,
+    "packed": section_packed,
 }
 
 
@@ -716,6 +743,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--repeat", type=int, default=None, help="runs per throughput figure; the median is reported (default 3)")
     ap.add_argument("--ping-count", type=int, default=None, help="pings per latency figure (default 500)")
     ap.add_argument("--scale-nodes", type=int, default=None, help="nodes in the scale LAN (default 100; smoke 5)")
+    ap.add_argument("--packed-nodes", type=int, default=None,
+                    help="nodes in the packed LAN, 100 a process (default 1000; smoke 6, 3 a process)")
     ap.add_argument("--only", default=None, help=f"comma-separated sections: {','.join(SECTIONS)}")
     ap.add_argument("--profile", metavar="DIR", default=None,
                     help="py-spy the switch and node processes of the switch and e2e sections into DIR")

@@ -97,11 +97,16 @@ class StartError(Exception):
 
 class NodeDaemon(NodeCommands):
     """One node: owns its ZeroMQ context, link, device namespace, stack and control server.
-    The control commands it serves are NodeCommands' (node/commands.py)."""
+    The control commands it serves are NodeCommands' (node/commands.py).
 
-    def __init__(self, config: NodeConfig) -> None:
+    ``ctx``: a ZeroMQ context to open the link and control sockets on, owned by the caller
+    (the host of many nodes in one process, node/pack.py); the node then makes none and
+    terminates none, and closes only its own sockets."""
+
+    def __init__(self, config: NodeConfig, ctx: zmq.asyncio.Context | None = None) -> None:
         super().__init__()
         self.config = config
+        self._shared_ctx = ctx
         self._ctx: zmq.asyncio.Context | None = None  # the control socket's
         self._link_ctx: zmq.asyncio.Context | None = None  # the link's
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -128,11 +133,12 @@ class NodeDaemon(NodeCommands):
             # first one's switch port either (EndpointInUse)
             claim_ipc_path(control[len("ipc://"):])
         self._loop = asyncio.get_running_loop()
-        self._ctx = zmq.asyncio.Context()
-        # The link has a context (an I/O thread) of its own: ZeroMQ resolves the switch's
-        # host name on it, and a name server that does not answer (a container cut off its
-        # network) would otherwise stall the control socket with it.
-        self._link_ctx = zmq.asyncio.Context()
+        if self._shared_ctx is None:
+            self._ctx = zmq.asyncio.Context()
+            # The link has a context (an I/O thread) of its own: ZeroMQ resolves the switch's
+            # host name on it, and a name server that does not answer (a container cut off its
+            # network) would otherwise stall the control socket with it.
+            self._link_ctx = zmq.asyncio.Context()
         self.ns = DeviceNamespace()
         self._probe_nics()
         self.stack = HostStack(bytes(self.dev.dev_addr), mtu=self.dev.mtu)
@@ -144,7 +150,7 @@ class NodeDaemon(NodeCommands):
             for mc in self.stack.mc_list():  # the all-hosts group, as ip_mc_up joins it
                 dev_mc_add(dev, mc)
         register_netdevice_notifier(self.ns, self._netdev_event)
-        self.control = ControlServer(self._ctx, control, self._handlers(),
+        self.control = ControlServer(self._ctx or self._shared_ctx, control, self._handlers(),
                                      policy=self._policy())
         self.control.start()
         await self._start_metrics()
@@ -187,7 +193,7 @@ class NodeDaemon(NodeCommands):
         for k, (switch, mac) in enumerate(specs):
             name = f"vnet{k}"
             link = ZmqLink(
-                self._link_ctx,
+                self._link_ctx or self._shared_ctx,
                 switch,
                 self._hello_of(k),
                 heartbeat_interval=cfg.heartbeat_interval,

@@ -396,11 +396,17 @@ class ZmqLink:
         if not events & _POLLIN:
             return
         recv = raw.recv_multipart
-        for _ in range(RX_BUDGET):
+        get = raw.get
+        for i in range(RX_BUDGET):
+            # Look before reading again: a raised zmq.Again costs more than the look, and a
+            # wakeup usually brings one message (a broadcast to a LAN of a thousand nodes
+            # wakes each of them for one).
+            if i and not get(_EVENTS) & _POLLIN:
+                break  # drained: the FD wakes us when more comes
             try:
                 parts = recv(_NOBLOCK)
             except zmq.Again:
-                break  # drained: the FD wakes us when more comes
+                break
             self.handle_message(parts, now)
             if self._held is not None or self._raw is None:
                 break

@@ -15,6 +15,12 @@ The daemons die with the LAN's process (PR_SET_PDEATHSIG), and ``<runtime dir>/l
 names them, so a LAN started after one that was killed cleans up what it left
 (vnet/pidfile.py).
 
+With ``nodes_per_process=N`` (N > 1) the nodes started with the LAN run packed, N to a
+process (``vnet nodes --config packK.json``, node/pack.py): each still a whole node with its
+own control socket, the process printing one ready line per node once it is ready. A packed
+process is supervised as the owner of its nodes: its death is the death of them all, and the
+restart policy restarts the process (``packK`` in ``deaths`` and ``pids()``).
+
 The handles it hands out (``NodeHandle``, ``SwitchHandle``: vnet/handles.py) speak to the
 daemons' control endpoints; the Docker LAN hands out the same ones, so one test body runs
 against both.
@@ -44,10 +50,13 @@ from vnet.node.netns import NetnsError
 from vnet.node.config import check_ipc_path
 from vnet.pidfile import LanPidfile
 from vnet.proto.auth import CurveClient, keygen
+from vnet.node.pack import FAILED_PREFIX, raise_nofile
 from vnet.proto.control import FINAL_PREFIX, READY_PREFIX, AsyncControlClient
 from vnet.supervisor import Death, RestartPolicy
 
 log = logging.getLogger(__name__)
+
+PACK_GRACE = 10.0  # seconds a process of packed nodes has to close them all after SIGTERM
 
 # The handles are vnet/handles.py's; user tests and the Docker LAN import them from here.
 __all__ = ["CaptureHandle", "Death", "Lan", "LanError", "NodeHandle", "PingResult", "SwitchHandle", "poll_until",
@@ -69,6 +78,40 @@ class _Proc:
                 return "".join(fh.readlines()[-lines:])
         except OSError:
             return ""
+
+
+class _Pack(_Proc):
+    """A process hosting several nodes (``vnet nodes``); owned by the Lan. After its ready
+    lines, a reader task of the Lan's keeps its stdout drained (a hundred final lines would
+    fill the pipe) and keeps each node's final counters."""
+
+    def __init__(self, name: str, proc: asyncio.subprocess.Process, log_path: str, args: list[str],
+                 nodes: list[str]) -> None:
+        super().__init__(name, proc, log_path, args)
+        self.nodes = nodes
+        self.finals: dict[str, dict] = {}
+        self.reader: asyncio.Task | None = None
+
+    def start_reader(self) -> None:
+        self.reader = asyncio.get_running_loop().create_task(self._read(), name=f"stdout of {self.name}")
+
+    async def _read(self) -> None:
+        while line := await self.proc.stdout.readline():
+            text = line.decode(errors="replace").strip()
+            if text.startswith(FINAL_PREFIX):
+                try:
+                    final = json.loads(text[len(FINAL_PREFIX):])
+                except ValueError:
+                    continue
+                self.finals[final.get("node", "?")] = final
+
+    async def aclose_reader(self) -> None:
+        """After the process ended: its reader reaches EOF; cancelled if it has not."""
+        if self.reader is not None:
+            if self.proc.returncode is None:
+                self.reader.cancel()
+            await asyncio.gather(self.reader, return_exceptions=True)
+            self.reader = None
 
 
 class Programs:
@@ -174,6 +217,11 @@ class Lan:
     ``run``/``popen`` run programs there, and teardown stops those programs and removes the
     namespaces (docs/kernel-stack.md). Needs root and /dev/net/tun.
 
+    ``nodes_per_process`` > 1 packs the nodes the LAN starts with into processes of that many
+    (vnet-stack nodes only; ``add_node`` later starts a node in a process of its own); such a
+    LAN's ``start()`` returns once every node is ready and the LAN is quiet (``wait_quiet``);
+    ``process_of(name)`` says which process hosts a node.
+
     A daemon that dies unasked is restarted at most ``restarts`` times in ``restart_window``
     seconds (default 0: never; ``vnet lan up`` uses 3 in 60 s); each death is appended to
     ``deaths``, logged, and handed to ``on_death``. When the policy gives up, ``failure``
@@ -202,6 +250,7 @@ class Lan:
         restarts: int = 0,
         restart_window: float = 60.0,
         on_death: Callable[[Death], None] | None = None,
+        nodes_per_process: int = 1,
     ) -> None:
         try:
             self.subnet = ipaddress.IPv4Network(subnet)
@@ -218,6 +267,15 @@ class Lan:
             if st not in ("vnet", "kernel"):
                 raise ValueError(f"stack {st!r}: use 'vnet' (vnet's own stack) or 'kernel' (the kernel's, via a TAP)")
         self.default_stack = stack
+        if isinstance(nodes_per_process, bool) or not isinstance(nodes_per_process, int) or nodes_per_process < 1:
+            raise ValueError(f"nodes_per_process={nodes_per_process!r}: an integer >= 1 (1: a process per node)")
+        if nodes_per_process > 1 and "kernel" in self.stacks:
+            raise ValueError("nodes_per_process: a kernel-stack node needs a process of its own (its TAP and "
+                             "namespace); pack only vnet-stack nodes")
+        if nodes_per_process > 1 and node_args:
+            raise ValueError("node_args: packed nodes are configured by the LAN, not by `vnet node` arguments; "
+                             "use nodes_per_process=1 to pass node_args")
+        self.nodes_per_process = nodes_per_process
         self.name = name or f"l{secrets.token_hex(3)}"
         lan_netns_name(self.name, "node1")  # a name a namespace can carry, or ValueError now
         self._netns: LanNamespaces | None = None  # made with the first kernel-stack node
@@ -246,7 +304,11 @@ class Lan:
         self.keys_dir = os.path.join(self.runtime_dir, "keys")
         self._ctx: zmq.asyncio.Context | None = None
         self._switch_proc: _Proc | None = None
-        self._node_procs: dict[str, _Proc] = {}
+        self._node_procs: dict[str, _Proc] = {}  # nodes in a process of their own
+        self._packs: dict[str, _Pack] = {}  # processes of packed nodes, "pack1", ...
+        self._pack_of: dict[str, str] = {}  # packed node -> its process
+        self._closed_finals: dict[str, dict] = {}  # final counters of packs stopped by close()
+        self.ready_after: float | None = None  # packed: seconds from start() to every node ready
         self.switch: SwitchHandle | None = None
         self.nodes: list[NodeHandle] = []
         self._next_index = 1
@@ -275,13 +337,32 @@ class Lan:
         that cannot come up leaves no daemon behind; the failure is raised as it was."""
         if "kernel" in self.stacks:
             self._kernel_ready()
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
         self._ctx = zmq.asyncio.Context()
+        # a client socket per node: past ZeroMQ's default of 1023 sockets for a LAN of a thousand
+        self._ctx.max_sockets = max(1023, self.n_nodes + 64)
+        raise_nofile(4 * self.n_nodes + 256)
         try:
             self.cleaned = await self.pidfile.clean_leftovers()
             if self.cleaned:
                 log.warning("%s", self.cleaned)
             self._write_pidfile()
             await self.start_switch()
+            if self.nodes_per_process > 1:
+                k = self.nodes_per_process
+                await _all_or_none(self._add_pack(i // k + 1, min(k, self.n_nodes - i))
+                                   for i in range(0, self.n_nodes, k))
+                gate = asyncio.Semaphore(64)  # the packs said ready: one health request each confirms it
+
+                async def confirm(n: NodeHandle) -> None:
+                    async with gate:
+                        await n.wait_ready(self.start_timeout)
+
+                await _all_or_none(confirm(n) for n in self.nodes)
+                self.ready_after = loop.time() - t0
+                await self.wait_quiet(timeout=self.start_timeout)
+                return
             await _all_or_none(self.add_node(wait=False, stack=st) for st in self.stacks)
             await _all_or_none(n.wait_ready(self.start_timeout) for n in self.nodes)
         except BaseException:
@@ -385,6 +466,90 @@ class Lan:
             await handle.wait_ready(self.start_timeout)
         return handle
 
+    async def wait_quiet(self, quiet: float = 1.0, timeout: float = 60.0) -> float:
+        """Wait until the LAN is quiet: the switch's tx_packets and the RX counters of one node
+        per packed process (its last) unchanged for ``quiet`` s; return how long it took.
+
+        A ready node has passed DAD, but every node's probes and announcements are broadcasts
+        that each other node receives: at a thousand nodes, about five million deliveries,
+        most still on their way when the last node is ready. A LAN of packed nodes waits for
+        them in ``start()``, so that a first ARP does not queue behind them and time out.
+        LanError if it is not quiet within ``timeout`` s."""
+        probes = [self.node(nodes[-1]) for nodes in self.packs.values()] or self.nodes[-1:]
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        last = None
+        since = t0
+        while True:
+            now = ((await self.switch.stats())["totals"]["tx_packets"],
+                   tuple([(await n.link())["stats64"]["rx_packets"] for n in probes]))
+            if now != last:
+                last, since = now, loop.time()
+            elif loop.time() - since >= quiet:
+                return since - t0
+            if loop.time() - t0 > timeout:
+                raise LanError(f"the LAN was not quiet within {timeout:g} s (its switch still forwarding)")
+            await asyncio.sleep(0.1)
+
+    async def _add_pack(self, number: int, count: int) -> None:
+        """Start ``count`` nodes (the next ones) in one process, ``pack<number>``."""
+        name = f"pack{number}"
+        entries = []
+        handles = []
+        for _ in range(count):
+            index = self._next_index
+            self._next_index += 1
+            node = f"node{index}"
+            ip = str(self.subnet.network_address + index)
+            control = f"ipc://{self.runtime_dir}/{node}.ctl"
+            handle = NodeHandle(AsyncControlClient(self._ctx, control, timeout=10.0), node, ip, programs=self.programs)
+            self.nodes.append(handle)
+            handles.append(handle)
+            entry = {"name": node, "switch": self.switch.data, "addresses": [f"{ip}/{self.subnet.prefixlen}"],
+                     "control": control, "mtu": self.mtu, "heartbeat_interval": self.heartbeat_interval,
+                     "heartbeat_timeout": self.heartbeat_timeout}
+            if self.curve:
+                keygen(self.keys_dir, [node])
+                entry["curve_secret"] = os.path.join(self.keys_dir, f"{node}.key_secret")
+                entry["curve_server_key"] = os.path.join(self.keys_dir, "switch.key")
+            entries.append(entry)
+        config = os.path.join(self.runtime_dir, f"{name}.json")
+        with open(config, "w") as fh:
+            json.dump({"nodes": entries, "ready_timeout": self.start_timeout}, fh)
+        for h in handles:
+            self._pack_of[h.name] = name
+        args = ["nodes", "--config", config, "--log-level", "warning"]
+        proc, infos = await self._spawn_pack(name, args, [h.name for h in handles])
+        self._packs[name] = proc
+        for h in handles:
+            h.mac = infos[h.name]["mac"]
+        self._write_pidfile()
+        self._watch(name)
+
+    def process_of(self, name: str) -> str:
+        """The name of the process hosting node ``name``: its pack (``pack3``), or its own name."""
+        if name in self._pack_of:
+            return self._pack_of[name]
+        self.node(name)  # KeyError naming the LAN's nodes
+        return name
+
+    @property
+    def packs(self) -> dict[str, list[str]]:
+        """Each process of packed nodes and the nodes it hosts."""
+        return {name: list(p.nodes) for name, p in self._packs.items()}
+
+    def finals(self) -> dict[str, dict]:
+        """The final counters the packed nodes printed when their process stopped, by node."""
+        out = dict(self._closed_finals)
+        out.update((node, final) for p in self._packs.values() for node, final in p.finals.items())
+        return out
+
+    def _own_process(self, name: str) -> _Proc:
+        if name in self._pack_of:
+            raise LanError(f"{name} shares its process {self._pack_of[name]} with other nodes; it cannot be "
+                           f"stopped or paused alone (give the LAN nodes_per_process=1 for that)")
+        return self._node_procs[name]
+
     def node(self, name: str) -> NodeHandle:
         for n in self.nodes:
             if n.name == name:
@@ -396,6 +561,7 @@ class Lan:
 
     async def stop_node(self, name: str, sig: int = signal.SIGTERM) -> int:
         """Stop a node's process (SIGTERM: it says BYE; SIGKILL: it just vanishes)."""
+        self._own_process(name)
         await self._unwatch(name)
         proc = self._node_procs.pop(name)
         handle = self.node(name)
@@ -410,7 +576,7 @@ class Lan:
         notices only the silence (``heartbeat_timeout``). It does not answer control requests
         either: ``resume_node`` it before asking it anything, or closing the LAN. Returns once
         the process is stopped (Linux: its /proc state says so)."""
-        proc = self._node_procs[name].proc
+        proc = self._own_process(name).proc
         proc.send_signal(signal.SIGSTOP)
         stat = f"/proc/{proc.pid}/stat"
 
@@ -426,7 +592,7 @@ class Lan:
         """SIGCONT a node paused by ``pause_node``: it runs on from where it stopped and, if
         the switch timed it out meanwhile, re-attaches by itself (NOT_ATTACHED, or its own
         heartbeat timeout, then HELLO). Returns once the process runs again."""
-        proc = self._node_procs[name].proc
+        proc = self._own_process(name).proc
         proc.send_signal(signal.SIGCONT)
         stat = f"/proc/{proc.pid}/stat"
 
@@ -472,7 +638,13 @@ class Lan:
         await asyncio.gather(*(h.close() for h in handles), return_exceptions=True)
         procs = list(self._node_procs.values())
         self._node_procs.clear()
-        await asyncio.gather(*(_terminate(p) for p in procs), return_exceptions=True)
+        packs = list(self._packs.values())
+        self._packs.clear()
+        await asyncio.gather(*(_terminate(p) for p in procs), *(_terminate(p, grace=PACK_GRACE) for p in packs),
+                             return_exceptions=True)
+        for p in packs:
+            await p.aclose_reader()
+            self._closed_finals.update(p.finals)
         if self._switch_proc is not None:
             await _terminate(self._switch_proc)
             self._switch_proc = None
@@ -492,12 +664,14 @@ class Lan:
 
     def pids(self) -> dict[str, int]:
         """The pid of each daemon now running for the LAN, by name ("switch", "node1", ...)."""
-        procs = [*([self._switch_proc] if self._switch_proc else []), *self._node_procs.values()]
+        procs = [*([self._switch_proc] if self._switch_proc else []), *self._node_procs.values(),
+                 *self._packs.values()]
         return {p.name: p.proc.pid for p in procs}
 
     def logs(self) -> dict[str, str]:
         """The tail of each daemon's log, for failure reports."""
-        procs = [*([self._switch_proc] if self._switch_proc else []), *self._node_procs.values()]
+        procs = [*([self._switch_proc] if self._switch_proc else []), *self._node_procs.values(),
+                 *self._packs.values()]
         return {p.name: p.log_tail() for p in procs}
 
     # -- supervision --------------------------------------------------------------------------
@@ -524,7 +698,9 @@ class Lan:
             await asyncio.gather(task, return_exceptions=True)
 
     def _proc_of(self, name: str) -> _Proc | None:
-        return self._switch_proc if name == "switch" else self._node_procs.get(name)
+        if name == "switch":
+            return self._switch_proc
+        return self._node_procs.get(name) or self._packs.get(name)
 
     async def _supervise(self, name: str) -> None:
         """Await the daemon's exit; report it, then restart it or fail the LAN."""
@@ -532,7 +708,10 @@ class Lan:
         while (p := self._proc_of(name)) is not None:
             code = await p.proc.wait()
             restart, reason = self.policy.decide(name, code, loop.time(), node=name != "switch")
-            death = Death(name, p.proc.pid, code, p.log_tail(), loop.time(), restart, reason)
+            death = Death(name, p.proc.pid, code, p.log_tail(), loop.time(), restart, reason,
+                          nodes=tuple(p.nodes) if isinstance(p, _Pack) else ())
+            if isinstance(p, _Pack):
+                await p.aclose_reader()
             self.deaths.append(death)
             log.error("%s", death.report())
             if self.on_death is not None:
@@ -557,6 +736,13 @@ class Lan:
         if name == "switch":
             await self._start_switch_proc()
             return
+        if isinstance(old, _Pack):
+            proc, infos = await self._spawn_pack(name, old.args, old.nodes)
+            self._packs[name] = proc
+            for node in old.nodes:
+                self.node(node).mac = infos[node]["mac"]
+            self._write_pidfile()
+            return
         proc, info = await self._spawn(name, old.args)
         self._node_procs[name] = proc
         self.node(name).mac = info["mac"]
@@ -569,7 +755,8 @@ class Lan:
         self._failed.set()
 
     def _write_pidfile(self) -> None:
-        procs = {p.name: p.proc.pid for p in (self._switch_proc, *self._node_procs.values()) if p is not None}
+        procs = {p.name: p.proc.pid for p in (self._switch_proc, *self._node_procs.values(), *self._packs.values())
+                 if p is not None}
         sockets = [f"{self.runtime_dir}/{n.name}.ctl" for n in self.nodes]
         if self.switch is not None:
             sockets += [e[len("ipc://"):] for e in (self.switch.data, self.switch.control) if e.startswith("ipc://")]
@@ -613,6 +800,49 @@ async def spawn_daemon(name: str, args: list[str], runtime_dir: str, start_timeo
         await _terminate(p)
         raise LanError(f"{name} failed to start (exit {proc.returncode}):\n{text}\n{p.log_tail()}")
     return p, json.loads(text[len(READY_PREFIX):])
+
+
+    async def _spawn_pack(self, name: str, args: list[str], nodes: list[str]) -> tuple[_Pack, dict[str, dict]]:
+        """Start a ``vnet nodes`` process and read its ready line for each of ``nodes`` (a
+        ``vnet-failed`` line, or its exit, fails it: LanError, the process stopped); then
+        its reader keeps its stdout drained."""
+        log_path = os.path.join(self.runtime_dir, f"{name}.log")
+        env = dict(os.environ, VNET_RUNTIME_DIR=self.runtime_dir, PYTHONUNBUFFERED="1")
+        with open(log_path, "ab") as log_fh:
+            proc = await asyncio.create_subprocess_exec(
+                *vnet_command(), *args, stdout=asyncio.subprocess.PIPE, stderr=log_fh,
+                stdin=asyncio.subprocess.DEVNULL, env=env, preexec_fn=_die_with_parent(),
+            )
+        p = _Pack(name, proc, log_path, args, list(nodes))
+        infos: dict[str, dict] = {}
+        try:
+            async with asyncio.timeout(self.start_timeout):
+                while len(infos) < len(nodes):
+                    text = (await proc.stdout.readline()).decode(errors="replace").strip()
+                    if text.startswith(READY_PREFIX):
+                        info = json.loads(text[len(READY_PREFIX):])
+                        infos[info["node"]] = info
+                        continue
+                    if text.startswith(FAILED_PREFIX):
+                        failed = json.loads(text[len(FAILED_PREFIX):])
+                        raise LanError(f"{failed['node']} (in {name}) failed to start: {failed['error']}\n"
+                                       f"{p.log_tail()}")
+                    if not text and proc.stdout.at_eof():
+                        await proc.wait()
+                        raise LanError(f"{name} ({len(nodes)} nodes) failed to start (exit {proc.returncode}) "
+                                       f"after {len(infos)} ready:\n{p.log_tail()}")
+        except TimeoutError:
+            stacks = await _dump_stacks(p)
+            await _terminate(p, grace=PACK_GRACE)
+            missing = [n for n in nodes if n not in infos]
+            raise LanError(f"{name}: {len(missing)} of its {len(nodes)} nodes ({', '.join(missing[:5])}...) did "
+                           f"not become ready within {self.start_timeout:g} s; its log and where it was stuck:\n"
+                           f"{p.log_tail(60)}{stacks}") from None
+        except BaseException:  # LanError, or cancelled because a sibling failed: the process is ours to stop
+            await _terminate(p, grace=PACK_GRACE)
+            raise
+        p.start_reader()
+        return p, infos
 
 
 async def _all_or_none(coros: Iterable[Awaitable[Any]]) -> None:

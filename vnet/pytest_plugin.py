@@ -10,6 +10,10 @@ its outcome. The fixtures are async (pytest-asyncio), so tests are ``async def``
         a, b = vnet_lan.nodes[:2]
         assert (await a.ping(b.ip, count=3)).ok
 
+``@pytest.mark.vnet_lan(nodes=300, nodes_per_process=100)`` (or ``vnet_lan_factory(...,
+nodes_per_process=100)``) runs the nodes packed, 100 to a process (``vnet nodes``): the way
+to a LAN of hundreds or a thousand nodes on one machine.
+
 ``@pytest.mark.vnet_lan(stack="kernel")`` (or ``stacks=["kernel", "vnet", ...]``, one per
 node) gives nodes the kernel's own stack on a TAP in a namespace: run any program there with
 ``await node.run([...])`` / ``await node.popen([...])`` (needs root and /dev/net/tun; without
@@ -80,7 +84,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "vnet_lan(nodes=3, subnet='10.0.0.0/24', stack='vnet', **options): shape the vnet_lan fixture's LAN "
-        "(options are vnet.lan.Lan's keyword arguments; stack='kernel' or stacks=[...] for the kernel's stack)",
+        "(options are vnet.lan.Lan's keyword arguments; stack='kernel' or stacks=[...] for the kernel's stack; "
+        "nodes_per_process=N packs the nodes N to a process)",
     )
     config.addinivalue_line(
         "markers", "docker_lan(scale=0, **options): shape the docker_lan fixture's LAN (vnet.docker_lan.DockerLan)"
@@ -93,7 +98,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @_async_fixture()
 async def vnet_lan_factory():
-    """Call ``await vnet_lan_factory(nodes=N, **Lan options)`` to get a started LAN."""
+    """Call ``await vnet_lan_factory(nodes=N, **Lan options)`` to get a started LAN
+    (``nodes_per_process=K``: the nodes packed K to a process)."""
     from vnet.lan import Lan
 
     lans: list[Lan] = []

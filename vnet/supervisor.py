@@ -41,6 +41,7 @@ class Death:
     at: float  # the loop's clock
     restart: bool  # the policy's verdict: restarted, or the LAN has failed
     reason: str  # why not restarted ("" when restarted)
+    nodes: tuple[str, ...] = ()  # a process of packed nodes: the nodes that died with it
 
     @property
     def status(self) -> str:
@@ -50,7 +51,11 @@ class Death:
         """The sentence (and log tail) a user reads."""
         then = "restarting it" if self.restart else f"not restarting it: {self.reason}"
         tail = "".join(f"  | {line}\n" for line in self.log_tail.splitlines())
-        return (f"{self.name} (pid {self.pid}) {self.status}; {then}"
+        hosted = ""
+        if self.nodes:
+            shown = ", ".join(self.nodes[:3]) + (f" ... {self.nodes[-1]}" if len(self.nodes) > 3 else "")
+            hosted = f", hosting {len(self.nodes)} nodes ({shown}),"
+        return (f"{self.name} (pid {self.pid}){hosted} {self.status}; {then}"
                 + (f"; the end of its log:\n{tail.rstrip()}" if tail else " (its log is empty)"))
 
 

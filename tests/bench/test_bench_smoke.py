@@ -15,7 +15,7 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SECTIONS = ("transport", "switch", "e2e", "latency", "vde", "scale")
+SECTIONS = ("transport", "switch", "e2e", "latency", "vde", "scale", "packed")
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +85,23 @@ def test_scale_section_shrinks_in_smoke(smoke):
     assert sc["nodes"] <= 10
     assert 0 < sc["pairs_ok"] <= sc["pairs"]
     assert sc["rss_mb"]["max"] > 0
+
+
+def test_packed_section_shrinks_in_smoke_and_every_ping_and_broadcast_arrives(smoke):
+    pk = smoke["packed"]
+    assert pk["nodes"] == 6 and pk["per_process"] == 3 and pk["processes"] == 2
+    assert pk["reachability"]["pings"] == 18 and pk["reachability"]["answered"] == 18
+    fan = pk["fanout"]
+    assert fan["delivered"] == fan["expected"] == fan["sent"] * 5
+    assert pk["rss_mb_per_node"] > 0 and {t["name"] for t in pk["targets"]} >= {"node_rss_mb", "answered_pct"}
+    assert 0 < pk["start_s"] <= pk["settled_s"]
+
+
+def test_bench_scale_runs_alone_at_a_tiny_size():
+    proc = subprocess.run([sys.executable, "-m", "bench.scale", "--nodes", "4", "--per-process", "2", "--json",
+                           "--broadcast", "8"], cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads(proc.stdout)
+    (run,) = doc["runs"]
+    assert run["processes"] == 2 and run["reachability"]["answered_pct"] == 100.0
+    assert run["fanout"]["delivered"] == 8 * 3

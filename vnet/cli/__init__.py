@@ -9,7 +9,7 @@ human one. Exit codes: 0 success, 1 the thing asked for did not happen (ping wit
 reply, a failed demo pair), 2 usage or request errors.
 
 One module per command family (ip, ethtool, ping, traceroute (and sysctl), udp, inject, capture, dhcp, call, exec
-(netns_exec), switch, node, keygen, lan, lab, top, web): each holds its command's behaviour and a ``register(sub, common)`` that
+(netns_exec), switch, node, nodes (a pack of nodes), keygen, lan, lab, top, web): each holds its command's behaviour and a ``register(sub, common)`` that
 adds its subparser. ``common`` has what they share; this module assembles the parser and runs
 the chosen command.
 """
@@ -22,14 +22,14 @@ from typing import Sequence
 
 from vnet.proto.control import ControlError
 from vnet.cli import (
-    call, capture, compose, dhcp, ethtool, inject, ip, keygen, lab, lan, netns_exec, node, ping, switch, top, traceroute,
-    udp, web,
+    call, capture, compose, dhcp, ethtool, inject, ip, keygen, lab, lan, netns_exec, node, nodes, ping, switch, top,
+    traceroute, udp, web,
 )
 from vnet.cli.common import CliError, Parser
 
 # The order of `vnet --help`'s command list.
-FAMILIES = (ip, ethtool, ping, traceroute, udp, inject, capture, dhcp, call, netns_exec, switch, node, compose, keygen,
-            lan, lab, top, web)
+FAMILIES = (ip, ethtool, ping, traceroute, udp, inject, capture, dhcp, call, netns_exec, switch, node, nodes, compose,
+            keygen, lan, lab, top, web)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,14 +15,24 @@ from vnet.cli.common import CliError, Parser
 def cmd_lan(args: argparse.Namespace) -> int:
     if args.nodes < 1:
         raise CliError("lan: --nodes must be at least 1")
+    subnet = args.subnet or default_subnet(args.nodes)
     try:
         if args.lan_cmd == "up":
-            return asyncio.run(lan_up(args.nodes, args.subnet, curve=args.curve, bind=args.bind,
-                                      switch_control=args.switch_control, stack=args.stack))
-        return asyncio.run(lan_demo(args.nodes, args.subnet, as_json=args.json, count=args.count,
-                                    curve=args.curve, stack=args.stack))
+            return asyncio.run(lan_up(args.nodes, subnet, curve=args.curve, bind=args.bind,
+                                      switch_control=args.switch_control, stack=args.stack,
+                                      nodes_per_process=args.nodes_per_process))
+        return asyncio.run(lan_demo(args.nodes, subnet, as_json=args.json, count=args.count,
+                                    curve=args.curve, stack=args.stack, nodes_per_process=args.nodes_per_process))
     except ValueError as exc:
         raise CliError(f"lan: {exc}") from None
+
+
+def default_subnet(nodes: int) -> str:
+    """10.0.0.0/24, or the smallest 10.0.0.0/N below it with room for ``nodes`` hosts."""
+    prefix = 24
+    while prefix > 8 and (1 << (32 - prefix)) - 2 < nodes:
+        prefix -= 1
+    return f"10.0.0.0/{prefix}"
 
 
 # A daemon of `vnet lan up` that dies unasked is restarted at most this often (in a window of
@@ -32,7 +42,7 @@ RESTART_WINDOW = 60.0
 
 
 async def lan_up(nodes: int, subnet: str, curve: bool = False, bind: str | None = None,
-                 switch_control: str | None = None, stack: str = "vnet") -> int:
+                 switch_control: str | None = None, stack: str = "vnet", nodes_per_process: int = 1) -> int:
     """``vnet lan up``: a LAN on the default switch ports and runtime directory, until signalled.
 
     It supervises its daemons: one that dies is reported on stderr (exit status or signal, the
@@ -47,7 +57,8 @@ async def lan_up(nodes: int, subnet: str, curve: bool = False, bind: str | None 
     # unless --switch-control names another
     lan = Lan(nodes, subnet, switch_bind=bind,
               switch_control=switch_control, runtime_dir=runtime_dir(), curve=curve, stack=stack, name="lan",
-              restarts=RESTARTS, restart_window=RESTART_WINDOW)
+              restarts=RESTARTS, restart_window=RESTART_WINDOW, nodes_per_process=nodes_per_process,
+              start_timeout=max(60.0, nodes / 10))
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -67,6 +78,9 @@ async def lan_up(nodes: int, subnet: str, curve: bool = False, bind: str | None 
             print(f"  {n.name:<8} {n.ip:<15} {n.mac}   {how}")
             if n.metrics_url:
                 print(f"  {'':<8} metrics {n.metrics_url}")
+        if lan.packs:
+            print(f"{len(lan.nodes)} nodes in {len(lan.packs)} processes of up to {nodes_per_process} "
+                  f"(`vnet nodes`); the LAN restarts a process that dies, with its nodes")
         if curve:
             keys = lan.keys_dir
             print(f"CURVE on, keys in {keys}; ask the switch with VNET_CURVE_SECRET={keys}/switch.key_secret "
@@ -91,12 +105,13 @@ async def lan_up(nodes: int, subnet: str, curve: bool = False, bind: str | None 
 
 
 async def lan_demo(nodes: int, subnet: str, as_json: bool = False, count: int = 3, curve: bool = False,
-                   stack: str = "vnet") -> int:
+                   stack: str = "vnet", nodes_per_process: int = 1) -> int:
     """``vnet lan demo``: every node pings every other; exit 0 only if every pair answered.
     On a kernel-stack LAN each ping is the system's ping run in the sender's namespace."""
     from vnet.lan import Lan, LanError
 
-    lan = Lan(nodes, subnet, curve=curve, stack=stack, name="demo")
+    lan = Lan(nodes, subnet, curve=curve, stack=stack, name="demo", nodes_per_process=nodes_per_process,
+              start_timeout=max(60.0, nodes / 10))
     try:
         await lan.start()
     except LanError as exc:
@@ -146,7 +161,12 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     for name, text in (("up", "run a LAN until Ctrl-C"), ("demo", "every node pings every other, then exit")):
         lp = lsub.add_parser(name, parents=[common], help=text)
         lp.add_argument("--nodes", type=int, default=3)
-        lp.add_argument("--subnet", default="10.0.0.0/24")
+        lp.add_argument("--subnet", default=None,
+                        help="the LAN's subnet (default 10.0.0.0/24, or a wider 10.0.0.0/N for more than 254 nodes)")
+        lp.add_argument("--nodes-per-process", dest="nodes_per_process", type=int, default=1, metavar="N",
+                        help="run the nodes N to a process (`vnet nodes`: each still a whole node with its own "
+                             "control socket); default 1, a process per node. 100 makes a LAN of 1000 nodes "
+                             "fit in a few hundred MB")
         lp.add_argument("--curve", action="store_true", help="CURVE on every link (keys made in the runtime directory)")
         lp.add_argument("--stack", choices=("vnet", "kernel"), default="vnet",
                         help="each node's stack: vnet's own (default) or the kernel's through a TAP in a "

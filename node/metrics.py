@@ -152,3 +152,30 @@ class NodeCollector:
 
 def _mac(addr: bytes) -> str:
     return ":".join(f"{b:02x}" for b in bytes(addr))
+
+
+class PackCollector:
+    """Every node of a pack (node/pack.py) at one endpoint: each node's ``NodeCollector``
+    families with a ``node`` label first, merged by name. A registry must not hold two
+    families of one name (the exposition format allows one HELP/TYPE per name, and
+    Prometheus refuses a second), so the pack's nodes share one family per name, with
+    samples from them all. ``nodes()`` gives (name, collector) of the nodes at the scrape."""
+
+    def __init__(self, nodes: Callable[[], Iterable[tuple[str, NodeCollector]]]) -> None:
+        self.nodes = nodes
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        merged: dict[str, Metric] = {}
+        for node, collector in self.nodes():
+            for fam in collector.collect():
+                out = merged.get(fam.name)
+                if out is None:
+                    out = merged[fam.name] = Metric(fam.name, fam.documentation, fam.type, fam.unit)
+                elif out.type != fam.type:  # one name, two types: keep the first, say nothing twice
+                    continue
+                for s in fam.samples:
+                    out.samples.append(s._replace(labels={"node": node, **s.labels}))
+        yield from merged.values()

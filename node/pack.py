@@ -18,11 +18,16 @@ refuses later is closed and said so on stderr. SIGTERM (or SIGINT) closes every 
 says BYE to the switch) and prints each one's final counters (``vnet-final {json}``, as
 ``vnet node`` does).
 
+The process serves ONE Prometheus endpoint for all its nodes (``metrics``: HOST:PORT,
+default 127.0.0.1:0; "off" or null: none), started before the nodes: node_exporter's
+families of every node (node/metrics.py's ``NodeCollector``), each sample labelled with its
+``node`` (``PackCollector``). Each node's ready line names it (``"metrics": URL``).
+
 The configuration file is JSON::
 
     {"nodes": [{"name": "node1", "switch": "ipc:///run/vnet/switch.data",
                 "addresses": ["10.0.0.1/24"]}, ...],
-     "start_concurrency": 32, "ready_timeout": 60}
+     "start_concurrency": 32, "ready_timeout": 60, "metrics": "127.0.0.1:0"}
 
 where each entry takes ``NodeConfig``'s fields (node/config.py) by name; only nodes with
 vnet's own stack can be packed (a kernel-stack node is a TAP in a namespace of its own).
@@ -44,9 +49,11 @@ import zmq.asyncio
 
 from vnet.node.config import NodeConfig
 from vnet.node.daemon import NodeDaemon
+from vnet.node.metrics import PackCollector
 from vnet.node.netdevice import netif_carrier_ok
 from vnet.node.stack.ether import mac_str
 from vnet.proto.control import print_final, print_ready
+from vnet.proto.httpserve import DEFAULT_METRICS, MetricsServer, parse_listen
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +76,16 @@ class PackConfig:
     nodes: tuple[NodeConfig, ...]
     start_concurrency: int = DEFAULT_START_CONCURRENCY
     ready_timeout: float = DEFAULT_READY_TIMEOUT
+    metrics: str | None = DEFAULT_METRICS  # the process's one Prometheus endpoint, HOST:PORT; None: none
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "nodes", tuple(self.nodes))
+        if self.metrics is not None:
+            try:
+                if parse_listen(self.metrics) is None:  # "off"
+                    object.__setattr__(self, "metrics", None)
+            except ValueError as exc:
+                raise ValueError(f"pack: {exc}") from None
         if not self.nodes:
             raise ValueError("pack: no nodes to host; give at least one under \"nodes\"")
         seen: set[str] = set()
@@ -93,9 +107,10 @@ class PackConfig:
         """From the JSON document (see the module's docstring); ValueError naming what is wrong."""
         if not isinstance(doc, dict):
             raise ValueError("pack: expected a JSON object with a \"nodes\" list")
-        unknown = set(doc) - {"nodes", "start_concurrency", "ready_timeout"}
+        unknown = set(doc) - {"nodes", "start_concurrency", "ready_timeout", "metrics"}
         if unknown:
-            raise ValueError(f"pack: unknown keys {sorted(unknown)}; use nodes, start_concurrency, ready_timeout")
+            raise ValueError(f"pack: unknown keys {sorted(unknown)}; use nodes, start_concurrency, ready_timeout, "
+                             f"metrics")
         entries = doc.get("nodes")
         if not isinstance(entries, list):
             raise ValueError("pack: \"nodes\" must be a list of node settings")
@@ -112,7 +127,7 @@ class PackConfig:
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"pack: nodes[{i}] ({entry.get('name', '?')}): {exc}") from None
         return cls(tuple(nodes), doc.get("start_concurrency", DEFAULT_START_CONCURRENCY),
-                   doc.get("ready_timeout", DEFAULT_READY_TIMEOUT))
+                   doc.get("ready_timeout", DEFAULT_READY_TIMEOUT), doc.get("metrics", DEFAULT_METRICS))
 
     @classmethod
     def load(cls, path: str) -> "PackConfig":
@@ -149,7 +164,8 @@ def node_ready(daemon: NodeDaemon) -> bool:
 
 class NodePack:
     """The host of many ``NodeDaemon``s in one event loop and one ZeroMQ context, which it
-    owns (the nodes close their own sockets; the pack terminates the context after them).
+    owns (the nodes close their own sockets; the pack terminates the context after them),
+    and of their one metrics endpoint (``start_metrics()``; closed by ``close()``).
 
     ``on_ready(daemon)`` is called once per node that became ready, ``on_failed(name,
     error)`` once per node that did not start or not in time, and per node the switch
@@ -168,6 +184,22 @@ class NodePack:
         self.finals: dict[str, dict] = {}  # each closed node's final counters
         self._tasks: set[asyncio.Task] = set()  # the refusal watchers, owned here
         self.all_refused = asyncio.Event()
+        self.metrics: MetricsServer | None = None
+
+    @property
+    def metrics_url(self) -> str | None:
+        return self.metrics.url if self.metrics is not None else None
+
+    async def start_metrics(self) -> str | None:
+        """Serve every node's metrics on ``config.metrics`` (OSError when it cannot bind);
+        the URL, or None when the pack has no endpoint."""
+        if self.config.metrics is None or self.metrics is not None:
+            return self.metrics_url
+        collector = PackCollector(lambda: [(name, d._metrics_collector()) for name, d in list(self.daemons.items())])
+        server = MetricsServer(*parse_listen(self.config.metrics), [collector])
+        await server.start()
+        self.metrics = server
+        return server.url
 
     async def start(self) -> None:
         """Start every node (``start_concurrency`` at once) and wait until each is ready or
@@ -244,7 +276,10 @@ class NodePack:
             self.finals[name] = daemon.final_stats()
 
     async def close(self) -> None:
-        """Close every node (BYE to the switch), then the shared context."""
+        """Close the metrics endpoint and every node (BYE to the switch), then the shared context."""
+        server, self.metrics = self.metrics, None
+        if server is not None:
+            await server.close()
         tasks = [t for t in self._tasks if t is not asyncio.current_task()]
         for task in tasks:
             task.cancel()
@@ -259,9 +294,9 @@ class NodePack:
             self.ctx = None
 
 
-def _report_ready(daemon: NodeDaemon) -> None:
+def _report_ready(pack: NodePack, daemon: NodeDaemon) -> None:
     print_ready({"node": daemon.config.name, "control": daemon.control.endpoint,
-                 "mac": mac_str(bytes(daemon.dev.dev_addr))})
+                 "mac": mac_str(bytes(daemon.dev.dev_addr)), "metrics": daemon.metrics_url() or pack.metrics_url})
 
 
 def _report_failed(name: str, error: str) -> None:
@@ -272,7 +307,14 @@ async def serve_pack(config: PackConfig) -> int:
     """Run a pack until SIGTERM/SIGINT (or until the switch refused every node); return an
     exit code: 0 after a clean stop, 2 when no node started, 3 when every node was refused.
     Prints a ready (or failed) line per node, and each closed node's final counters."""
-    pack = NodePack(config, on_ready=_report_ready, on_failed=_report_failed)
+    pack = NodePack(config, on_failed=_report_failed)
+    pack.on_ready = lambda daemon: _report_ready(pack, daemon)
+    try:
+        await pack.start_metrics()
+    except OSError as exc:
+        print(f"vnet nodes: cannot serve metrics on {config.metrics}: {exc.strerror or exc}; pick another "
+              f"port (0: any free one) or \"metrics\": \"off\"", file=sys.stderr)
+        return 2
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

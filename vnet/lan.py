@@ -51,6 +51,7 @@ from vnet.node.config import check_ipc_path
 from vnet.pidfile import LanPidfile
 from vnet.proto.auth import CurveClient, keygen
 from vnet.node.pack import FAILED_PREFIX, raise_nofile
+from vnet.proto.httpserve import DEFAULT_METRICS, parse_listen
 from vnet.proto.control import FINAL_PREFIX, READY_PREFIX, AsyncControlClient
 from vnet.supervisor import Death, RestartPolicy
 
@@ -220,7 +221,9 @@ class Lan:
     ``nodes_per_process`` > 1 packs the nodes the LAN starts with into processes of that many
     (vnet-stack nodes only; ``add_node`` later starts a node in a process of its own); such a
     LAN's ``start()`` returns once every node is ready and the LAN is quiet (``wait_quiet``);
-    ``process_of(name)`` says which process hosts a node.
+    ``process_of(name)`` says which process hosts a node. Each such process serves one
+    Prometheus endpoint for all its nodes on ``pack_metrics`` (HOST:PORT, default
+    127.0.0.1:0; None: none), named by each of its nodes' ``metrics_url``.
 
     A daemon that dies unasked is restarted at most ``restarts`` times in ``restart_window``
     seconds (default 0: never; ``vnet lan up`` uses 3 in 60 s); each death is appended to
@@ -251,6 +254,7 @@ class Lan:
         restart_window: float = 60.0,
         on_death: Callable[[Death], None] | None = None,
         nodes_per_process: int = 1,
+        pack_metrics: str | None = DEFAULT_METRICS,
     ) -> None:
         try:
             self.subnet = ipaddress.IPv4Network(subnet)
@@ -276,6 +280,9 @@ class Lan:
             raise ValueError("node_args: packed nodes are configured by the LAN, not by `vnet node` arguments; "
                              "use nodes_per_process=1 to pass node_args")
         self.nodes_per_process = nodes_per_process
+        if pack_metrics is not None:
+            parse_listen(pack_metrics)  # ValueError now, not from every process
+        self.pack_metrics = pack_metrics
         self.name = name or f"l{secrets.token_hex(3)}"
         lan_netns_name(self.name, "node1")  # a name a namespace can carry, or ValueError now
         self._netns: LanNamespaces | None = None  # made with the first kernel-stack node
@@ -513,16 +520,14 @@ class Lan:
                 entry["curve_secret"] = os.path.join(self.keys_dir, f"{node}.key_secret")
                 entry["curve_server_key"] = os.path.join(self.keys_dir, "switch.key")
             entries.append(entry)
-        config = os.path.join(self.runtime_dir, f"{name}.json")
-        with open(config, "w") as fh:
-            json.dump({"nodes": entries, "ready_timeout": self.start_timeout}, fh)
         for h in handles:
             self._pack_of[h.name] = name
-        args = ["nodes", "--config", config, "--log-level", "warning"]
+        args = pack_args(self.runtime_dir, name, entries, self.start_timeout, self.pack_metrics)
         proc, infos = await self._spawn_pack(name, args, [h.name for h in handles])
         self._packs[name] = proc
         for h in handles:
             h.mac = infos[h.name]["mac"]
+            h.metrics_url = infos[h.name].get("metrics")
         self._write_pidfile()
         self._watch(name)
 
@@ -741,6 +746,7 @@ class Lan:
             self._packs[name] = proc
             for node in old.nodes:
                 self.node(node).mac = infos[node]["mac"]
+                self.node(node).metrics_url = infos[node].get("metrics")
             self._write_pidfile()
             return
         proc, info = await self._spawn(name, old.args)
@@ -772,6 +778,9 @@ class Lan:
     async def _spawn(self, name: str, args: list[str]) -> tuple[_Proc, dict]:
         return await spawn_daemon(name, args, self.runtime_dir, self.start_timeout)
 
+    async def _spawn_pack(self, name: str, args: list[str], nodes: list[str]) -> tuple[_Pack, dict[str, dict]]:
+        return await spawn_pack(name, args, nodes, self.runtime_dir, self.start_timeout)
+
 
 async def spawn_daemon(name: str, args: list[str], runtime_dir: str, start_timeout: float) -> tuple[_Proc, dict]:
     """Start ``vnet ARGS`` as daemon ``name`` (its log in ``runtime_dir``, dying with this
@@ -802,47 +811,60 @@ async def spawn_daemon(name: str, args: list[str], runtime_dir: str, start_timeo
     return p, json.loads(text[len(READY_PREFIX):])
 
 
-    async def _spawn_pack(self, name: str, args: list[str], nodes: list[str]) -> tuple[_Pack, dict[str, dict]]:
-        """Start a ``vnet nodes`` process and read its ready line for each of ``nodes`` (a
-        ``vnet-failed`` line, or its exit, fails it: LanError, the process stopped); then
-        its reader keeps its stdout drained."""
-        log_path = os.path.join(self.runtime_dir, f"{name}.log")
-        env = dict(os.environ, VNET_RUNTIME_DIR=self.runtime_dir, PYTHONUNBUFFERED="1")
-        with open(log_path, "ab") as log_fh:
-            proc = await asyncio.create_subprocess_exec(
-                *vnet_command(), *args, stdout=asyncio.subprocess.PIPE, stderr=log_fh,
-                stdin=asyncio.subprocess.DEVNULL, env=env, preexec_fn=_die_with_parent(),
-            )
-        p = _Pack(name, proc, log_path, args, list(nodes))
-        infos: dict[str, dict] = {}
-        try:
-            async with asyncio.timeout(self.start_timeout):
-                while len(infos) < len(nodes):
-                    text = (await proc.stdout.readline()).decode(errors="replace").strip()
-                    if text.startswith(READY_PREFIX):
-                        info = json.loads(text[len(READY_PREFIX):])
-                        infos[info["node"]] = info
-                        continue
-                    if text.startswith(FAILED_PREFIX):
-                        failed = json.loads(text[len(FAILED_PREFIX):])
-                        raise LanError(f"{failed['node']} (in {name}) failed to start: {failed['error']}\n"
-                                       f"{p.log_tail()}")
-                    if not text and proc.stdout.at_eof():
-                        await proc.wait()
-                        raise LanError(f"{name} ({len(nodes)} nodes) failed to start (exit {proc.returncode}) "
-                                       f"after {len(infos)} ready:\n{p.log_tail()}")
-        except TimeoutError:
-            stacks = await _dump_stacks(p)
-            await _terminate(p, grace=PACK_GRACE)
-            missing = [n for n in nodes if n not in infos]
-            raise LanError(f"{name}: {len(missing)} of its {len(nodes)} nodes ({', '.join(missing[:5])}...) did "
-                           f"not become ready within {self.start_timeout:g} s; its log and where it was stuck:\n"
-                           f"{p.log_tail(60)}{stacks}") from None
-        except BaseException:  # LanError, or cancelled because a sibling failed: the process is ours to stop
-            await _terminate(p, grace=PACK_GRACE)
-            raise
-        p.start_reader()
-        return p, infos
+async def spawn_pack(name: str, args: list[str], nodes: list[str], runtime_dir: str,
+                     start_timeout: float) -> tuple[_Pack, dict[str, dict]]:
+    """Start ``vnet ARGS`` (a ``vnet nodes`` process) as ``name`` and read its ready line for
+    each of ``nodes`` (a ``vnet-failed`` line, or its exit, fails it: LanError, the process
+    stopped); then its reader keeps its stdout drained. Returns it and each node's ready
+    line's JSON, by node."""
+    log_path = os.path.join(runtime_dir, f"{name}.log")
+    env = dict(os.environ, VNET_RUNTIME_DIR=runtime_dir, PYTHONUNBUFFERED="1")
+    with open(log_path, "ab") as log_fh:
+        proc = await asyncio.create_subprocess_exec(
+            *vnet_command(), *args, stdout=asyncio.subprocess.PIPE, stderr=log_fh,
+            stdin=asyncio.subprocess.DEVNULL, env=env, preexec_fn=_die_with_parent(),
+        )
+    p = _Pack(name, proc, log_path, args, list(nodes))
+    infos: dict[str, dict] = {}
+    try:
+        async with asyncio.timeout(start_timeout):
+            while len(infos) < len(nodes):
+                text = (await proc.stdout.readline()).decode(errors="replace").strip()
+                if text.startswith(READY_PREFIX):
+                    info = json.loads(text[len(READY_PREFIX):])
+                    infos[info["node"]] = info
+                    continue
+                if text.startswith(FAILED_PREFIX):
+                    failed = json.loads(text[len(FAILED_PREFIX):])
+                    raise LanError(f"{failed['node']} (in {name}) failed to start: {failed['error']}\n"
+                                   f"{p.log_tail()}")
+                if not text and proc.stdout.at_eof():
+                    await proc.wait()
+                    raise LanError(f"{name} ({len(nodes)} nodes) failed to start (exit {proc.returncode}) "
+                                   f"after {len(infos)} ready:\n{p.log_tail()}")
+    except TimeoutError:
+        stacks = await _dump_stacks(p)
+        await _terminate(p, grace=PACK_GRACE)
+        missing = [n for n in nodes if n not in infos]
+        raise LanError(f"{name}: {len(missing)} of its {len(nodes)} nodes ({', '.join(missing[:5])}...) did "
+                       f"not become ready within {start_timeout:g} s; its log and where it was stuck:\n"
+                       f"{p.log_tail(60)}{stacks}") from None
+    except BaseException:  # LanError, or cancelled because a sibling failed: the process is ours to stop
+        await _terminate(p, grace=PACK_GRACE)
+        raise
+    p.start_reader()
+    return p, infos
+
+
+def pack_args(runtime_dir: str, name: str, entries: list[dict], ready_timeout: float,
+              metrics: str | None = DEFAULT_METRICS) -> list[str]:
+    """Write ``name``'s pack file (``runtime_dir/NAME.json``: ``entries``, each NodeConfig's
+    fields by name, and the process's one metrics endpoint, None: none) and return the
+    ``vnet nodes`` arguments that run it."""
+    config = os.path.join(runtime_dir, f"{name}.json")
+    with open(config, "w") as fh:
+        json.dump({"nodes": entries, "ready_timeout": ready_timeout, "metrics": metrics or "off"}, fh)
+    return ["nodes", "--config", config, "--log-level", "warning"]
 
 
 async def _all_or_none(coros: Iterable[Awaitable[Any]]) -> None:

@@ -63,6 +63,8 @@ async def _describe(runner) -> None:
         extra = f" stack {node.stack}" + (f" (namespace {h.netns})" if h.netns else "")
         extra += " forwarding" if node.forwarding else ""
         extra += f" dhcp-server {node.dhcp_server}" if node.dhcp_server else ""
+        process = runner.process_of(node.name)
+        extra += f" in {process}" if process != node.name else f" metrics {h.metrics_url}" if h.metrics_url else ""
         print(f"  node   {node.name:<10} control {runner.endpoints.node_control(node.name)}{extra}")
         for k, nic in enumerate(node.nics):
             dev = f"vnet{k}"
@@ -71,6 +73,9 @@ async def _describe(runner) -> None:
             vlan = f" vlan {nic.vlan}" if nic.vlan is not None else ""
             gw = f" gateway {nic.gateway}" if nic.gateway else ""
             print(f"         {dev:<6} {addr:<20} {mac:<17} on {nic.switch}{vlan}{gw}")
+    for name, nodes in runner.packs.items():
+        url = runner.node(nodes[0]).metrics_url
+        print(f"  process {name:<8} {len(nodes)} nodes ({nodes[0]} .. {nodes[-1]})" + (f"  metrics {url}" if url else ""))
     print(f"Drive it: VNET_RUNTIME_DIR={runner.runtime_dir} vnet --node NODE ping IP;  "
           f"vnet switch --switch-control {runner.switch(lab.switches[0].name).control} fdb")
 

@@ -76,8 +76,11 @@ async def lan_up(nodes: int, subnet: str, curve: bool = False, bind: str | None 
             how = (f"vnet --node {n.name} exec -- ping <ip>   (namespace {n.netns})" if n.stack == "kernel"
                    else f"vnet --node {n.name} ping <ip>")
             print(f"  {n.name:<8} {n.ip:<15} {n.mac}   {how}")
-            if n.metrics_url:
+            if n.metrics_url and not lan.packs:
                 print(f"  {'':<8} metrics {n.metrics_url}")
+        for name, members in lan.packs.items():  # one endpoint per process, for all its nodes
+            url = lan.node(members[0]).metrics_url
+            print(f"  {name:<8} {members[0]} .. {members[-1]}" + (f"   metrics {url}" if url else ""))
         if lan.packs:
             print(f"{len(lan.nodes)} nodes in {len(lan.packs)} processes of up to {nodes_per_process} "
                   f"(`vnet nodes`); the LAN restarts a process that dies, with its nodes")

@@ -14,8 +14,14 @@ from vnet.proto.httpserve import DEFAULT_METRICS
 
 def run_node(args: argparse.Namespace) -> int:
     setup_logging(args.log_level)
-    from vnet.node.config import NodeConfig, NicConfig, parse_route
     from vnet.node.daemon import serve
+
+    return asyncio.run(serve(node_config(args)))
+
+
+def node_config(args: argparse.Namespace):
+    """The ``NodeConfig`` of ``vnet node``'s parsed options (CliError when a setting is bad)."""
+    from vnet.node.config import NodeConfig, NicConfig, parse_route
 
     name = args.name or os.environ.get("VNET_NODE") or socket.gethostname()
     addresses = args.address or [a for a in os.environ.get("VNET_ADDRESS", "").split(",") if a]
@@ -25,7 +31,7 @@ def run_node(args: argparse.Namespace) -> int:
         config = NodeConfig(
             name=name,
             switch=args.switch or os.environ.get("VNET_SWITCH") or f"tcp://127.0.0.1:{DEFAULT_DATA_PORT}",
-            addresses=addresses, control=args.control, mac=args.mac, mtu=args.mtu,
+            addresses=addresses, control=getattr(args, "control", None), mac=args.mac, mtu=args.mtu,
             tx_ring_size=args.tx_ring, rx_ring_size=args.rx_ring,
             heartbeat_interval=args.heartbeat_interval, heartbeat_timeout=args.heartbeat_timeout,
             dhcp=args.dhcp, dhcp_server=args.dhcp_server, lease_file=args.lease_file, lease_time=args.lease_time,
@@ -36,7 +42,7 @@ def run_node(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise CliError(f"node: {exc}") from None
-    return asyncio.run(serve(config))
+    return config
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

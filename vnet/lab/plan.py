@@ -1,7 +1,9 @@
 """From a lab to what to run: sans-I/O.
 
 ``plan(lab, endpoints)`` returns the ``vnet switch`` and ``vnet node`` argument lists (without
-the leading ``vnet``) and the control calls to make once they are up. ``endpoints`` says how
+the leading ``vnet``) and the control calls to make once they are up. Each node is first
+``NodeConfig``'s keyword arguments (``node_config``: a packed node's entry in a ``vnet nodes``
+file), its argument list rendered from them (``config_argv``): one source for both. ``endpoints`` says how
 the daemons find each other: ipc sockets in a runtime directory for the embedded lab
 (``LocalEndpoints``), TCP by service name for containers (``ComposeEndpoints``).
 
@@ -101,6 +103,7 @@ class NodeProc:
     argv: list[str]
     stack: str
     switches: tuple[str, ...]  # of its NICs, in order
+    config: dict[str, Any] = field(default_factory=dict)  # the same node as NodeConfig's keywords (argv's source)
 
 
 @dataclass(frozen=True)
@@ -160,30 +163,61 @@ def _nic_spec(endpoints: Any, nic: Nic) -> str:
     return spec + (f",mac={nic.mac}" if nic.mac else "")
 
 
-def node_argv(lab: Lab, node: Node, endpoints: Any) -> list[str]:
+def node_config(lab: Lab, node: Node, endpoints: Any) -> dict[str, Any]:
+    """``node`` as ``NodeConfig``'s keyword arguments (node/config.py), JSON-ready: what a
+    pack's entry (``vnet nodes``) takes, and what ``node_argv`` renders as ``vnet node``
+    options. Only what the lab sets is given; the rest is NodeConfig's default."""
     first, *more = node.nics
-    argv = ["node", "--name", node.name, "--switch", endpoints.switch_data(first.switch)]
-    argv += ["--dhcp"] if first.dhcp else ["--address", first.address]
+    cfg: dict[str, Any] = {"name": node.name, "switch": endpoints.switch_data(first.switch)}
+    if first.dhcp:
+        cfg["dhcp"] = True
+    else:
+        cfg["addresses"] = [first.address]
     if first.mac:
-        argv += ["--mac", first.mac]
+        cfg["mac"] = first.mac
     control = endpoints.node_control(node.name)
     if control:
-        argv += ["--control", control]
+        cfg["control"] = control
     if lab.mtu:
-        argv += ["--mtu", str(lab.mtu)]
-    for nic in more:
-        argv += ["--nic", _nic_spec(endpoints, nic)]
+        cfg["mtu"] = lab.mtu
+    if more:
+        cfg["nics"] = [_nic_spec(endpoints, nic) for nic in more]  # NicConfig.parse takes the --nic text
     if node.gateway:
-        argv += ["--gateway", node.gateway]
-    for dst, gw in node.routes:
-        argv += ["--route", f"{dst}={gw}"]
+        cfg["gateway"] = node.gateway
+    if node.routes:
+        cfg["routes"] = [[dst, gw] for dst, gw in node.routes]
     if node.forwarding:
-        argv += ["--forwarding"]
+        cfg["forwarding"] = True
     if node.dhcp_server:
-        argv += ["--dhcp-server", node.dhcp_server]
+        cfg["dhcp_server"] = node.dhcp_server
     if node.stack != "vnet":
-        argv += ["--stack", node.stack]
+        cfg["stack"] = node.stack
+    return cfg
+
+
+# NodeConfig field -> its `vnet node` option (vnet/cli/node.py); a list is the option repeated
+_OPTIONS = {"name": "--name", "switch": "--switch", "addresses": "--address", "dhcp": "--dhcp", "mac": "--mac",
+            "control": "--control", "mtu": "--mtu", "nics": "--nic", "gateway": "--gateway", "routes": "--route",
+            "forwarding": "--forwarding", "dhcp_server": "--dhcp-server", "stack": "--stack"}
+
+
+def config_argv(cfg: dict[str, Any]) -> list[str]:
+    """``node_config``'s dict as ``vnet node`` arguments."""
+    argv = ["node"]
+    for key, value in cfg.items():
+        opt = _OPTIONS[key]
+        if value is True:
+            argv.append(opt)
+        elif isinstance(value, list):
+            for item in value:
+                argv += [opt, "=".join(item) if isinstance(item, list) else str(item)]
+        else:
+            argv += [opt, str(value)]
     return argv
+
+
+def node_argv(lab: Lab, node: Node, endpoints: Any) -> list[str]:
+    return config_argv(node_config(lab, node, endpoints))
 
 
 def plan(lab: Lab, endpoints: Any) -> Plan:
@@ -209,8 +243,8 @@ def plan(lab: Lab, endpoints: Any) -> Plan:
                 by_switch[nic.switch] += ["--vlan", f"{port}=access:{nic.vlan}"]
             if nic.impair:
                 calls.append(ControlCall(nic.switch, "impair", {"port": port, "dir": "out", **nic.impair.params()}))
-        nodes.append(NodeProc(node.name, node_argv(lab, node, endpoints), node.stack,
-                              tuple(n.switch for n in node.nics)))
+        cfg = node_config(lab, node, endpoints)
+        nodes.append(NodeProc(node.name, config_argv(cfg), node.stack, tuple(n.switch for n in node.nics), cfg))
     switches = []
     for sw in switch_order(lab):
         argv = ["switch", "--name", sw.name, "--bind", endpoints.switch_bind(sw.name),

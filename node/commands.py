@@ -514,6 +514,8 @@ class NodeCommands:
 
     def _dev(self, name: str):
         dev = self.ns.get(name)
+        if dev is None:  # after close() the NICs are unregistered: final_stats still reads them
+            dev = next((n for n in self.nics if n.name == name), None)
         if dev is None:
             names = ", ".join(d.name for d in self.ns.devices())
             raise ControlError(f"no device {name!r} on node {self.config.name} (devices: {names})")

@@ -26,8 +26,10 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         description="Run many nodes in one process: each a whole node (its own vnet0, stack, counters and "
                     "control socket), sharing one event loop and one ZeroMQ context. FILE.json is "
                     '{"nodes": [{"name": "node1", "switch": "ipc://...", "addresses": ["10.0.0.1/24"]}, ...], '
-                    '"start_concurrency": 32, "ready_timeout": 60}, each node taking `vnet node`\'s settings '
-                    "by their NodeConfig names. One `vnet-ready` line per node once it is ready.")
+                    '"start_concurrency": 32, "ready_timeout": 60, "metrics": "127.0.0.1:0"}, each node taking '
+                    "`vnet node`'s settings by their NodeConfig names; metrics is the process's one Prometheus "
+                    'endpoint for all its nodes (a "node" label each; "off": none). One `vnet-ready` line per '
+                    "node once it is ready.")
     nd.add_argument("--config", required=True, metavar="FILE.json", help="the nodes to host")
     nd.add_argument("--log-level", default="info")
     nd.set_defaults(func=run_nodes)

@@ -667,7 +667,7 @@ def render(res: dict) -> str:
                 out.append(f"          drops by counter: {nz}")
             c = r.get("cpu_us_per_frame") or {}
             if c:
-                out.append(f"          CPU per delivered frame: " + ", ".join(f"{k} {v:.2f} us" for k, v in c.items())
+                out.append("          CPU per delivered frame: " + ", ".join(f"{k} {v:.2f} us" for k, v in c.items())
                            + "; cores busy: " + ", ".join(f"{k} {v:.2f}" for k, v in r["cpu_cores"].items()))
     if res.get("latency"):
         lat = res["latency"]

@@ -205,8 +205,10 @@ class NodeCommands:
         return self.stack.neigh_flush()
 
     def _cmd_stats(self, dev: str = "vnet0") -> dict:
-        """``dev``'s counters (vnet0's by default), the stack's, and under "nics" every NIC's."""
-        d = self._dev(dev)
+        """``dev``'s counters (vnet0's by default), the stack's, and under "nics" every NIC's.
+        A NIC is found among the node's own (so the final counters can be read after close
+        unregistered it), any other device in the namespace."""
+        d = next((n for n in self.nics if n.name == dev), None) or self._dev(dev)
         return {
             "dev": d.name,
             "stats64": _stats64(d),
@@ -514,8 +516,6 @@ class NodeCommands:
 
     def _dev(self, name: str):
         dev = self.ns.get(name)
-        if dev is None:  # after close() the NICs are unregistered: final_stats still reads them
-            dev = next((n for n in self.nics if n.name == name), None)
         if dev is None:
             names = ", ".join(d.name for d in self.ns.devices())
             raise ControlError(f"no device {name!r} on node {self.config.name} (devices: {names})")

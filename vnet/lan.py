@@ -782,35 +782,6 @@ class Lan:
         return await spawn_pack(name, args, nodes, self.runtime_dir, self.start_timeout)
 
 
-async def spawn_daemon(name: str, args: list[str], runtime_dir: str, start_timeout: float) -> tuple[_Proc, dict]:
-    """Start ``vnet ARGS`` as daemon ``name`` (its log in ``runtime_dir``, dying with this
-    process) and wait for its ready line; its _Proc and the line's JSON. LanError (the
-    process stopped) if it fails or is not ready within ``start_timeout`` s."""
-    log_path = os.path.join(runtime_dir, f"{name}.log")
-    env = dict(os.environ, VNET_RUNTIME_DIR=runtime_dir, PYTHONUNBUFFERED="1")
-    with open(log_path, "ab") as log:
-        proc = await asyncio.create_subprocess_exec(
-            *vnet_command(), *args, stdout=asyncio.subprocess.PIPE, stderr=log,
-            stdin=asyncio.subprocess.DEVNULL, env=env, preexec_fn=_die_with_parent(),
-        )
-    p = _Proc(name, proc, log_path, args)
-    try:
-        line = await asyncio.wait_for(proc.stdout.readline(), start_timeout)
-    except asyncio.TimeoutError:
-        stacks = await _dump_stacks(p)
-        await _terminate(p)
-        raise LanError(f"{name} did not become ready within {start_timeout:g} s; its log and "
-                       f"where it was stuck:\n{p.log_tail(60)}{stacks}") from None
-    except asyncio.CancelledError:  # a sibling failed (Lan.start): the process is ours to stop
-        await _terminate(p)
-        raise
-    text = line.decode(errors="replace").strip()
-    if not text.startswith(READY_PREFIX):
-        await _terminate(p)
-        raise LanError(f"{name} failed to start (exit {proc.returncode}):\n{text}\n{p.log_tail()}")
-    return p, json.loads(text[len(READY_PREFIX):])
-
-
 async def spawn_pack(name: str, args: list[str], nodes: list[str], runtime_dir: str,
                      start_timeout: float) -> tuple[_Pack, dict[str, dict]]:
     """Start ``vnet ARGS`` (a ``vnet nodes`` process) as ``name`` and read its ready line for
@@ -865,6 +836,35 @@ def pack_args(runtime_dir: str, name: str, entries: list[dict], ready_timeout: f
     with open(config, "w") as fh:
         json.dump({"nodes": entries, "ready_timeout": ready_timeout, "metrics": metrics or "off"}, fh)
     return ["nodes", "--config", config, "--log-level", "warning"]
+
+
+async def spawn_daemon(name: str, args: list[str], runtime_dir: str, start_timeout: float) -> tuple[_Proc, dict]:
+    """Start ``vnet ARGS`` as daemon ``name`` (its log in ``runtime_dir``, dying with this
+    process) and wait for its ready line; its _Proc and the line's JSON. LanError (the
+    process stopped) if it fails or is not ready within ``start_timeout`` s."""
+    log_path = os.path.join(runtime_dir, f"{name}.log")
+    env = dict(os.environ, VNET_RUNTIME_DIR=runtime_dir, PYTHONUNBUFFERED="1")
+    with open(log_path, "ab") as log:
+        proc = await asyncio.create_subprocess_exec(
+            *vnet_command(), *args, stdout=asyncio.subprocess.PIPE, stderr=log,
+            stdin=asyncio.subprocess.DEVNULL, env=env, preexec_fn=_die_with_parent(),
+        )
+    p = _Proc(name, proc, log_path, args)
+    try:
+        line = await asyncio.wait_for(proc.stdout.readline(), start_timeout)
+    except asyncio.TimeoutError:
+        stacks = await _dump_stacks(p)
+        await _terminate(p)
+        raise LanError(f"{name} did not become ready within {start_timeout:g} s; its log and "
+                       f"where it was stuck:\n{p.log_tail(60)}{stacks}") from None
+    except asyncio.CancelledError:  # a sibling failed (Lan.start): the process is ours to stop
+        await _terminate(p)
+        raise
+    text = line.decode(errors="replace").strip()
+    if not text.startswith(READY_PREFIX):
+        await _terminate(p)
+        raise LanError(f"{name} failed to start (exit {proc.returncode}):\n{text}\n{p.log_tail()}")
+    return p, json.loads(text[len(READY_PREFIX):])
 
 
 async def _all_or_none(coros: Iterable[Awaitable[Any]]) -> None:

@@ -16,7 +16,43 @@ from collections import deque
 from typing import Callable, Iterable
 
 
-class Hub:
+class _Wire:
+    """What Hub and Net share: the fake clock, stack API calls whose frames go on the wire,
+    and running the stacks' timers. A subclass has ``stacks`` and ``send(src, frames)``."""
+
+    now: float
+    stacks: dict
+    send: Callable[[str, Iterable[bytes]], None]  # each wire delivers in its own way
+
+    def call(self, src: str, method: str, *args, **kwargs):
+        """``stacks[src].method(*args, now, **kwargs)`` with the wire's clock; frames it
+        returns go on the wire. Returns what the method returned."""
+        out = getattr(self.stacks[src], method)(*args, self.now, **kwargs)
+        if isinstance(out, list):
+            self.send(src, out)
+        return out
+
+    def run(self, until: float) -> None:
+        """Advance the clock to ``until``, running every timer due on the way."""
+        while True:
+            due = [d for d in (s.next_deadline() for s in self.stacks.values()) if d is not None]
+            if not due or min(due) > until:
+                break
+            self.now = max(self.now, min(due))
+            for name, stack in self.stacks.items():
+                d = stack.next_deadline()
+                if d is not None and d <= self.now:
+                    self.send(name, stack.tick(self.now))
+        self.now = max(self.now, until)
+
+    def advance(self, dt: float) -> None:
+        self.run(self.now + dt)
+
+    def events(self, name: str) -> list:
+        return self.stacks[name].next_events()
+
+
+class Hub(_Wire):
     def __init__(self, now: float = 0.0, max_frames: int = 100_000) -> None:
         self.now = now
         self.stacks: dict[str, object] = {}
@@ -50,33 +86,6 @@ class Hub:
                 if flood or stack.mac == dst:
                     queue.extend((other, f) for f in stack.receive(frame, self.now))
 
-    def call(self, src: str, method: str, *args):
-        """``stacks[src].method(*args, now)`` with the hub's clock; frames it returns go on
-        the wire. Returns what the method returned."""
-        out = getattr(self.stacks[src], method)(*args, self.now)
-        if isinstance(out, list):
-            self.send(src, out)
-        return out
-
-    def run(self, until: float) -> None:
-        """Advance the clock to ``until``, running every timer due on the way."""
-        while True:
-            due = [d for d in (s.next_deadline() for s in self.stacks.values()) if d is not None]
-            if not due or min(due) > until:
-                break
-            self.now = max(self.now, min(due))
-            for name, stack in self.stacks.items():
-                d = stack.next_deadline()
-                if d is not None and d <= self.now:
-                    self.send(name, stack.tick(self.now))
-        self.now = max(self.now, until)
-
-    def advance(self, dt: float) -> None:
-        self.run(self.now + dt)
-
-    def events(self, name: str) -> list:
-        return self.stacks[name].next_events()
-
     def frames_from(self, name: str, since: float = float("-inf")) -> list[bytes]:
         return [f for t, n, f in self.trace if n == name and t >= since]
 
@@ -105,7 +114,7 @@ def make_lan(n: int = 3, *, settle: bool = True, **stack_kwargs) -> Hub:
     return hub
 
 
-class Net:
+class Net(_Wire):
     """Several Ethernet segments (zero-latency hubs) and stacks with devices on them, for
     routing tests: ``plug(segment, name, stack, dev)`` puts device ``dev`` of stack
     ``name`` on ``segment``. A frame a stack returns goes out of the device it names
@@ -153,30 +162,6 @@ class Net:
                 if flood or ostack.devs[odev].dev.mac == dst:
                     queue.extend((other, f) for f in ostack.receive(bytes(frame), self.now,
                                                                     dev=odev))
-
-    def call(self, src: str, method: str, *args, **kwargs):
-        out = getattr(self.stacks[src], method)(*args, self.now, **kwargs)
-        if isinstance(out, list):
-            self.send(src, out)
-        return out
-
-    def run(self, until: float) -> None:
-        while True:
-            due = [d for d in (s.next_deadline() for s in self.stacks.values()) if d is not None]
-            if not due or min(due) > until:
-                break
-            self.now = max(self.now, min(due))
-            for name, stack in self.stacks.items():
-                d = stack.next_deadline()
-                if d is not None and d <= self.now:
-                    self.send(name, stack.tick(self.now))
-        self.now = max(self.now, until)
-
-    def advance(self, dt: float) -> None:
-        self.run(self.now + dt)
-
-    def events(self, name: str) -> list:
-        return self.stacks[name].next_events()
 
     def frames_on(self, segment: str, since: float = float("-inf")) -> list[bytes]:
         """Frames sent onto ``segment`` (by any device plugged there)."""

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.lan.helpers import frame, poll_until, stats64
+from tests.lan.helpers import poll_until, stats64
 
 
 def vnet(lan, *args: str, node: str | None = "node1", timeout: float = 60) -> subprocess.CompletedProcess:

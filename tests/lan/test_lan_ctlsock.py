@@ -124,9 +124,10 @@ async def test_a_stale_socket_is_taken_over_and_only_the_own_socket_is_unlinked(
 
 
 @pytest.mark.vnet_lan(nodes=2)
-async def test_the_embedded_lan_listens_on_no_tcp_port(vnet_lan):
+async def test_the_embedded_lan_listens_on_tcp_only_for_metrics_on_loopback(vnet_lan):
     """Every daemon of an embedded LAN runs on this host: the switch's data and control
-    endpoints are ipc sockets only the LAN's user can open, and no daemon listens on TCP."""
+    endpoints are ipc sockets only the LAN's user can open, and the one TCP port a daemon
+    listens on is its Prometheus endpoint, on loopback."""
     for endpoint in (vnet_lan.switch.data, vnet_lan.switch.control):
         assert endpoint.startswith("ipc://"), endpoint
         mode = os.stat(endpoint[len("ipc://"):]).st_mode
@@ -137,5 +138,9 @@ async def test_the_embedded_lan_listens_on_no_tcp_port(vnet_lan):
     listening = subprocess.run(["ss", "-Hltnp"], capture_output=True, text=True, check=True).stdout
     pids = vnet_lan.pids()
     assert len(pids) == 3
+    metrics = {h.name: h.metrics_url for h in vnet_lan.nodes} | {"switch": vnet_lan.switch.metrics_url}
     for name, pid in pids.items():
-        assert f"pid={pid}," not in listening, f"{name} (pid {pid}) listens on TCP:\n{listening}"
+        ports = [line.split()[3] for line in listening.splitlines() if f"pid={pid}," in line]
+        host_port = metrics[name].removeprefix("http://").removesuffix("/metrics")
+        assert ports == [host_port] and host_port.startswith("127.0.0.1:"), \
+            f"{name} (pid {pid}) listens on TCP {ports}, its metrics are {metrics[name]}:\n{listening}"

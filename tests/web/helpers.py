@@ -89,7 +89,7 @@ class Daemons:
         return json.loads(line[len(READY_PREFIX):])
 
     async def switch(self, name: str) -> dict:
-        return await self.start("switch", "--bind", f"ipc://{self.dir}/{name}.data",
+        return await self.start("switch", "--name", name, "--bind", f"ipc://{self.dir}/{name}.data",
                                 "--switch-control", f"ipc://{self.dir}/{name}.sock")
 
     async def node(self, name: str, switch: str, cidr: str) -> dict:

@@ -119,8 +119,8 @@ async def test_page_draws_the_lan_shows_rates_and_cuts_a_cable(tmp_path):
                     async def drops_shown():
                         return nonzero(await cell(page, "drops", "node4"))
                     await poll_until(drops_shown, "node4's drops on the page", timeout=10, every=0.2)
-                    os.makedirs(os.path.dirname(SCREENSHOT), exist_ok=True)
                     shot = os.environ.get(SCREENSHOT_ENV) or str(tmp_path / "web.png")
+                    os.makedirs(os.path.dirname(os.path.abspath(shot)), exist_ok=True)
                     await page.screenshot(path=shot, full_page=True)
 
                     # restored from the page too

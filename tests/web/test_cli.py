@@ -103,7 +103,7 @@ async def test_several_switch_control_endpoints():
                     st = json.loads(raw)
                     return {n["name"] for n in st["nodes"]} == {"a", "b"} and st
                 state = await poll_until(both, "nodes a and b on the page's state")
-                assert [s["name"] for s in state["switches"]] == ["switch1", "switch2"]
+                assert [s["name"] for s in state["switches"]] == ["s1", "s2"]  # each switch's own --name
             finally:
                 assert await web.stop() == 0
     finally:

@@ -4,12 +4,14 @@ a node and of the switch and their clients, daemon logging, and the argument par
 from __future__ import annotations
 
 import argparse
+import asyncio
 import glob
 import json
 import logging
 import os
+import signal
 import sys
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from vnet.proto.control import ControlClient, node_control_endpoint, runtime_dir, switch_control_endpoint
 
@@ -145,3 +147,40 @@ class IntermixedParser(Parser):
             return self.parse_known_intermixed_args(args, namespace)
         finally:
             self._inner = False
+
+
+async def run_until_stopped(target: Any, what: str, describe: Callable[[], Awaitable[None]], stop_hint: str) -> int:
+    """``vnet lan up`` and ``vnet lab up``: start ``target`` (a Lan or a LabRunner: ``start``,
+    ``wait_failure``, ``failure``, ``close``), ``describe()`` it, then run until SIGINT or
+    SIGTERM (exit 0) or until it fails, a daemon dead past its restarts (exit 1); a start
+    that fails exits 2. ``target`` is closed whatever happens."""
+    from vnet.handles import LanError
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        try:
+            await target.start()
+        except LanError as exc:
+            print(f"vnet: error: {exc}", file=sys.stderr)
+            return 2
+        await describe()
+        print(stop_hint, flush=True)
+        waiters = {loop.create_task(stop.wait()), loop.create_task(target.wait_failure())}
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:  # the one still waiting is cancelled and awaited
+            for task in waiters:
+                task.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
+        if target.failure is not None:
+            print(f"vnet: error: the {what} failed: {target.failure}; stopping it", file=sys.stderr, flush=True)
+            return 1
+        print(f"stopping the {what}", flush=True)
+        return 0
+    finally:
+        await target.close()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)

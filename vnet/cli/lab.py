@@ -11,7 +11,7 @@ import os
 import signal
 import sys
 
-from vnet.cli.common import CliError
+from vnet.cli.common import CliError, run_until_stopped
 
 
 def _load(path: str):
@@ -49,6 +49,8 @@ async def _describe(runner) -> None:
     from vnet.proto.control import ControlError
 
     lab = runner.lab
+    if runner.cleaned:  # what a killed earlier run of the lab left, now removed
+        print(f"vnet: {runner.cleaned}", file=sys.stderr)
     print(f"vnet lab {lab.name} up (runtime directory {runner.runtime_dir})")
     for sw in lab.switches:
         h = runner.switch(sw.name)
@@ -83,41 +85,12 @@ async def _describe(runner) -> None:
 async def lab_up(lab) -> int:
     """``vnet lab up``: run the lab until SIGINT/SIGTERM (or ``vnet lab down``), or until one
     of its daemons dies (exit 1)."""
-    from vnet.handles import LanError
     from vnet.lab.run import LabRunner
 
     logging.basicConfig(level=logging.WARNING, format="vnet lab: %(message)s", stream=sys.stderr)
     runner = LabRunner(lab, runtime_dir=lab_runtime_dir(lab.name))
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        try:
-            await runner.start()
-        except LanError as exc:
-            print(f"vnet: error: {exc}", file=sys.stderr)
-            return 2
-        if runner.cleaned:
-            print(f"vnet: {runner.cleaned}", file=sys.stderr)
-        await _describe(runner)
-        print(f"Ctrl-C, SIGTERM or `vnet lab down {lab.name}` stops the lab.", flush=True)
-        waiters = {loop.create_task(stop.wait()), loop.create_task(runner.wait_failure())}
-        try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in waiters:
-                task.cancel()
-            await asyncio.gather(*waiters, return_exceptions=True)
-        if runner.failure is not None:
-            print(f"vnet: error: the lab failed: {runner.failure}; stopping it", file=sys.stderr, flush=True)
-            return 1
-        print("stopping the lab", flush=True)
-        return 0
-    finally:
-        await runner.close()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+    return await run_until_stopped(runner, "lab", lambda: _describe(runner),
+                                   f"Ctrl-C, SIGTERM or `vnet lab down {lab.name}` stops the lab.")
 
 
 def lab_down(which: str | None, grace: float = 30.0) -> int:

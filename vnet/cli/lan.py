@@ -6,10 +6,9 @@ import argparse
 import asyncio
 import json
 import logging
-import signal
 import sys
 
-from vnet.cli.common import CliError, Parser
+from vnet.cli.common import CliError, Parser, run_until_stopped
 
 
 def cmd_lan(args: argparse.Namespace) -> int:
@@ -49,7 +48,7 @@ async def lan_up(nodes: int, subnet: str, curve: bool = False, bind: str | None 
     end of its log) and restarted, up to RESTARTS times in RESTART_WINDOW s; past that the LAN
     is stopped and the command exits 1 saying why. Daemons left by an earlier ``vnet lan up``
     that was killed are stopped first, and said so."""
-    from vnet.lan import Lan, LanError  # zmq and the LAN only for `vnet lan`
+    from vnet.lan import Lan  # zmq and the LAN only for `vnet lan`
     from vnet.proto.control import runtime_dir
 
     logging.basicConfig(level=logging.WARNING, format="vnet lan: %(message)s", stream=sys.stderr)
@@ -59,16 +58,7 @@ async def lan_up(nodes: int, subnet: str, curve: bool = False, bind: str | None 
               switch_control=switch_control, runtime_dir=runtime_dir(), curve=curve, stack=stack, name="lan",
               restarts=RESTARTS, restart_window=RESTART_WINDOW, nodes_per_process=nodes_per_process,
               start_timeout=max(60.0, nodes / 10))
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        try:
-            await lan.start()
-        except LanError as exc:
-            print(f"vnet: error: {exc}", file=sys.stderr)
-            return 2
+    async def describe() -> None:
         print(f"vnet LAN up: switch {lan.switch.data} (control {lan.switch.control}), subnet {lan.subnet}")
         if lan.switch.metrics_url:
             print(f"  switch metrics {lan.switch.metrics_url}")
@@ -88,23 +78,8 @@ async def lan_up(nodes: int, subnet: str, curve: bool = False, bind: str | None 
             keys = lan.keys_dir
             print(f"CURVE on, keys in {keys}; ask the switch with VNET_CURVE_SECRET={keys}/switch.key_secret "
                   f"VNET_CURVE_SERVER_KEY={keys}/switch.key vnet switch fdb")
-        print("Ctrl-C (or SIGTERM) stops the LAN.", flush=True)
-        waiters = {loop.create_task(stop.wait()), loop.create_task(lan.wait_failure())}
-        try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:  # the one still waiting is cancelled and awaited
-            for task in waiters:
-                task.cancel()
-            await asyncio.gather(*waiters, return_exceptions=True)
-        if lan.failure is not None:
-            print(f"vnet: error: the LAN failed: {lan.failure}; stopping it", file=sys.stderr, flush=True)
-            return 1
-        print("stopping the LAN", flush=True)
-        return 0
-    finally:
-        await lan.close()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+
+    return await run_until_stopped(lan, "LAN", describe, "Ctrl-C (or SIGTERM) stops the LAN.")
 
 
 async def lan_demo(nodes: int, subnet: str, as_json: bool = False, count: int = 3, curve: bool = False,

@@ -44,7 +44,7 @@ SWITCH = ["switch", "--bind", "tcp://127.0.0.1:0", "--switch-control", "tcp://12
     (SWITCH + ["--heartbeat-interval", "3", "--heartbeat-timeout", "1"], "must be longer than heartbeat_interval"),
     (SWITCH + ["--bind", "tcp://203.0.113.1:5540"], "cannot bind the switch data endpoint"),
     (["lan", "demo", "--subnet", "10.0.0.0/33"], "not a valid netmask"),
-    (["lan", "demo", "--nodes", "300"], "has room for 1 to 254 nodes"),
+    (["lan", "demo", "--nodes", "300", "--subnet", "10.0.0.0/24"], "has room for 1 to 254 nodes"),
 ])
 def test_bad_configuration_stops_with_what_to_fix(args, message):
     r = subprocess.run([sys.executable, "-m", "vnet.cli", *args], capture_output=True, text=True, timeout=30)

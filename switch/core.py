@@ -324,10 +324,10 @@ class SwitchCore:
         self._next_id = 1
         self._admin_down: set[str] = set()  # names of ports set down (kept across re-attaching)
         self._vlans: dict[str, PortVlan] = {}  # VLAN configuration by port name (kept likewise)
-        for name, cfg in (vlans or {}).items():
+        for port_name, cfg in (vlans or {}).items():
             if not isinstance(cfg, PortVlan):
-                raise ValueError(f"vlans[{name!r}] must be a PortVlan, got {cfg!r}")
-            self._vlans[name] = cfg
+                raise ValueError(f"vlans[{port_name!r}] must be a PortVlan, got {cfg!r}")
+            self._vlans[port_name] = cfg
         self.vlan_ports = 0  # attached ports with a VLAN configuration: forward.py's VLAN path
         self.generation = 0  # changes whenever a port attaches or detaches
         self._offence_log = RateLimit()  # bad input is counted always, logged at most 10 per 5 s

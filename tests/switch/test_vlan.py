@@ -332,3 +332,8 @@ def test_the_number_of_configured_port_names_is_bounded(monkeypatch):
     core.set_vlan("y", PortVlan("access", vlan=20), 0.0)  # changing one is always possible
     core.set_vlan("x", None, 0.0)
     core.set_vlan("z", cfg, 0.0)
+
+
+def test_vlans_at_start_leave_the_switch_its_name():
+    core = SwitchCore(name="core", vlans={"a1": parse_spec("access:10"), "edge1": parse_spec("trunk:10,20")})
+    assert core.stats()["name"] == "core" and core.stp_show(0.0)["name"] == "core"

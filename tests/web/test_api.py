@@ -228,3 +228,26 @@ async def test_a_runtime_directory_with_several_switches():
                 await client.close()
     finally:
         shutil.rmtree(rdir, ignore_errors=True)
+
+
+@pytest.mark.vnet_lab("labs/trunks.yml")
+async def test_a_lab_shows_its_switches_trunks_and_the_blocked_one(vnet_lab):
+    """A lab's runtime directory: every switch under its own name, the trunks between them
+    (spanning tree blocks one of the two parallel ones), every node with its address."""
+    app = make_app(runtime_dir_target(vnet_lab.runtime_dir), interval=0.2)
+    client = TestClient(TestServer(app, host="127.0.0.1"))
+    await client.start_server()
+    try:
+        async def complete():
+            st = await (await client.get("/api/state")).json()
+            trunks = [p for s in st["switches"] for p in s["ports"] if p["kind"] == "trunk"]
+            states = sorted((p.get("stp") or {}).get("state") or "" for p in trunks)
+            return len(trunks) == 4 and states.count("discarding") == 1 and st
+        state = await poll_until(complete, "both trunks on both switches, one of them discarding", timeout=20)
+        assert sorted(s["name"] for s in state["switches"]) == sorted(sw.name for sw in vnet_lab.lab.switches)
+        nodes = {n["name"]: n["ips"] for n in state["nodes"]}
+        assert set(nodes) == {n.name for n in vnet_lab.lab.nodes} and all(nodes.values()), nodes
+        vlans = {n["name"]: n["vlans"] for n in state["nodes"]}
+        assert vlans == {"a1": [10], "a2": [10], "b1": [20], "b2": [20]}, vlans
+    finally:
+        await client.close()

@@ -8,7 +8,9 @@ sharing two cores:
 - ``tx``: the sending node: skb allocation, dev_queue_xmit, qdisc, ndo_start_xmit, TX ring,
   the TX DMA engine packing the batch for the wire (switch/wire.py), TX completion in NAPI;
 - ``switch``: SwitchCore.handle on a FRAMES batch of one flow (parse, learn, look up, group
-  by port), and ``switch-mixed``: frames alternating between two output ports;
+  by port), ``switch-mixed``: frames alternating between two output ports, and
+  ``switch-vlan``: the one flow through 802.1Q ports (from an access port in VLAN 10 to a trunk
+  that carries it tagged: the VLAN path, a tag pushed on every frame);
 - ``flood``: SwitchCore.handle on broadcasts with 1,000 ports attached (``--ports``): a
   batch of one broadcast (one frame a message, as ARP requests come) and of 64, reported
   per broadcast and per delivered copy; the copies for one port stay one message (the
@@ -105,11 +107,15 @@ def rx_cost(size: int, frames: int, batch: int) -> float:
     return dt / got[0] * 1e6
 
 
-def switch_cost(size: int, frames: int, batch: int, mixed: bool = False) -> float:
-    """One flow (every frame alike), or ``mixed``: frames alternating between two ports."""
+def switch_cost(size: int, frames: int, batch: int, mixed: bool = False, vlan: bool = False) -> float:
+    """One flow (every frame alike), or ``mixed``: frames alternating between two ports;
+    ``vlan``: a is an access port in VLAN 10, b a trunk sending VLAN 10 tagged."""
     from vnet.switch.core import SwitchCore
+    from vnet.switch.vlan import parse_spec
 
-    core = SwitchCore()
+    vlans = {"a": parse_spec("access:10"), "b": parse_spec("trunk:10:native=10:native-tagged"),
+             "c": parse_spec("access:10")} if vlan else None
+    core = SwitchCore(vlans=vlans)
     core.handle(b"a", wire.hello("a", [mac(1)], 1500), 0.0)
     core.handle(b"b", wire.hello("b", [mac(2)], 1500), 0.0)
     core.handle(b"c", wire.hello("c", [mac(3)], 1500), 0.0)
@@ -122,7 +128,10 @@ def switch_cost(size: int, frames: int, batch: int, mixed: bool = False) -> floa
     t = time.perf_counter()
     for i in range(rounds):
         core.handle(b"a", msg, 1.0)
-    return (time.perf_counter() - t) / (rounds * batch) * 1e6
+    dt = time.perf_counter() - t
+    if core.totals.tx_packets != rounds * batch:
+        raise RuntimeError(f"switch micro benchmark forwarded {core.totals.tx_packets} of {rounds * batch}")
+    return dt / (rounds * batch) * 1e6
 
 
 def flood_cost(ports: int, frames: int, batch: int) -> dict:
@@ -163,13 +172,14 @@ def main() -> None:
         out[f"tx_{size}"] = min(tx_cost(size, ns.frames) for _ in range(3))
         out[f"switch_{size}"] = min(switch_cost(size, ns.frames, 64) for _ in range(3))
         out[f"switch-mixed_{size}"] = min(switch_cost(size, ns.frames, 64, mixed=True) for _ in range(3))
+        out[f"switch-vlan_{size}"] = min(switch_cost(size, ns.frames, 64, vlan=True) for _ in range(3))
         out[f"rx_{size}"] = min(rx_cost(size, ns.frames, 64) for _ in range(3))
     if ns.json:
         print(json.dumps(out))
         return
-    print(f"{'stage':<8} {'60 B us/frame':>14} {'1514 B us/frame':>16}")
-    for stage in ("tx", "switch", "switch-mixed", "rx"):
-        print(f"{stage:<8} {out[f'{stage}_60']:>14.3f} {out[f'{stage}_1514']:>16.3f}")
+    print(f"{'stage':<12} {'60 B us/frame':>14} {'1514 B us/frame':>16}")
+    for stage in ("tx", "switch", "switch-mixed", "switch-vlan", "rx"):
+        print(f"{stage:<12} {out[f'{stage}_60']:>14.3f} {out[f'{stage}_1514']:>16.3f}")
     for batch in (1, 64):
         f = out[f"flood_{ns.ports}p_x{batch}"]
         print(f"flood to {ns.ports} ports, {batch:>2} broadcasts a message: {f['us_per_broadcast']:.1f} us a broadcast, "

@@ -476,6 +476,24 @@ def project_containers(client, project: str) -> list[dict]:
     return out
 
 
+def remove_project(client, project: str) -> list[str]:
+    """Remove every container, network and volume labelled with compose project ``project``
+    (what ``compose down`` did not, or a killed run left); what was removed ("container X",
+    "network Y", "volume Z")."""
+    flt = {"label": f"{PROJECT_LABEL}={project}"}
+    removed = []
+    for c in client.containers.list(all=True, filters=flt):
+        c.remove(force=True, v=True)
+        removed.append(f"container {c.name}")
+    for n in client.networks.list(filters=flt):
+        n.remove()
+        removed.append(f"network {n.name}")
+    for v in client.volumes.list(filters=flt):
+        v.remove(force=True)
+        removed.append(f"volume {v.name}")
+    return removed
+
+
 def free_docker_subnet(client=None) -> str:
     """A /24 in 172.30.0.0/16 that no Docker network uses yet."""
     own = client is None
@@ -706,13 +724,7 @@ class DockerLan:
         return {kind: [r.name for r in items] for kind, items in left.items()}
 
     def _remove_leftovers(self) -> None:
-        left = self._resources_now()
-        for c in left["containers"]:
-            c.remove(force=True, v=True)
-        for n in left["networks"]:
-            n.remove()
-        for v in left["volumes"]:
-            v.remove(force=True)
+        remove_project(self.docker, self.project)
 
     async def close(self) -> None:
         programs, self.programs[:] = list(self.programs), []

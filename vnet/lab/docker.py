@@ -22,7 +22,7 @@ import sys
 import tempfile
 from typing import Callable
 
-from vnet.docker_lan import PROJECT_LABEL, DockerLan, docker_available, docker_client
+from vnet.docker_lan import DockerLan, docker_available, docker_client, remove_project
 from vnet.handles import LanError, NodeHandle, SwitchHandle
 from vnet.lab.compose import compose_text, project
 from vnet.lab.schema import Lab
@@ -32,23 +32,6 @@ DEFAULT_IMAGE = "vnet:latest"
 
 def lab_image() -> str:
     return os.environ.get("VNET_IMAGE") or DEFAULT_IMAGE
-
-
-def remove_project(client, name: str) -> list[str]:
-    """Remove every container, network and volume labelled with compose project ``name``;
-    what was removed, as "container X" etc."""
-    flt = {"label": f"{PROJECT_LABEL}={name}"}
-    removed = []
-    for c in client.containers.list(all=True, filters=flt):
-        c.remove(force=True, v=True)
-        removed.append(f"container {c.name}")
-    for n in client.networks.list(filters=flt):
-        n.remove()
-        removed.append(f"network {n.name}")
-    for v in client.volumes.list(filters=flt):
-        v.remove(force=True)
-        removed.append(f"volume {v.name}")
-    return removed
 
 
 class DockerLabRunner:

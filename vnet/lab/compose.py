@@ -89,7 +89,8 @@ def compose_text(lab: Lab) -> str:
               f"# lab runs. The image: `vnet compose --build DIR` once (vnet:latest), then:\n"
               f"#   docker compose -p {project(lab)} -f THIS_FILE up -d\n"
               f"#   docker compose -p {project(lab)} -f THIS_FILE exec NODE vnet ping -c 3 IP\n"
-              f"#   docker compose -p {project(lab)} -f THIS_FILE down\n")
+              f"#   docker compose -p {project(lab)} -f THIS_FILE down\n"
+              f"# `vnet lab demo {lab.path} --docker` does all that; `vnet web --docker {project(lab)}` shows it.\n")
     return header + yaml.dump(compose_dict(lab), Dumper=_Dumper, sort_keys=False, default_flow_style=False,
                               width=100)
 

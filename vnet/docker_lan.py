@@ -444,10 +444,54 @@ async def _run(*cmd: str, env: dict | None = None, timeout: float = 600) -> str:
         proc.kill()
         await proc.wait()
         raise LanError(f"{' '.join(cmd)} took longer than {timeout:g} s") from None
+    except BaseException:  # cancelled (Ctrl-C): the compose command must not run on unowned
+        if proc.returncode is None:
+            proc.kill()
+            await asyncio.shield(proc.wait())
+        raise
     text = out.decode(errors="replace")
     if proc.returncode != 0:
         raise LanError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{text[-3000:]}")
     return text
+
+
+def project_containers(client, project: str) -> list[dict]:
+    """The containers of compose project ``project`` (by compose's label), each as a dict:
+    name, service, role (``VNET_ROLE``: switch, node, or None for a container without vnet),
+    node (``VNET_NODE``, else the hostname), status, health, ip (on its first network)."""
+    out = []
+    for c in client.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={project}"}):
+        attrs = c.attrs
+        env = dict(e.split("=", 1) for e in attrs["Config"]["Env"] or [] if "=" in e)
+        nets = attrs["NetworkSettings"]["Networks"] or {}
+        out.append({
+            "name": c.name,
+            "service": c.labels.get(SERVICE_LABEL, ""),
+            "role": env.get("VNET_ROLE"),  # switch, node, or None: no vnet in it
+            "node": env.get("VNET_NODE") or attrs["Config"]["Hostname"],
+            "status": attrs["State"]["Status"],
+            "health": (attrs["State"].get("Health") or {}).get("Status"),
+            "ip": next((n["IPAddress"] for n in nets.values() if n.get("IPAddress")), None),
+        })
+    return out
+
+
+def remove_project(client, project: str) -> list[str]:
+    """Remove every container, network and volume labelled with compose project ``project``
+    (what ``compose down`` did not, or a killed run left); what was removed ("container X",
+    "network Y", "volume Z")."""
+    flt = {"label": f"{PROJECT_LABEL}={project}"}
+    removed = []
+    for c in client.containers.list(all=True, filters=flt):
+        c.remove(force=True, v=True)
+        removed.append(f"container {c.name}")
+    for n in client.networks.list(filters=flt):
+        n.remove()
+        removed.append(f"network {n.name}")
+    for v in client.volumes.list(filters=flt):
+        v.remove(force=True)
+        removed.append(f"volume {v.name}")
+    return removed
 
 
 def free_docker_subnet(client=None) -> str:
@@ -476,12 +520,15 @@ class DockerLan:
 
     ``compose_file`` defaults to vnet's own (written out by ``vnet compose``). ``scale``
     starts that many replicas of the scalable ``node`` service (addresses by DHCP) besides the
-    named nodes. ``project`` defaults to a unique name. The LAN owns one Docker SDK client
+    named nodes; None for a compose file without that service (a lab's, vnet/lab/compose.py).
+    ``project`` defaults to a unique name. Every container whose ``VNET_ROLE`` is ``switch``
+    is a switch (``switches`` by service name; ``switch`` is the service called so, or the
+    only one), every ``node`` one a node (``nodes``, ``node(name)``). The LAN owns one Docker SDK client
     and one control channel per container; ``close()`` ends them all.
     """
 
     def __init__(self, compose_file: str | os.PathLike = "docker-compose.yml", *, project: str | None = None,
-                 scale: int = 0, start_timeout: float = 180.0, env: dict[str, str] | None = None,
+                 scale: int | None = 0, start_timeout: float = 180.0, env: dict[str, str] | None = None,
                  overrides: tuple[str | os.PathLike, ...] = ()) -> None:
         self.compose_file = str(Path(compose_file).resolve())
         self.overrides = [str(Path(f).resolve()) for f in overrides]
@@ -497,6 +544,7 @@ class DockerLan:
         self._env.setdefault("VNET_DOCKER_SUBNET", free_docker_subnet(self.docker))
         self.nodes: list[NodeHandle] = []
         self.switch: SwitchHandle | None = None
+        self.switches: dict[str, SwitchHandle] = {}
         self._channels: dict[str, DockerStreamClient] = {}
         self.programs: list[ContainerProcess] = []  # what NodeHandle.popen started: stopped at close
 
@@ -515,11 +563,14 @@ class DockerLan:
 
     async def start(self) -> None:
         try:
-            await self.compose("up", "-d", "--no-build", "--scale", f"node={self.scale}")
+            await self.compose("up", "-d", "--no-build", *self._scale_args())
             await self.refresh()
         except BaseException:
             await self.close()
             raise
+
+    def _scale_args(self) -> list[str]:
+        return [] if self.scale is None else ["--scale", f"node={self.scale}"]
 
     async def scale_nodes(self, n: int) -> None:
         """``compose up -d --scale node=N``, then wait for every node to be ready."""
@@ -538,13 +589,19 @@ class DockerLan:
         """Wait until every container of the project is healthy, then (re)build the handles."""
         await poll_until(self._all_healthy, f"every container of {self.project} healthy", timeout=self.start_timeout, every=0.5)
         containers = await self._containers()
-        switch = [c for c in containers if c["service"] == "switch"]
-        if not switch:
+        switches = [c for c in containers if c["role"] == "switch"]
+        if not switches:
             raise LanError(f"{self.project} has no switch container")
+        for c in switches:
+            if c["service"] not in self.switches:
+                handle = SwitchHandle(self.channel(c["name"], switch=True),
+                                      "tcp://127.0.0.1:5541 in " + c["name"], f"tcp://{c['ip']}:5540")
+                handle.name = c["service"]
+                handle.container = c["name"]
+                self.switches[c["service"]] = handle
         if self.switch is None:
-            ip = switch[0]["ip"]
-            self.switch = SwitchHandle(self.channel(switch[0]["name"], switch=True),
-                                       "tcp://127.0.0.1:5541 in " + switch[0]["name"], f"tcp://{ip}:5540")
+            self.switch = self.switches.get("switch") or (
+                next(iter(self.switches.values())) if len(self.switches) == 1 else None)
         old = {n.name: n for n in self.nodes}
         nodes = []
         for c in containers:
@@ -638,21 +695,7 @@ class DockerLan:
         await self.compose("restart", "switch")
 
     def _containers_now(self) -> list[dict]:
-        out = []
-        for c in self.docker.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={self.project}"}):
-            attrs = c.attrs
-            env = dict(e.split("=", 1) for e in attrs["Config"]["Env"] or [] if "=" in e)
-            nets = attrs["NetworkSettings"]["Networks"] or {}
-            out.append({
-                "name": c.name,
-                "service": c.labels.get(SERVICE_LABEL, ""),
-                "role": env.get("VNET_ROLE"),  # switch, node, or None: no vnet in it
-                "node": env.get("VNET_NODE") or attrs["Config"]["Hostname"],
-                "status": attrs["State"]["Status"],
-                "health": (attrs["State"].get("Health") or {}).get("Status"),
-                "ip": next((n["IPAddress"] for n in nets.values() if n.get("IPAddress")), None),
-            })
-        return out
+        return project_containers(self.docker, self.project)
 
     async def _containers(self) -> list[dict]:
         return await asyncio.to_thread(self._containers_now)
@@ -681,13 +724,7 @@ class DockerLan:
         return {kind: [r.name for r in items] for kind, items in left.items()}
 
     def _remove_leftovers(self) -> None:
-        left = self._resources_now()
-        for c in left["containers"]:
-            c.remove(force=True, v=True)
-        for n in left["networks"]:
-            n.remove()
-        for v in left["volumes"]:
-            v.remove(force=True)
+        remove_project(self.docker, self.project)
 
     async def close(self) -> None:
         programs, self.programs[:] = list(self.programs), []
@@ -695,6 +732,7 @@ class DockerLan:
         channels, self._channels = list(self._channels.values()), {}
         await asyncio.gather(*(c.close() for c in channels))
         self.switch = None
+        self.switches.clear()
         try:
             await self.compose("down", "-v", "--remove-orphans", "--timeout", "5")
         finally:

@@ -70,8 +70,8 @@ async def test_no_lan_docker_and_a_busy_port_are_clear_errors(tmp_path):
     assert code == 2 and "no switch control socket (NAME.sock)" in err
     code, _, err = await run_web("--switch-control", f"ipc://{tmp_path}/none.sock")
     assert code == 2 and "no switch control socket" in err
-    code, _, err = await run_web("--docker", "myproject")
-    assert code == 2 and "not there yet" in err
+    code, _, err = await run_web("--docker", "myproject", "--runtime-dir", str(tmp_path))
+    assert code == 2 and "give it without --switch-control and --runtime-dir" in err
     async with Lan(1) as lan:
         web = await WebProcess.start("--listen", "127.0.0.1:0", "--runtime-dir", lan.runtime_dir)
         try:

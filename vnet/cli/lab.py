@@ -41,6 +41,8 @@ def cmd_lab(args: argparse.Namespace) -> int:
         return lab_compose(lab, args.output)
     if args.lab_cmd == "up":
         return asyncio.run(lab_up(lab))
+    if args.docker:
+        return lab_demo_docker(lab, as_json=args.json, count=args.count)
     return asyncio.run(lab_demo(lab, as_json=args.json, count=args.count))
 
 
@@ -144,14 +146,15 @@ def lab_down(which: str | None, grace: float = 30.0) -> int:
     return 0
 
 
-async def lab_demo(lab, as_json: bool = False, count: int = 3) -> int:
+async def lab_demo(lab, as_json: bool = False, count: int = 3, runner=None) -> int:
     """``vnet lab demo``: bring the lab up, every node pings every other node's addresses,
-    tear it down; 0 only if every pair answered."""
+    tear it down; 0 only if every pair answered. ``runner``: the lab's runner (default the
+    embedded ``LabRunner``; ``DockerLabRunner`` for ``--docker``)."""
     from vnet.handles import LanError
     from vnet.lab.demo import matrix, ping_all
     from vnet.lab.run import LabRunner
 
-    runner = LabRunner(lab)
+    runner = LabRunner(lab) if runner is None else runner
     try:
         try:
             await runner.start()
@@ -168,6 +171,31 @@ async def lab_demo(lab, as_json: bool = False, count: int = 3) -> int:
     print(matrix(records))
     print(f"\n{sum(r['ok'] for r in records)}/{len(records)} pairs answered: {'OK' if ok else 'FAILED'}")
     return 0 if ok else 1
+
+
+def lab_demo_docker(lab, as_json: bool = False, count: int = 3) -> int:
+    """``vnet lab demo --docker``: the demo with a container per switch and node
+    (vnet/lab/docker.py). SIGTERM stops it as Ctrl-C does: the project is torn down first."""
+    from vnet.handles import LanError
+    from vnet.lab.docker import DockerLabRunner
+
+    async def main() -> int:
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        try:
+            return await lab_demo(lab, as_json=as_json, count=count, runner=DockerLabRunner(lab))
+        finally:
+            loop.remove_signal_handler(signal.SIGTERM)
+
+    try:
+        return asyncio.run(main())
+    except LanError as exc:  # the runner could not even be made (no Compose installed)
+        print(f"vnet: error: {exc}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("vnet: lab demo interrupted; its containers are removed", file=sys.stderr)
+        return 130
 
 
 def lab_compose(lab, output: str | None) -> int:
@@ -199,6 +227,9 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     demo = lsub.add_parser("demo", parents=[common], help="bring the lab up, every node pings every other, tear down")
     demo.add_argument("file", metavar="FILE")
     demo.add_argument("--count", type=int, default=3, help="echoes per pair (default 3; one answer is enough)")
+    demo.add_argument("--docker", action="store_true",
+                      help="a container per switch and node (`vnet lab compose`'s file under docker compose, "
+                           "the image vnet:latest or $VNET_IMAGE), torn down afterwards")
     comp = lsub.add_parser("compose", parents=[common], help="write the lab as a docker-compose file")
     comp.add_argument("file", metavar="FILE")
     comp.add_argument("-o", "--output", default=None, metavar="OUT", help="where to write it (default: stdout)")

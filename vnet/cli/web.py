@@ -4,8 +4,8 @@ spanning tree, and buttons for cable cuts, impairments and captures.
 The LAN is found as the other commands find it: the switch of ``vnet lan up`` (the default
 switch control endpoint) and its nodes in the runtime directory; ``--switch-control EP``
 (repeatable) names switches; ``--runtime-dir DIR`` shows the LAN or lab whose sockets are in
-DIR (every ``NAME.sock`` a switch, every ``NAME.ctl`` a node). ``--docker PROJECT`` is not
-there yet.
+DIR (every ``NAME.sock`` a switch, every ``NAME.ctl`` a node); ``--docker PROJECT`` shows a
+running Docker LAN, the compose project's switch and node containers (vnet/web/docker.py).
 
 It listens on 127.0.0.1 by default. An address beyond loopback needs a token: ``--token T``,
 or one is made and printed; every request must carry it.
@@ -67,8 +67,15 @@ def _target(args: argparse.Namespace):
     from vnet.web.poll import Target, ipc_path, node_endpoint_in, runtime_dir_target
 
     if args.docker:
-        raise CliError(f"web: --docker {args.docker}: showing a Docker LAN is not there yet; show an embedded LAN "
-                       "(vnet lan up) or a lab (--runtime-dir DIR)")
+        if args.web_switch_control or args.web_runtime_dir:
+            raise CliError("web: --docker shows a compose project's containers: give it without --switch-control "
+                           "and --runtime-dir")
+        from vnet.web.docker import docker_target
+
+        try:
+            return docker_target(args.docker)
+        except ValueError as exc:
+            raise CliError(f"web: --docker {args.docker}: {exc}") from None
     controls = args.web_switch_control or []
     if args.web_runtime_dir and not controls:
         try:
@@ -146,5 +153,6 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                    help="a switch's control endpoint (repeatable; default: the one `vnet lan up` uses)")
     p.add_argument("--runtime-dir", dest="web_runtime_dir", metavar="DIR",
                    help="a running LAN's or lab's runtime directory: its NAME.sock switches and NAME.ctl nodes")
-    p.add_argument("--docker", metavar="PROJECT", help="a Docker LAN's compose project (not there yet)")
+    p.add_argument("--docker", metavar="PROJECT", help="a running Docker LAN: its compose project (docker compose -p PROJECT; "
+                        "a lab's is vnet-lab-NAME)")
     p.set_defaults(func=cmd_web)

@@ -4,7 +4,9 @@ Every switch and node is a service running the very ``vnet switch`` / ``vnet nod
 the embedded lab runs (vnet/lab/plan.py with ``ComposeEndpoints``: switches reach each other
 by service name over TCP on a Docker bridge network, each control endpoint stays on its
 container's loopback). As in vnet's own compose file (compose/docker-compose.yml), a
-kernel-stack node runs as root with NET_ADMIN and /dev/net/tun, and a service waits for the
+kernel-stack node runs as root with NET_ADMIN and /dev/net/tun (and, when the lab gives it a
+default route, first deletes the one Docker gave its container: the lab's takes its place, and
+the switches are on the container's own subnet), and a service waits for the
 switches it plugs into (and a dialing switch for the switch it dials) to be healthy. A
 switch with impairments on its ports runs under ``sh``, which applies them (``vnet switch
 impair``, retried until the port has attached) once the switch is up.
@@ -42,6 +44,13 @@ def _switch_command(argv: list[str], impairs: list[dict[str, Any]]) -> list[str]
     return ["sh", "-c", "\n".join(lines)]
 
 
+def _takes_default_route(node) -> bool:
+    """Whether the node gets a default route from the lab: a gateway, a 0.0.0.0/0 route, or a
+    DHCP lease's router."""
+    return bool(node.gateway) or any(dst == "0.0.0.0/0" for dst, _ in node.routes) or any(
+        nic.dhcp for nic in node.nics)
+
+
 def compose_dict(lab: Lab) -> dict[str, Any]:
     """The compose file's content for ``lab``."""
     p = plan(lab, ComposeEndpoints())
@@ -63,6 +72,8 @@ def compose_dict(lab: Lab) -> dict[str, Any]:
                "environment": {"VNET_ROLE": "node", "VNET_NODE": node.name}}
         if node.stack == "kernel":
             svc.update({"user": "root", "cap_add": ["NET_ADMIN"], "devices": ["/dev/net/tun"]})
+            if _takes_default_route(node):
+                svc["command"] = ["sh", "-c", f"ip route del default 2>/dev/null; exec {shlex.join(svc['command'])}"]
         needs = list(dict.fromkeys(proc.switches))
         if any(nic.dhcp for nic in node.nics):
             needs += [s for s in servers if s != node.name]
@@ -78,7 +89,8 @@ def compose_text(lab: Lab) -> str:
               f"# lab runs. The image: `vnet compose --build DIR` once (vnet:latest), then:\n"
               f"#   docker compose -p {project(lab)} -f THIS_FILE up -d\n"
               f"#   docker compose -p {project(lab)} -f THIS_FILE exec NODE vnet ping -c 3 IP\n"
-              f"#   docker compose -p {project(lab)} -f THIS_FILE down\n")
+              f"#   docker compose -p {project(lab)} -f THIS_FILE down\n"
+              f"# `vnet lab demo {lab.path} --docker` does all that; `vnet web --docker {project(lab)}` shows it.\n")
     return header + yaml.dump(compose_dict(lab), Dumper=_Dumper, sort_keys=False, default_flow_style=False,
                               width=100)
 

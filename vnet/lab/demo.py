@@ -2,8 +2,10 @@
 
 A vnet-stack node pings through its control endpoint (``NodeHandle.ping``); a kernel-stack
 node runs the system's ``ping`` in its namespace (``NodeHandle.run``), as an administrator
-would there. One record per ordered pair and address: ``{src, dst, ip, ok}``; ``matrix``
-draws them as a table, a row per source and a column per destination.
+would there: on this host for the embedded lab (``LabRunner``), in the node's container for
+the lab as containers (``DockerLabRunner``, vnet/lab/docker.py, whose image has ping).
+One record per ordered pair and address: ``{src, dst, ip, ok}``; ``matrix`` draws them as a
+table, a row per source and a column per destination.
 """
 
 from __future__ import annotations
@@ -11,15 +13,21 @@ from __future__ import annotations
 import asyncio
 import shutil
 
-from vnet.lab.run import LabRunner
+from typing import TYPE_CHECKING, Union
+
+if TYPE_CHECKING:
+    from vnet.lab.docker import DockerLabRunner
+    from vnet.lab.run import LabRunner
+
+    Runner = Union[LabRunner, DockerLabRunner]
 
 
-async def ping_from(runner: LabRunner, src: str, ip: str, count: int = 3, timeout: float = 2.0) -> bool:
+async def ping_from(runner: "Runner", src: str, ip: str, count: int = 3, timeout: float = 2.0) -> bool:
     """Whether ``src`` got an answer from ``ip`` (a reply to at least one of ``count`` echoes
     after the first, which may spend its time on ARP and, across a router, on two)."""
     node = runner.node(src)
     if node.stack == "kernel":
-        if shutil.which("ping") is None:
+        if getattr(node, "container", None) is None and shutil.which("ping") is None:
             raise RuntimeError(f"{src} runs the kernel's stack: pinging from it needs the system's ping "
                                f"(iputils-ping) on this host")
         done = await node.run(["ping", "-n", "-c", str(count), "-W", f"{timeout:g}", ip], timeout=count * timeout + 10)
@@ -28,7 +36,7 @@ async def ping_from(runner: LabRunner, src: str, ip: str, count: int = 3, timeou
     return res.received > 0
 
 
-async def ping_all(runner: LabRunner, count: int = 3) -> list[dict]:
+async def ping_all(runner: "Runner", count: int = 3) -> list[dict]:
     """Every node to every other node's every address, the sources in parallel."""
     targets = {name: await runner.addresses(name) for name in runner.nodes}
 

@@ -36,12 +36,17 @@ class Target:
     """The LAN to show: ``switches`` as (name, control endpoint) pairs (the name is a first
     guess: the switch's own ``stats`` name wins), and ``node_endpoint(name)``, a node's control
     endpoint or None when it has none here. ``label`` says where they came from; ``curve``
-    the keys for a CURVE LAN's switches."""
+    the keys for a CURVE LAN's switches. ``connector``, when set, makes what reaches the
+    daemons instead of a ZeroMQ control client per endpoint: called once by the poller, it
+    returns an object with ``client(endpoint, switch)`` (a client with ``call`` and
+    ``close``) and ``close()``; the poller owns it (a Docker LAN: vnet/web/docker.py, whose
+    endpoints are container names)."""
 
     switches: tuple[tuple[str, str], ...]
     node_endpoint: Callable[[str], str | None]
     label: str = ""
     curve: Any = None  # a vnet.proto.auth.CurveClient for switches with CURVE on (their control too)
+    connector: Callable[[], Any] | None = None
 
 
 def ipc_path(endpoint: str) -> str | None:
@@ -79,6 +84,7 @@ class Poller:
         self.clock = clock
         self.version = 0
         self._ctx = zmq.asyncio.Context()
+        self._connector = target.connector() if target.connector is not None else None
         self._switches: dict[str, AsyncControlClient] = {}  # by name, as the switch calls itself
         self._switch_names: dict[str, str] = {}  # endpoint -> name
         self._nodes: dict[str, AsyncControlClient] = {}
@@ -89,7 +95,9 @@ class Poller:
 
     # -- clients ------------------------------------------------------------------------------
 
-    def _client(self, endpoint: str, curve: Any = None) -> AsyncControlClient:
+    def _client(self, endpoint: str, curve: Any = None, switch: bool = False) -> AsyncControlClient:
+        if self._connector is not None:
+            return self._connector.client(endpoint, switch)
         return AsyncControlClient(self._ctx, endpoint, timeout=self.timeout, curve=curve)
 
     def switch(self, name: str) -> AsyncControlClient:
@@ -135,7 +143,7 @@ class Poller:
         name = self._switch_names.get(endpoint, hint)
         client = self._switches.get(name)
         if client is None:
-            client = self._switches[name] = self._client(endpoint, self.target.curve)
+            client = self._switches[name] = self._client(endpoint, self.target.curve, switch=True)
         try:
             ports, stats, fdb, vlans, stp = await asyncio.gather(
                 client.call("ports"), client.call("stats"), client.call("fdb"),
@@ -207,6 +215,8 @@ class Poller:
             await client.close()
         self._switches.clear()
         self._nodes.clear()
+        if self._connector is not None:
+            await self._connector.close()
         self._ctx.term()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import tempfile
 import urllib.error
@@ -129,3 +130,29 @@ async def test_a_curve_lan_with_the_switch_keys():
             await poll_until(nodes_shown, "both nodes of the CURVE LAN on the page's state")
         finally:
             assert await web.stop() == 0
+
+
+async def test_lab_by_name(monkeypatch):
+    """``vnet web --lab NAME`` shows the lab ``vnet lab up`` runs under that name; a lab that
+    is not running is a clear error."""
+    from vnet.cli.lab import lab_runtime_dir
+    from vnet.lab import load_lab
+    from vnet.lab.run import LabRunner
+
+    base = tempfile.mkdtemp(prefix="vweb-")  # short: ipc paths are bounded (108 bytes)
+    monkeypatch.setenv("VNET_RUNTIME_DIR", base)
+    try:
+        code, _, err = await run_web("--lab", "nosuch")
+        assert code == 2 and "no lab 'nosuch' is running here" in err, err
+        lab = load_lab(os.path.join(os.path.dirname(__file__), "labs", "trunks.yml"))
+        async with LabRunner(lab, runtime_dir=lab_runtime_dir(lab.name)):
+            web = await WebProcess.start("--listen", "127.0.0.1:0", "--lab", lab.name)
+            try:
+                async def shown():
+                    st = json.loads(await asyncio.to_thread(_read, web.url + "api/state"))
+                    return sorted(s["name"] for s in st["switches"]) == ["sw1", "sw2"] and st
+                await poll_until(shown, "the lab's two switches on the page's state")
+            finally:
+                assert await web.stop() == 0
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

@@ -4,7 +4,8 @@ spanning tree, and buttons for cable cuts, impairments and captures.
 The LAN is found as the other commands find it: the switch of ``vnet lan up`` (the default
 switch control endpoint) and its nodes in the runtime directory; ``--switch-control EP``
 (repeatable) names switches; ``--runtime-dir DIR`` shows the LAN or lab whose sockets are in
-DIR (every ``NAME.sock`` a switch, every ``NAME.ctl`` a node); ``--docker PROJECT`` shows a
+DIR (every ``NAME.sock`` a switch, every ``NAME.ctl`` a node), ``--lab NAME`` the one of the lab
+``vnet lab up`` runs under that name; ``--docker PROJECT`` shows a
 running Docker LAN, the compose project's switch and node containers (vnet/web/docker.py).
 
 It listens on 127.0.0.1 by default. An address beyond loopback needs a token: ``--token T``,
@@ -66,6 +67,16 @@ def _target(args: argparse.Namespace):
     from vnet.proto.control import node_control_endpoint
     from vnet.web.poll import Target, ipc_path, node_endpoint_in, runtime_dir_target
 
+    if args.web_lab:
+        if args.web_runtime_dir or args.docker:
+            raise CliError("web: --lab NAME is the runtime directory of `vnet lab up`: give it without --runtime-dir "
+                           "or --docker")
+        from vnet.cli.lab import lab_runtime_dir
+
+        args.web_runtime_dir = lab_runtime_dir(args.web_lab)
+        if not os.path.isdir(args.web_runtime_dir):
+            raise CliError(f"web: no lab {args.web_lab!r} is running here ({args.web_runtime_dir} does not exist); "
+                           f"start it with `vnet lab up FILE`")
     if args.docker:
         if args.web_switch_control or args.web_runtime_dir:
             raise CliError("web: --docker shows a compose project's containers: give it without --switch-control "
@@ -153,6 +164,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                    help="a switch's control endpoint (repeatable; default: the one `vnet lan up` uses)")
     p.add_argument("--runtime-dir", dest="web_runtime_dir", metavar="DIR",
                    help="a running LAN's or lab's runtime directory: its NAME.sock switches and NAME.ctl nodes")
+    p.add_argument("--lab", dest="web_lab", metavar="NAME",
+                   help="the lab `vnet lab up` runs under NAME (its runtime directory)")
     p.add_argument("--docker", metavar="PROJECT", help="a running Docker LAN: its compose project (docker compose -p PROJECT; "
                         "a lab's is vnet-lab-NAME)")
     p.set_defaults(func=cmd_web)

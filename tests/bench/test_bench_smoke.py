@@ -105,3 +105,11 @@ def test_bench_scale_runs_alone_at_a_tiny_size():
     (run,) = doc["runs"]
     assert run["processes"] == 2 and run["reachability"]["answered_pct"] == 100.0
     assert run["fanout"]["delivered"] == 8 * 3
+
+
+def test_bench_stp_measures_a_failover_per_run():
+    proc = subprocess.run([sys.executable, "-m", "bench.stp", "--runs", "2", "--hello", "0.5", "--json"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads(proc.stdout)
+    assert doc["runs"] == 2 and len(doc["failover_ms"]) == 2 and all(t > 0 for t in doc["failover_ms"])

@@ -128,6 +128,8 @@ def test_up_then_down_from_another_shell(tmp_path):
                 break
         text = "".join(lines)
         assert "switch sw" in text and "node   node1" in text and "10.0.0.1/24" in text, text
+        # each daemon's Prometheus endpoint: the switch's and every node's
+        assert text.count("metrics http://127.0.0.1:") == 4, text
         down = subprocess.run([*vnet_command(), "lab", "down", "flat"], env=env, capture_output=True, text=True,
                               timeout=60)
         assert down.returncode == 0 and "stopped lab flat" in down.stdout, down.stderr

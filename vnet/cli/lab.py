@@ -56,7 +56,8 @@ async def _describe(runner) -> None:
     print(f"vnet lab {lab.name} up (runtime directory {runner.runtime_dir})")
     for sw in lab.switches:
         h = runner.switch(sw.name)
-        print(f"  switch {sw.name:<10} data {h.data}  control {h.control}")
+        print(f"  switch {sw.name:<10} data {h.data}  control {h.control}"
+              + (f"  metrics {h.metrics_url}" if h.metrics_url else ""))
     for node in lab.nodes:
         h = runner.node(node.name)
         try:

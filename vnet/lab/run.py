@@ -145,7 +145,7 @@ class LabRunner:
                 proc, info = await spawn_daemon(sw.name, sw.argv, self.runtime_dir, self.start_timeout)
                 self._adopt(sw.name, proc)
                 handle = SwitchHandle(AsyncControlClient(self._ctx, info["control"], timeout=10.0),
-                                      info["control"], info["data"])
+                                      info["control"], info["data"], metrics_url=info.get("metrics"))
                 handle.name = sw.name
                 self.switches[sw.name] = handle
             by_name = {p.name: p for p in self.plan.nodes}

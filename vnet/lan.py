@@ -48,7 +48,7 @@ from vnet.handles import CaptureHandle, LanError, NodeHandle, PingResult, Switch
 from vnet.netns import LanNamespaces, lan_netns_name, remove_leftovers
 from vnet.node.netns import NetnsError
 from vnet.node.config import check_ipc_path
-from vnet.pidfile import LanPidfile
+from vnet.pidfile import LanPidfile, sweep_private_dirs
 from vnet.proto.auth import CurveClient, keygen
 from vnet.node.pack import FAILED_PREFIX, raise_nofile
 from vnet.proto.httpserve import DEFAULT_METRICS, parse_listen
@@ -341,9 +341,8 @@ class Lan:
     async def start(self) -> None:
         """Start the switch, then every node at once. A node that fails cancels the others
         (each stops the process it had started) before ``close()`` stops the rest, so a LAN
-        that cannot come up leaves no daemon behind; the failure is raised as it was."""
-        if "kernel" in self.stacks:
-            self._kernel_ready()
+        that cannot come up leaves no daemon (and no private runtime directory) behind; the
+        failure is raised as it was."""
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         self._ctx = zmq.asyncio.Context()
@@ -351,9 +350,15 @@ class Lan:
         self._ctx.max_sockets = max(1023, self.n_nodes + 64)
         raise_nofile(4 * self.n_nodes + 256)
         try:
+            if "kernel" in self.stacks:
+                self._kernel_ready()
             self.cleaned = await self.pidfile.clean_leftovers()
             if self.cleaned:
                 log.warning("%s", self.cleaned)
+            if self._own_runtime:
+                os.makedirs(self.runtime_dir, mode=0o700, exist_ok=True)  # made at __init__: swept if long unused
+                for text in await sweep_private_dirs("vnet-lan-", keep=self.runtime_dir):
+                    log.warning("%s", text)
             self._write_pidfile()
             await self.start_switch()
             if self.nodes_per_process > 1:

@@ -13,17 +13,27 @@ another program is never signalled. The next LAN to start in the directory reads
 The daemons normally die with their LAN (PR_SET_PDEATHSIG, vnet/lan.py); this file is what
 catches the rest: a daemon that was stopped (SIGSTOP) when its parent died, a platform
 without prctl, a parent killed between fork and prctl.
+
+A LAN (or lab) with a private runtime directory (``vnet-lan-XXXX`` in the temporary folder)
+removes it when it closes; one killed with SIGKILL cannot. ``sweep_private_dirs`` is what the
+next such LAN does first: every directory of that name of this user whose pidfile names an
+owner that no longer runs is cleaned up as above and removed, and said so.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import shutil
 import signal
+import tempfile
+import time
 
 from vnet.handles import LanError, poll_until
 
 PIDFILE = "lan.pid"
+EMPTY_AGE = 600.0  # seconds an empty private runtime directory is kept (sweep_private_dirs)
 
 
 def proc_starttime(pid: int) -> int | None:
@@ -115,6 +125,36 @@ class LanPidfile:
         if removed:
             what += f" and {removed} socket file{'s' if removed != 1 else ''}"
         return f"{what} left by an earlier vnet lan up (pid {owner})"
+
+
+async def sweep_private_dirs(prefix: str, keep: str | None = None) -> list[str]:
+    """Remove the private runtime directories (``<tmp>/<prefix>*``, this user's) of LANs that
+    died without removing theirs: each whose pidfile names an owner that no longer runs has
+    what it left stopped (``clean_leftovers``) and is deleted, and so is an empty one untouched
+    for ``EMPTY_AGE`` seconds (a LAN killed before it started: a LAN makes its directory again
+    when it starts). Left alone: ``keep`` (the caller's own), any whose owner runs, and any
+    other without a pidfile. Returns a sentence per directory."""
+    said = []
+    for path in sorted(glob.glob(os.path.join(tempfile.gettempdir(), prefix + "*"))):
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if path == keep or not os.path.isdir(path) or os.path.islink(path) or st.st_uid != os.getuid():
+            continue
+        if not os.path.exists(os.path.join(path, PIDFILE)):
+            if not os.listdir(path) and time.time() - st.st_mtime > EMPTY_AGE:
+                shutil.rmtree(path, ignore_errors=True)
+                said.append(f"removed {path}, the empty runtime directory of a vnet LAN that never started")
+            continue
+        try:
+            cleaned = await LanPidfile(path).clean_leftovers()
+        except LanError:
+            continue  # its LAN runs
+        shutil.rmtree(path, ignore_errors=True)
+        said.append(f"removed {path}, the runtime directory of a vnet LAN that was killed"
+                    + (f" ({cleaned})" if cleaned else ""))
+    return said
 
 
 async def _all_gone(procs: list[tuple[str, int, int | None]]) -> bool:

@@ -61,3 +61,49 @@ async def test_a_node_whose_control_socket_cannot_be_bound_fails_the_lan():
         assert processes_of(runtime) == []
     finally:
         shutil.rmtree(runtime, ignore_errors=True)
+
+
+async def test_the_private_directory_of_a_killed_lan_is_removed_by_the_next(caplog):
+    """A LAN killed with SIGKILL leaves its private runtime directory (vnet-lan-XXXX): the next
+    LAN with a private directory stops what it left, removes it and says so, and removes an
+    empty one long unused (a LAN killed before it started); a directory whose LAN still runs,
+    and a fresh empty one, are left alone."""
+    import json
+    import logging
+    import subprocess
+    import sys
+
+    from vnet.pidfile import proc_starttime
+
+    # what a killed LAN leaves: its pidfile, a daemon still running, a socket file
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    daemon = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    killed = tempfile.mkdtemp(prefix="vnet-lan-")
+    live = tempfile.mkdtemp(prefix="vnet-lan-")
+    bare = tempfile.mkdtemp(prefix="vnet-lan-")
+    stale = tempfile.mkdtemp(prefix="vnet-lan-")
+    os.utime(stale, (0, 0))  # untouched since 1970
+    try:
+        sock = os.path.join(killed, "switch.data")
+        open(sock, "w").close()
+        with open(os.path.join(killed, "lan.pid"), "w") as fh:
+            json.dump({"pid": dead.pid, "starttime": 1,
+                       "children": {"switch": {"pid": daemon.pid, "starttime": proc_starttime(daemon.pid)}},
+                       "sockets": [sock]}, fh)
+        with open(os.path.join(live, "lan.pid"), "w") as fh:  # this test's process: it runs
+            json.dump({"pid": os.getpid(), "starttime": proc_starttime(os.getpid()), "children": {},
+                       "sockets": []}, fh)
+        with caplog.at_level(logging.WARNING, logger="vnet.lan"):
+            async with Lan(1):
+                pass
+        assert not os.path.exists(killed)
+        assert daemon.wait(timeout=10) is not None
+        assert os.path.isdir(live) and os.path.isdir(bare) and not os.path.exists(stale)
+        assert any(f"removed {killed}" in r.getMessage() and "switch pid" in r.getMessage()
+                   for r in caplog.records), [r.getMessage() for r in caplog.records]
+    finally:
+        daemon.kill()
+        daemon.wait()
+        for path in (killed, live, bare, stale):
+            shutil.rmtree(path, ignore_errors=True)

@@ -42,7 +42,7 @@ from vnet.lan import (
 from vnet.netns import LanNamespaces, remove_leftovers
 from vnet.node.config import check_ipc_path
 from vnet.node.netns import NetnsError
-from vnet.pidfile import LanPidfile
+from vnet.pidfile import LanPidfile, sweep_private_dirs
 from vnet.proto.control import AsyncControlClient, ControlError
 from vnet.proto.httpserve import DEFAULT_METRICS, parse_listen
 
@@ -139,6 +139,11 @@ class LabRunner:
                 remove_leftovers(say=lambda text: print(f"vnet: {text}", file=sys.stderr))
                 self._netns = LanNamespaces(self.lab.name)
             self.cleaned = await self.pidfile.clean_leftovers()
+            if self._own_runtime:
+                os.makedirs(self.runtime_dir, mode=0o700, exist_ok=True)  # made at __init__: swept if long unused
+                swept = await sweep_private_dirs("vnet-lab-", keep=self.runtime_dir)
+                if swept:
+                    self.cleaned = "; ".join(([self.cleaned] if self.cleaned else []) + swept)
             self._owns_pidfile = True
             self._write_pidfile()
             for sw in self.plan.switches:

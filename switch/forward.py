@@ -415,6 +415,10 @@ def forward_vlan(sw: SwitchCore, port: Port, payload: bytes, now: float) -> list
                            "vlan_disallowed", "vlan_untagged"), 0)
     rx_packets = rx_bytes = flooded = 0
     rest = -1
+    # As on the general path, a source is learned where it differs from the previous frame's
+    # (same VLAN), and destinations are looked up once per (MAC, VLAN) until the next learn.
+    last_learned = None
+    lookups: dict = {}
     for i, (s, e) in enumerate(bounds):
         n = e - s
         if n < ETH_HLEN or n > max_frame:
@@ -436,16 +440,26 @@ def forward_vlan(sw: SwitchCore, port: Port, payload: bytes, now: float) -> list
         if type(vlan) is str:
             drops[vlan] += 1
             continue
-        if learn(src, vlan, port, now, max_macs) is _REFUSED:
-            drops["port_security"] += 1
-            if shutdown:
-                rest = len(bounds) - 1 - i
-                break
-            continue
+        if (src, vlan) != last_learned:
+            lookups.clear()  # a learn may move an address
+            if learn(src, vlan, port, now, max_macs) is _REFUSED:
+                last_learned = None
+                drops["port_security"] += 1
+                if shutdown:
+                    rest = len(bounds) - 1 - i
+                    break
+                continue
+            last_learned = (src, vlan)
         rx_packets += 1
         rx_bytes += n
         dst = payload[s : s + 6]
-        dst_port = None if dst[0] & 1 else fdb.lookup(dst, vlan, now)
+        if dst[0] & 1:
+            dst_port = None
+        else:
+            key = (dst, vlan)
+            dst_port = lookups.get(key, lookups)
+            if dst_port is lookups:
+                dst_port = lookups[key] = fdb.lookup(dst, vlan, now)
         if dst_port is None:
             flooded += 1
             targets = members.get(vlan)

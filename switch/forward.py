@@ -273,27 +273,7 @@ def forward_general(sw: SwitchCore, port: Port, payload: bytes, now: float) -> l
     if psec:
         c.port_security += psec
         t.port_security += psec
-    out: list[Message] = []
-    for p, q in outs.items():
-        k = q[0]
-        t.forwarded += k
-        if not p.admin_up:
-            p.counters.port_down += k
-            t.port_down += k
-            continue
-        if not p.forwarding:
-            p.counters.stp_discarding += k
-            t.stp_discarding += k
-            continue
-        # one piece as long as the batch is the batch: it goes out as it came, uncopied
-        data = payload if len(q) == 2 and len(q[1]) == end else b"".join(q[1:])
-        nbytes = len(data) - 2 * k
-        oc = p.counters
-        oc.tx_packets += k
-        t.tx_packets += k
-        oc.tx_bytes += nbytes
-        t.tx_bytes += nbytes
-        out.append((p.peer, [MSG_FRAMES, data]))
+    out = _emit(sw, outs, payload)
     if rest >= 0:
         out += sw.psec_shutdown(port, rest)
     return out
@@ -511,6 +491,19 @@ def forward_vlan(sw: SwitchCore, port: Port, payload: bytes, now: float) -> list
             if k:
                 setattr(c, name, getattr(c, name) + k)
                 setattr(t, name, getattr(t, name) + k)
+    out = _emit(sw, outs, None)  # its records may be re-tagged: never the batch as it came
+    if rest >= 0:
+        out += sw.psec_shutdown(port, rest)
+    return out
+
+
+def _emit(sw: SwitchCore, outs: dict, payload: bytes | None) -> list[Message]:
+    """One FRAMES message per output port from ``outs`` (port -> [frames, piece, piece, ...]),
+    counted on the ports and the totals; a port administratively down or not forwarding
+    (spanning tree) counts its copies ``port_down`` or ``stp_discarding`` instead. With
+    ``payload`` (pieces that are slices of it), a port whose one piece is the whole batch gets
+    the batch itself, uncopied."""
+    t = sw.totals
     out: list[Message] = []
     for p, q in outs.items():
         k = q[0]
@@ -523,7 +516,10 @@ def forward_vlan(sw: SwitchCore, port: Port, payload: bytes, now: float) -> list
             p.counters.stp_discarding += k
             t.stp_discarding += k
             continue
-        data = b"".join(q[1:])
+        if payload is not None and len(q) == 2 and len(q[1]) == len(payload):
+            data = payload
+        else:
+            data = b"".join(q[1:])
         nbytes = len(data) - 2 * k
         oc = p.counters
         oc.tx_packets += k
@@ -531,8 +527,6 @@ def forward_vlan(sw: SwitchCore, port: Port, payload: bytes, now: float) -> list
         oc.tx_bytes += nbytes
         t.tx_bytes += nbytes
         out.append((p.peer, [MSG_FRAMES, data]))
-    if rest >= 0:
-        out += sw.psec_shutdown(port, rest)
     return out
 
 

@@ -25,6 +25,7 @@ from typing import Callable
 from vnet.docker_lan import DockerLan, docker_available, docker_client, remove_project
 from vnet.handles import LanError, NodeHandle, SwitchHandle
 from vnet.lab.compose import compose_text, project
+from vnet.lab.handles import LabHandles
 from vnet.lab.schema import Lab
 
 DEFAULT_IMAGE = "vnet:latest"
@@ -34,7 +35,7 @@ def lab_image() -> str:
     return os.environ.get("VNET_IMAGE") or DEFAULT_IMAGE
 
 
-class DockerLabRunner:
+class DockerLabRunner(LabHandles):
     """Runs ``lab`` as a compose project: ``await start()`` ... ``await close()`` (or ``async with``).
 
     ``say`` reports what the start cleaned up (default: a ``vnet:`` line on stderr).
@@ -51,33 +52,6 @@ class DockerLabRunner:
         self.nodes: dict[str, NodeHandle] = {}
         self.switches: dict[str, SwitchHandle] = {}
         self.cleaned: str | None = None
-
-    async def __aenter__(self) -> "DockerLabRunner":
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    def node(self, name: str) -> NodeHandle:
-        try:
-            return self.nodes[name]
-        except KeyError:
-            raise KeyError(f"lab {self.lab.name}: no node {name!r} ({', '.join(self.nodes)})") from None
-
-    def switch(self, name: str) -> SwitchHandle:
-        try:
-            return self.switches[name]
-        except KeyError:
-            raise KeyError(f"lab {self.lab.name}: no switch {name!r} ({', '.join(self.switches)})") from None
-
-    async def addresses(self, name: str) -> list[str]:
-        """``name``'s IPv4 addresses: the lab file's static ones, then any DHCP gave it."""
-        static = self.lab.node(name).static_ips()
-        if not any(nic.dhcp for nic in self.lab.node(name).nics):
-            return static
-        have = [a["address"] for a in await self.node(name).addresses()]
-        return static + [a for a in have if a not in static]
 
     def _prepare(self) -> None:
         """Engine and image there; a killed run's leftovers gone (said)."""

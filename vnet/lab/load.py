@@ -15,7 +15,7 @@ import ipaddress
 import os
 import re
 from collections import defaultdict
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 

@@ -34,6 +34,7 @@ import zmq.asyncio
 
 from vnet.handles import LanError, NodeHandle, SwitchHandle, poll_until
 from vnet.lab.plan import LocalEndpoints, Plan, plan
+from vnet.lab.handles import LabHandles
 from vnet.lab.schema import Lab
 from vnet.lan import (
     PACK_GRACE, Programs, _all_or_none, _Pack, _Proc, _terminate, check_kernel_stack, pack_args, spawn_daemon,
@@ -49,7 +50,7 @@ from vnet.proto.httpserve import DEFAULT_METRICS, parse_listen
 PACK_PREFIX = "_pack"  # _pack1, _pack2, ...: not a name a lab file can give (load.NAME_RE)
 
 
-class LabRunner:
+class LabRunner(LabHandles):
     """Runs ``lab``: ``await start()`` ... ``await close()`` (or ``async with``).
 
     ``runtime_dir``: where sockets, logs and the pidfile live (default: a private temporary
@@ -94,37 +95,10 @@ class LabRunner:
         self._closing = False
         self._owns_pidfile = False  # not while another lab's is in the directory
 
-    async def __aenter__(self) -> "LabRunner":
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    def node(self, name: str) -> NodeHandle:
-        try:
-            return self.nodes[name]
-        except KeyError:
-            raise KeyError(f"lab {self.lab.name}: no node {name!r} ({', '.join(self.nodes)})") from None
-
     def process_of(self, name: str) -> str:
         """The process hosting node ``name``: its pack (``_pack2``), or its own name."""
         self.lab.node(name)  # KeyError naming the lab's nodes
         return self._pack_of.get(name, name)
-
-    def switch(self, name: str) -> SwitchHandle:
-        try:
-            return self.switches[name]
-        except KeyError:
-            raise KeyError(f"lab {self.lab.name}: no switch {name!r} ({', '.join(self.switches)})") from None
-
-    async def addresses(self, name: str) -> list[str]:
-        """``name``'s IPv4 addresses: the lab file's static ones, then any DHCP gave it."""
-        static = self.lab.node(name).static_ips()
-        if not any(nic.dhcp for nic in self.lab.node(name).nics):
-            return static
-        have = [a["address"] for a in await self.node(name).addresses()]
-        return static + [a for a in have if a not in static]
 
     # -- life cycle ---------------------------------------------------------------------------
 
